@@ -1,0 +1,114 @@
+import type { Backend, DType, HostArray, TensorValues } from '@dictlearn/core';
+import type { FastMatmul } from './fast/ort-matmul.js';
+import { type CpuArray, createContext } from './kernels/context.js';
+import { registerCreate } from './kernels/create.js';
+import { registerElementwise } from './kernels/elementwise.js';
+import { registerIndexing } from './kernels/indexing.js';
+import { registerLayout } from './kernels/layout.js';
+import { registerMatmul } from './kernels/matmul.js';
+import { registerReduce } from './kernels/reduce.js';
+
+/** Options of {@link createCpuBackend}. */
+export interface CpuBackendOptions {
+  /** Name to register under (default `'cpu'`). */
+  name?: string;
+  /**
+   * Float storage. `'float64'` makes a high-precision oracle (float32 tensors are held in
+   * float64): the gradient checker runs its finite differences on one. Default `'float32'`.
+   */
+  precision?: 'float32' | 'float64';
+  /** Use onnxruntime-node for large matmuls when it loads (default true; float32 only). */
+  fastMatmul?: boolean;
+  /** Threads for the fast path (default: all cores). */
+  threads?: number;
+  /** Where the one-time notice goes when the fast path is unavailable (default console.warn). */
+  log?: (message: string) => void;
+  /** `useBackend('auto')` priority (default 100, below GPU backends). */
+  priority?: number;
+}
+
+/** The CPU backend, with what it found at start-up. */
+export interface CpuBackend extends Backend {
+  /** The matmul fast path in use, or why there is none (filled in by `init()`). */
+  readonly fastPath: { active: true; description: string } | { active: false; reason: string };
+}
+
+const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+let noticeShown = false;
+
+/**
+ * Creates a CPU backend and registers its kernels under its name. Register it with
+ * `registerBackend` and start it with `useBackend` (or import `@dictlearn/backend-cpu/register`).
+ */
+export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
+  const name = options.name ?? 'cpu';
+  const precision = options.precision ?? 'float32';
+  const ctx = createContext(name, precision);
+  let fast: FastMatmul | undefined;
+  let fastPath: CpuBackend['fastPath'] = { active: false, reason: 'not started' };
+
+  registerCreate(ctx);
+  registerElementwise(ctx);
+  registerReduce(ctx);
+  registerLayout(ctx);
+  registerIndexing(ctx);
+  registerMatmul(ctx, () => fast);
+
+  const backend: CpuBackend = {
+    name,
+    priority: options.priority ?? 100,
+    get fastPath() {
+      return fastPath;
+    },
+    async init() {
+      if (precision === 'float64') {
+        fastPath = { active: false, reason: 'float64 precision (plain TypeScript by design)' };
+        return;
+      }
+      if (options.fastMatmul === false) {
+        fastPath = { active: false, reason: 'disabled by option fastMatmul: false' };
+        return;
+      }
+      if (!isNode) {
+        fastPath = { active: false, reason: 'not running in Node' };
+        return;
+      }
+      const mod = await import('./fast/ort-matmul.js');
+      const loaded = mod.loadOrtMatmul({ threads: options.threads });
+      if (typeof loaded === 'string') {
+        fastPath = { active: false, reason: loaded };
+        if (!noticeShown) {
+          noticeShown = true;
+          (options.log ?? console.warn)(
+            `dictlearn: backend-cpu uses plain TypeScript matmul (about 50x slower): ${loaded}`,
+          );
+        }
+        return;
+      }
+      fast = loaded;
+      fastPath = { active: true, description: loaded.description };
+    },
+    upload(values: HostArray, dtype: DType): CpuArray {
+      const copy = ctx.alloc(dtype, values.length);
+      copy.set(values);
+      return copy;
+    },
+    async read(data, dtype, size) {
+      return readSync(data as CpuArray, dtype, size);
+    },
+    readSync: (data, dtype, size) => readSync(data as CpuArray, dtype, size),
+    readFloat64(data) {
+      return Float64Array.from(data as CpuArray);
+    },
+    free() {
+      // Garbage collected; nothing to release.
+    },
+    bytesPerElement: (dtype) => (dtype === 'float32' && precision === 'float64' ? 8 : 4),
+  };
+  return backend;
+}
+
+function readSync(data: CpuArray, dtype: DType, size: number): TensorValues {
+  if (dtype === 'int32') return Int32Array.from(data.subarray(0, size));
+  return data instanceof Float32Array ? data.slice(0, size) : Float32Array.from(data.subarray(0, size));
+}

@@ -1,0 +1,117 @@
+import { arr, broadcastStrides, type CpuContext, out, strides } from './context.js';
+
+/** Registers transpose, slice, pad, concat and broadcastTo (copies between layouts). */
+export function registerLayout(ctx: CpuContext): void {
+  ctx.kernel('transpose', ([x], attrs) => {
+    const perm = attrs.perm as number[];
+    const shape = attrs.shape as number[];
+    const src = arr(x);
+    const dst = ctx.alloc(x.dtype, x.size);
+    const rank = shape.length;
+    if (rank === 2 && perm[0] === 1) {
+      const [r, c] = x.shape;
+      // Tiled so both reads and writes stay in cache.
+      const T = 32;
+      for (let i0 = 0; i0 < r; i0 += T)
+        for (let j0 = 0; j0 < c; j0 += T)
+          for (let i = i0; i < Math.min(i0 + T, r); i++)
+            for (let j = j0; j < Math.min(j0 + T, c); j++) dst[j * r + i] = src[i * c + j];
+      return out(dst, shape, x.dtype);
+    }
+    const inStrides = strides(x.shape);
+    const s = perm.map((p) => inStrides[p]);
+    const idx = new Array<number>(rank).fill(0);
+    let o = 0;
+    for (let i = 0; i < dst.length; i++) {
+      dst[i] = src[o];
+      for (let ax = rank - 1; ax >= 0; ax--) {
+        idx[ax]++;
+        o += s[ax];
+        if (idx[ax] < shape[ax]) break;
+        o -= s[ax] * shape[ax];
+        idx[ax] = 0;
+      }
+    }
+    return out(dst, shape, x.dtype);
+  });
+
+  // Copies a block of `src` (shape srcShape) starting at srcBegin into dst (shape dstShape) at dstBegin.
+  const copyBlock = (
+    src: ArrayLike<number>,
+    srcShape: readonly number[],
+    srcBegin: readonly number[],
+    dst: { [i: number]: number },
+    dstShape: readonly number[],
+    dstBegin: readonly number[],
+    block: readonly number[],
+  ): void => {
+    const rank = block.length;
+    if (block.some((d) => d === 0)) return;
+    const ss = strides(srcShape);
+    const ds = strides(dstShape);
+    let so = srcBegin.reduce((p, b, i) => p + b * ss[i], 0);
+    let dO = dstBegin.reduce((p, b, i) => p + b * ds[i], 0);
+    const last = rank - 1;
+    const rowLen = rank === 0 ? 1 : block[last];
+    const idx = new Array<number>(rank).fill(0);
+    const rows = rank === 0 ? 1 : block.slice(0, last).reduce((p, d) => p * d, 1);
+    for (let r = 0; r < rows; r++) {
+      for (let j = 0; j < rowLen; j++) dst[dO + j] = src[so + j];
+      for (let ax = last - 1; ax >= 0; ax--) {
+        idx[ax]++;
+        so += ss[ax];
+        dO += ds[ax];
+        if (idx[ax] < block[ax]) break;
+        so -= ss[ax] * block[ax];
+        dO -= ds[ax] * block[ax];
+        idx[ax] = 0;
+      }
+    }
+  };
+
+  ctx.kernel('slice', ([x], attrs) => {
+    const shape = attrs.shape as number[];
+    const dst = ctx.alloc(x.dtype, shape.reduce((p, d) => p * d, 1));
+    copyBlock(arr(x), x.shape, attrs.begin as number[], dst, shape, shape.map(() => 0), shape);
+    return out(dst, shape, x.dtype);
+  });
+  ctx.kernel('pad', ([x], attrs) => {
+    const shape = attrs.shape as number[];
+    const paddings = attrs.paddings as [number, number][];
+    const dst = ctx.alloc(x.dtype, shape.reduce((p, d) => p * d, 1));
+    copyBlock(arr(x), x.shape, x.shape.map(() => 0), dst, shape, paddings.map((p) => p[0]), x.shape);
+    return out(dst, shape, x.dtype);
+  });
+  ctx.kernel('concat', (xs, attrs) => {
+    const axis = attrs.axis as number;
+    const shape = attrs.shape as number[];
+    const dst = ctx.alloc(xs[0].dtype, shape.reduce((p, d) => p * d, 1));
+    let offset = 0;
+    for (const x of xs) {
+      const begin = shape.map((_, i) => (i === axis ? offset : 0));
+      copyBlock(arr(x), x.shape, x.shape.map(() => 0), dst, shape, begin, x.shape);
+      offset += x.shape[axis];
+    }
+    return out(dst, shape, xs[0].dtype);
+  });
+  ctx.kernel('broadcastTo', ([x], attrs) => {
+    const shape = attrs.shape as number[];
+    const src = arr(x);
+    const dst = ctx.alloc(x.dtype, shape.reduce((p, d) => p * d, 1));
+    const s = broadcastStrides(x.shape, shape);
+    const rank = shape.length;
+    const idx = new Array<number>(rank).fill(0);
+    let o = 0;
+    for (let i = 0; i < dst.length; i++) {
+      dst[i] = src[o];
+      for (let ax = rank - 1; ax >= 0; ax--) {
+        idx[ax]++;
+        o += s[ax];
+        if (idx[ax] < shape[ax]) break;
+        o -= s[ax] * shape[ax];
+        idx[ax] = 0;
+      }
+    }
+    return out(dst, shape, x.dtype);
+  });
+}

@@ -1,0 +1,440 @@
+import { type Backend, type BackendData, readyBackend } from './backend.js';
+import { DictlearnError, fmtShape } from './errors.js';
+import { Storage, Tensor, tracking } from './tensor.js';
+import type { DType, HostArray, Shape } from './types.js';
+
+/** A tensor as a kernel sees it: the backend's data handle plus shape and dtype. */
+export interface KernelTensor {
+  readonly data: BackendData;
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly size: number;
+}
+
+/** What a kernel returns per output. Returning an input's `data` makes the output share its storage. */
+export interface KernelOutput {
+  readonly data: BackendData;
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+}
+
+/** Attributes of an op call (axes, flags, scalars). */
+export type Attrs = Record<string, unknown>;
+
+/** A backend's implementation of one op. */
+export type Kernel = (inputs: KernelTensor[], attrs: Attrs, backend: Backend) => KernelOutput | KernelOutput[];
+
+const kernels = new Map<string, Map<string, Kernel>>();
+
+/**
+ * Registers the kernel of op `op` on backend `backend`. A kernel for an op that also has a
+ * reference composition in core overrides the composition (a fused kernel).
+ */
+export function registerKernel(op: string, backend: string, kernel: Kernel): void {
+  let byBackend = kernels.get(op);
+  if (!byBackend) {
+    byBackend = new Map();
+    kernels.set(op, byBackend);
+  }
+  byBackend.set(backend, kernel);
+}
+
+/** The kernel of an op on a backend, if one is registered. */
+export function getKernel(op: string, backend: string): Kernel | undefined {
+  return kernels.get(op)?.get(backend);
+}
+
+/** Ops that have a kernel registered on a backend. */
+export function kernelsOf(backend: string): string[] {
+  return [...kernels].filter(([, m]) => m.has(backend)).map(([op]) => op);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scopes
+
+const scopes: Set<Tensor>[] = [];
+
+tracking.onCreate = (t: Tensor) => {
+  const top = scopes[scopes.length - 1];
+  if (top) top.add(t);
+};
+
+/** Collects the tensors reachable in a value (tensors, arrays, plain objects, Maps). */
+export function collectTensors(value: unknown, into: Set<Tensor> = new Set()): Set<Tensor> {
+  if (value instanceof Tensor) into.add(value);
+  else if (Array.isArray(value)) for (const v of value) collectTensors(v, into);
+  else if (value instanceof Map) for (const v of value.values()) collectTensors(v, into);
+  else if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    for (const v of Object.values(value)) collectTensors(v, into);
+  }
+  return into;
+}
+
+/**
+ * Runs `fn` and disposes every tensor it created except those in its result (tensors, arrays,
+ * plain objects and Maps of them are searched) and those passed to {@link keep}. Returned
+ * tensors belong to the enclosing scope. `fn` must be synchronous: GPU backends queue work,
+ * so nothing inside needs to await.
+ */
+export function scope<T>(fn: () => T): T {
+  const created = new Set<Tensor>();
+  scopes.push(created);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    scopes.pop();
+    for (const t of created) if (!t.kept && !t.tapeHeld) t.dispose();
+    throw e;
+  }
+  scopes.pop();
+  if (result instanceof Promise) {
+    throw new DictlearnError('scope', 'the function returned a Promise; scope() takes a synchronous function');
+  }
+  const keepSet = collectTensors(result);
+  const parent = scopes[scopes.length - 1];
+  for (const t of created) {
+    if (keepSet.has(t)) parent?.add(t);
+    else if (t.tapeHeld) parent?.add(t);
+    else if (!t.kept) t.dispose();
+  }
+  return result;
+}
+
+/** Exempts a tensor from disposal by any scope (dispose it yourself). Returns it. */
+export function keep<T extends Tensor>(t: T): T {
+  t.kept = true;
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Autograd tape
+
+/** Computes the gradients of a node's inputs from the gradients of its outputs. */
+export type GradFn = (dys: Tensor[], needs: boolean[]) => (Tensor | null | undefined)[];
+
+interface TapeNode {
+  inputs: Tensor[];
+  outputs: Tensor[];
+  grad: GradFn;
+}
+
+interface Tape {
+  nodes: TapeNode[];
+  requiresGrad: Set<Tensor>;
+  paused: number;
+}
+
+let tape: Tape | null = null;
+
+function record(inputs: Tensor[], outputs: Tensor[], grad: GradFn | undefined, op: string): void {
+  if (!tape || tape.paused > 0) return;
+  if (!inputs.some((t) => tape!.requiresGrad.has(t))) return;
+  if (!grad) {
+    // Non-differentiable ops (comparisons, argmax, casts to int...) simply stop the gradient.
+    return;
+  }
+  for (const t of inputs) t.tapeHeld = true;
+  for (const t of outputs) {
+    t.tapeHeld = true;
+    if (t.dtype === 'float32') tape.requiresGrad.add(t);
+  }
+  tape.nodes.push({ inputs, outputs, grad });
+  void op;
+}
+
+/** Runs `fn` without recording gradients. */
+export function noGrad<T>(fn: () => T): T {
+  if (!tape) return fn();
+  tape.paused++;
+  try {
+    return fn();
+  } finally {
+    tape.paused--;
+  }
+}
+
+/** Whether an autograd tape is recording right now. */
+export function isRecording(): boolean {
+  return tape !== null && tape.paused === 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch
+
+/** How an op runs where a backend has no kernel for it, and how its gradient is computed. */
+export interface OpSpec {
+  /** Reference composition of other ops, used when the backend has no (fused) kernel. */
+  composition?: (inputs: Tensor[], attrs: Attrs) => Tensor | Tensor[];
+  /** Gradient of the kernel path (the composition path differentiates through its parts). */
+  grad?: (inputs: Tensor[], outputs: Tensor[], attrs: Attrs) => GradFn;
+}
+
+function kernelView(t: Tensor): KernelTensor {
+  return { data: t.storage.data, shape: t.shape, dtype: t.dtype, size: t.size };
+}
+
+/** Checks tensors are alive and on one backend; returns that backend. */
+export function commonBackend(op: string, inputs: Tensor[]): Backend {
+  for (const t of inputs) {
+    if (!(t instanceof Tensor)) {
+      throw new DictlearnError(op, `expected a Tensor, got ${t === null ? 'null' : typeof t}`);
+    }
+    t.assertAlive(op);
+  }
+  const backend = inputs[0].storage.backend;
+  for (const t of inputs) {
+    if (t.storage.backend !== backend) {
+      throw new DictlearnError(
+        op,
+        `tensors live on different backends ('${backend.name}' and '${t.backend}'); move one with toBackend()`,
+      );
+    }
+  }
+  return backend;
+}
+
+function wrap(backend: Backend, out: KernelOutput, inputs: Tensor[]): Tensor {
+  const shared = inputs.find((t) => t.storage.data === out.data);
+  const storage = shared
+    ? shared.storage
+    : new Storage(backend, out.data, out.shape.reduce((a, b) => a * b, 1) * (backend.bytesPerElement?.(out.dtype) ?? 4));
+  return new Tensor(storage, out.shape, out.dtype);
+}
+
+/**
+ * Runs op `name` on the inputs' backend: its kernel if the backend registered one, else the
+ * reference composition; records the gradient when a tape is active. Throws naming the op and
+ * the backend when neither exists.
+ */
+export function runOp(name: string, inputs: Tensor[], attrs: Attrs, spec: OpSpec = {}): Tensor[] {
+  const backend = inputs.length > 0 ? commonBackend(name, inputs) : readyBackend(attrs.backend as string | undefined, name);
+  const kernel = getKernel(name, backend.name);
+  if (!kernel) {
+    if (spec.composition) {
+      const r = spec.composition(inputs, attrs);
+      return Array.isArray(r) ? r : [r];
+    }
+    throw new DictlearnError(name, `backend '${backend.name}' has no kernel for op '${name}' and core has no composition of it`);
+  }
+  const raw = kernel(inputs.map(kernelView), attrs, backend);
+  const outs = (Array.isArray(raw) ? raw : [raw]).map((o) => wrap(backend, o, inputs));
+  if (tape && tape.paused === 0 && inputs.length > 0) {
+    record(inputs, outs, spec.grad?.(inputs, outs, attrs), name);
+  }
+  return outs;
+}
+
+/** Creates a tensor on a backend from host values (copied). */
+export function fromHost(values: HostArray, shape: Shape, dtype: DType, backendName?: string): Tensor {
+  const backend = readyBackend(backendName, 'tensor');
+  const data = backend.upload(values, dtype);
+  return new Tensor(new Storage(backend, data, values.length * (backend.bytesPerElement?.(dtype) ?? 4)), shape, dtype);
+}
+
+/** A tensor sharing `t`'s storage under a new shape of the same size (no copy). */
+export function shareStorage(t: Tensor, shape: Shape): Tensor {
+  return new Tensor(t.storage, shape, t.dtype);
+}
+
+/**
+ * Records a custom gradient node: `outputs` were computed from `inputs` (without recording),
+ * `grad` gives the inputs' gradients. Used by {@link customGrad} and by ops built in core.
+ * @internal
+ */
+export function recordNode(inputs: Tensor[], outputs: Tensor[], grad: GradFn): void {
+  record(inputs, outputs, grad, 'custom');
+}
+
+// ---------------------------------------------------------------------------------------------
+// valueAndGrad
+
+/** A trainable value: a tensor, or a {@link Variable} whose tensor an optimizer replaces. */
+export type Param = Tensor | Variable;
+
+/**
+ * A named, mutable slot holding a tensor (a parameter). `assign` swaps the tensor and disposes
+ * the old one, so optimizers update parameters without leaking.
+ */
+export class Variable {
+  #value: Tensor;
+  /** The parameter's name (used by optimizers and checkpoints). */
+  readonly name: string;
+  constructor(value: Tensor, name = `var${value.id}`) {
+    this.#value = keep(value);
+    this.name = name;
+  }
+  /** The current tensor. */
+  get value(): Tensor {
+    return this.#value;
+  }
+  /** Replaces the tensor (same shape and dtype) and disposes the previous one. */
+  assign(next: Tensor): void {
+    if (next.shape.length !== this.#value.shape.length || next.shape.some((d, i) => d !== this.#value.shape[i])) {
+      throw new DictlearnError(
+        `Variable '${this.name}'.assign`,
+        `shape ${fmtShape(next.shape)} does not match the variable's ${fmtShape(this.#value.shape)}`,
+      );
+    }
+    if (next === this.#value) return;
+    const old = this.#value;
+    this.#value = keep(next);
+    old.dispose();
+  }
+  /** Frees the tensor. */
+  dispose(): void {
+    this.#value.dispose();
+  }
+}
+
+function paramTensor(p: Param): Tensor {
+  return p instanceof Variable ? p.value : p;
+}
+
+/** What {@link valueAndGrad} returns. */
+export interface ValueAndGrad<A> {
+  /** The scalar value `fn` returned. */
+  value: Tensor;
+  /** d value / d param for every param (zeros where the value does not depend on it). */
+  grads: Map<Param, Tensor>;
+  /** Whatever `fn` returned beside the value (tensors in it are kept alive). */
+  aux: A;
+}
+
+/**
+ * Evaluates `fn` while recording a tape and returns its value with the gradients of that value
+ * with respect to `params`. `fn` returns the scalar loss, or `{ value, aux }` to carry logs out.
+ * Every intermediate tensor is freed before this returns.
+ */
+export function valueAndGrad<A = undefined>(
+  fn: () => Tensor | { value: Tensor; aux?: A },
+  params: readonly Param[],
+): ValueAndGrad<A> {
+  if (tape) throw new DictlearnError('valueAndGrad', 'nested valueAndGrad is not supported');
+  const startId = nextTensorId();
+  const paramTensors = params.map(paramTensor);
+  for (const t of paramTensors) {
+    commonBackend('valueAndGrad', [t]);
+    if (t.dtype !== 'float32') {
+      throw new DictlearnError('valueAndGrad', `parameters must be float32, got ${t.dtype} for ${t}`);
+    }
+  }
+  const myTape: Tape = { nodes: [], requiresGrad: new Set(paramTensors), paused: 0 };
+  tape = myTape;
+  let out: Tensor | { value: Tensor; aux?: A };
+  try {
+    out = scope(fn);
+  } catch (e) {
+    tape = null;
+    releaseTape(myTape, new Set(), startId);
+    throw e;
+  }
+  tape = null;
+  const value = out instanceof Tensor ? out : out.value;
+  const aux = (out instanceof Tensor ? undefined : out.aux) as A;
+  if (!(value instanceof Tensor) || value.size !== 1 || value.dtype !== 'float32') {
+    releaseTape(myTape, new Set(), startId);
+    throw new DictlearnError(
+      'valueAndGrad',
+      `fn must return a scalar float32 tensor (or { value, aux }), got ${value instanceof Tensor ? value.toString() : typeof value}`,
+    );
+  }
+  const keepSet = collectTensors([value, aux]);
+  const grads = new Map<Param, Tensor>();
+  const result = scope(() => backward(myTape, value, paramTensors));
+  params.forEach((p, i) => {
+    grads.set(p, result[i]);
+  });
+  for (const g of result) keepSet.add(g);
+  releaseTape(myTape, keepSet, startId);
+  return { value, grads, aux };
+}
+
+function releaseTape(t: Tape, keepSet: Set<Tensor>, startId: number): void {
+  const all = new Set<Tensor>();
+  for (const n of t.nodes) {
+    for (const x of n.inputs) all.add(x);
+    for (const x of n.outputs) all.add(x);
+  }
+  for (const x of all) {
+    x.tapeHeld = false;
+    if (x.id >= startId && !keepSet.has(x) && !x.kept) x.dispose();
+  }
+}
+
+function backward(t: Tape, value: Tensor, params: Tensor[]): Tensor[] {
+  // Only nodes on a path from a param to the value matter; walk backwards from the value.
+  const grads = new Map<Tensor, Tensor>();
+  grads.set(value, onesLike(value));
+  for (let i = t.nodes.length - 1; i >= 0; i--) {
+    const node = t.nodes[i];
+    if (!node.outputs.some((o) => grads.has(o))) continue;
+    const dys = node.outputs.map((o) => grads.get(o) ?? zerosLikeFn(o));
+    const needs = node.inputs.map((x) => t.requiresGrad.has(x));
+    const dxs = node.grad(dys, needs);
+    node.inputs.forEach((x, j) => {
+      const dx = dxs[j];
+      if (!needs[j] || !dx) return;
+      if (dx.shape.length !== x.shape.length || dx.shape.some((d, k) => d !== x.shape[k])) {
+        throw new DictlearnError(
+          'backward',
+          `gradient of shape ${fmtShape(dx.shape)} for an input of shape ${fmtShape(x.shape)} (internal error in an op's gradient)`,
+        );
+      }
+      const prev = grads.get(x);
+      grads.set(x, prev ? addFn(prev, dx) : dx);
+    });
+  }
+  // Each param gets its own handle (a shared handle would die with the first dispose()).
+  const seen = new Set<Tensor>();
+  return params.map((p) => {
+    const g = grads.get(p) ?? zerosLikeFn(p);
+    if (seen.has(g)) return shareStorage(g, g.shape);
+    seen.add(g);
+    return g;
+  });
+}
+
+// Filled in by ops/ to avoid an import cycle (engine must not import ops).
+let onesLike: (t: Tensor) => Tensor = () => {
+  throw new Error('ops not loaded');
+};
+let zerosLikeFn: (t: Tensor) => Tensor = onesLike;
+let addFn: (a: Tensor, b: Tensor) => Tensor = onesLike as never;
+/** @internal */
+export function installGradHelpers(h: {
+  onesLike: (t: Tensor) => Tensor;
+  zerosLike: (t: Tensor) => Tensor;
+  add: (a: Tensor, b: Tensor) => Tensor;
+}): void {
+  onesLike = h.onesLike;
+  zerosLikeFn = h.zerosLike;
+  addFn = h.add;
+}
+
+let idProbe = 0;
+function nextTensorId(): number {
+  // Tensor ids increase monotonically; the next id is one past the newest tensor's.
+  idProbe = Tensor.nextId();
+  return idProbe;
+}
+
+/**
+ * Wraps a function so its gradient is the one you give (straight-through estimators, e.g. the
+ * JumpReLU threshold). `f` returns `{ value, grad }`; `grad(dy)` returns one gradient per input.
+ * The forward pass is not recorded, so `f` may use non-differentiable ops freely.
+ */
+export function customGrad<I extends Tensor[]>(
+  f: (...inputs: I) => { value: Tensor; grad: (dy: Tensor) => (Tensor | null)[] },
+): (...inputs: I) => Tensor {
+  return (...inputs: I) => {
+    let gradFn: ((dy: Tensor) => (Tensor | null)[]) | undefined;
+    const value = noGrad(() => {
+      const r = f(...inputs);
+      gradFn = r.grad;
+      return r.value;
+    });
+    recordNode(inputs, [value], (dys) => gradFn!(dys[0]));
+    return value;
+  };
+}

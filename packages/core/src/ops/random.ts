@@ -1,0 +1,56 @@
+import { readyBackend } from '../backend.js';
+import { check } from '../errors.js';
+import { runOp } from '../engine.js';
+import { checkShape } from '../shape.js';
+import type { Tensor } from '../tensor.js';
+
+/** Seed and stream of a random draw; the same pair gives the same values on every backend. */
+export interface RandomOptions {
+  /** A non-negative safe integer. */
+  seed: number;
+  /** Independent sub-stream for the same seed (default 0), e.g. one per parameter. */
+  stream?: number;
+  /** Backend name (default: the current backend). */
+  backend?: string;
+}
+
+function checkSeed(op: string, o: RandomOptions): void {
+  check(
+    Number.isSafeInteger(o.seed) && o.seed >= 0,
+    op,
+    () => `seed must be a non-negative safe integer, got ${o.seed}`,
+  );
+  check(
+    o.stream === undefined || (Number.isInteger(o.stream) && o.stream >= 0 && o.stream < 2 ** 32),
+    op,
+    () => `stream must be an integer in [0, 2³²), got ${o.stream}`,
+  );
+}
+
+/** Uniform float32 values in [low, high) from the Philox stream (see `random.ts` for the definition). */
+export function randomUniform(shape: readonly number[], options: RandomOptions & { low?: number; high?: number }): Tensor {
+  checkShape('randomUniform', shape);
+  checkSeed('randomUniform', options);
+  return runOp('randomUniform', [], {
+    shape: [...shape],
+    seed: options.seed,
+    stream: options.stream ?? 0,
+    low: options.low ?? 0,
+    high: options.high ?? 1,
+    backend: readyBackend(options.backend, 'randomUniform').name,
+  })[0];
+}
+
+/** Normal float32 values from the Philox stream (Box–Muller; see `random.ts`). */
+export function randomNormal(shape: readonly number[], options: RandomOptions & { mean?: number; std?: number }): Tensor {
+  checkShape('randomNormal', shape);
+  checkSeed('randomNormal', options);
+  return runOp('randomNormal', [], {
+    shape: [...shape],
+    seed: options.seed,
+    stream: options.stream ?? 0,
+    mean: options.mean ?? 0,
+    std: options.std ?? 1,
+    backend: readyBackend(options.backend, 'randomNormal').name,
+  })[0];
+}

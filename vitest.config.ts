@@ -1,0 +1,20 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+// Tests run against the TypeScript sources, so no build is needed first.
+export default defineConfig({
+  resolve: {
+    alias: [
+      { find: /^@dictlearn\/core\/testing$/, replacement: here('packages/core/src/testing/index.ts') },
+      { find: /^@dictlearn\/core$/, replacement: here('packages/core/src/index.ts') },
+      { find: /^@dictlearn\/backend-cpu$/, replacement: here('packages/backend-cpu/src/index.ts') },
+    ],
+  },
+  test: {
+    include: ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts'],
+    testTimeout: 60_000,
+    pool: 'forks',
+  },
+});
