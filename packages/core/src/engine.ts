@@ -378,7 +378,7 @@ function backward(t: Tape, value: Tensor, params: Tensor[]): Tensor[] {
       if (dx.shape.length !== x.shape.length || dx.shape.some((d, k) => d !== x.shape[k])) {
         throw new DictlearnError(
           'backward',
-          `gradient of shape ${fmtShape(dx.shape)} for an input of shape ${fmtShape(x.shape)} (internal error in an op's gradient)`,
+          `gradient of shape ${fmtShape(dx.shape)} for an input of shape ${fmtShape(x.shape)} (an op's or customGrad's gradient function returned the wrong shape)`,
         );
       }
       const prev = grads.get(x);
