@@ -1,3 +1,6 @@
 import { packageBuild } from '../../tsup.config.base.js';
 
-export default packageBuild({ index: 'src/index.ts', register: 'src/register.ts' }, { external: ['onnxruntime-node'] });
+export default packageBuild(
+  { index: 'src/index.ts', register: 'src/register.ts' },
+  { external: ['onnxruntime-node'] },
+);

@@ -17,8 +17,11 @@ export interface CpuBackendOptions {
    * float64): the gradient checker runs its finite differences on one. Default `'float32'`.
    */
   precision?: 'float32' | 'float64';
-  /** Use onnxruntime-node for large matmuls when it loads (default true; float32 only). */
-  fastMatmul?: boolean;
+  /**
+   * Native route for large float32 matmuls: `'ort'` (onnxruntime-node's MLAS), `'blas'` (the
+   * system's OpenBLAS through koffi), `true` (the first of those that loads; the default) or `false`.
+   */
+  fastMatmul?: boolean | 'blas' | 'ort';
   /** Threads for the fast path (default: all cores). */
   threads?: number;
   /** Where the one-time notice goes when the fast path is unavailable (default console.warn). */
@@ -73,15 +76,26 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
         fastPath = { active: false, reason: 'not running in Node' };
         return;
       }
-      const mod = await import('./fast/ort-matmul.js');
-      const loaded = mod.loadOrtMatmul({ threads: options.threads });
-      if (typeof loaded === 'string') {
-        fastPath = { active: false, reason: loaded };
+      const routes = options.fastMatmul === 'blas' ? ['blas'] : options.fastMatmul === 'ort' ? ['ort'] : ['ort', 'blas'];
+      const reasons: string[] = [];
+      let loaded: FastMatmul | undefined;
+      for (const route of routes) {
+        const r =
+          route === 'blas'
+            ? (await import('./fast/blas-matmul.js')).loadBlasMatmul({ threads: options.threads })
+            : (await import('./fast/ort-matmul.js')).loadOrtMatmul({ threads: options.threads });
+        if (typeof r !== 'string') {
+          loaded = r;
+          break;
+        }
+        reasons.push(`${route}: ${r}`);
+      }
+      if (!loaded) {
+        const reason = reasons.join('; ');
+        fastPath = { active: false, reason };
         if (!noticeShown) {
           noticeShown = true;
-          (options.log ?? console.warn)(
-            `dictlearn: backend-cpu uses plain TypeScript matmul (about 50x slower): ${loaded}`,
-          );
+          (options.log ?? console.warn)(`dictlearn: backend-cpu uses plain TypeScript matmul (about 50x slower): ${reason}`);
         }
         return;
       }
@@ -100,8 +114,9 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
     readFloat64(data) {
       return Float64Array.from(data as CpuArray);
     },
-    free() {
-      // Garbage collected; nothing to release.
+    free(data) {
+      // The garbage collector frees memory; large arrays go back to the pool for reuse.
+      ctx.recycle(data as CpuArray);
     },
     bytesPerElement: (dtype) => (dtype === 'float32' && precision === 'float64' ? 8 : 4),
   };

@@ -260,7 +260,7 @@ class OrtMatmul implements FastMatmul {
   }
 
   /** One session per variant; symbolic dimensions let it serve every shape. */
-  session(batched: boolean, transA: boolean, transB: boolean): NativeSession {
+  private session(batched: boolean, transA: boolean, transB: boolean): NativeSession {
     const key = `${batched ? 'b' : '2'}${transA ? 't' : 'n'}${transB ? 't' : 'n'}`;
     let session = this.sessions.get(key);
     if (session === undefined) {
@@ -307,7 +307,8 @@ class OrtMatmul implements FastMatmul {
       // The runtime reads A and B while writing C, so aliasing would corrupt the result.
       if (overlaps(out, a) || overlaps(out, b)) throw new RangeError('matmul: out must not overlap a or b');
     }
-    // Empty work needs no native call (the runtime would handle it, but this is cheaper and certain).
+    // Empty work needs no native call. k = 0 must not reach the runtime: onnxruntime 1.30's batched
+    // product with transposes (fused into FusedMatMul) zeroes only the first matrix of C when k = 0.
     if (size === 0) return out ?? new Float32Array(0);
     if (k === 0) return out === undefined ? new Float32Array(size) : out.fill(0);
 
@@ -357,16 +358,8 @@ function create(threads: number): FastMatmul | string {
     // Probe once: proves the model encoding, the session options and both run paths (the ordinary one
     // and the sentinel one, see the module comment) work here, so a broken install reports a reason now
     // rather than failing in the middle of training.
-    const small = fast.matmul(
-      new Float32Array([1, 2, 3, 4]),
-      new Float32Array([5, 6, 7, 8]),
-      1,
-      2,
-      2,
-      2,
-      false,
-      false,
-    );
+    const [a, b] = [new Float32Array([1, 2, 3, 4]), new Float32Array([5, 6, 7, 8])];
+    const small = fast.matmul(a, b, 1, 2, 2, 2, false, false);
     const expected = [19, 22, 43, 50];
     if (!expected.every((v, i) => small[i] === v)) {
       return `onnxruntime-node probe product was wrong: got [${Array.from(small).join(', ')}], expected [${expected.join(', ')}]`;

@@ -10,18 +10,58 @@ export type CpuArray = FloatArray | Int32Array;
 export interface CpuContext {
   /** The backend's name (kernels are registered under it). */
   readonly name: string;
-  /** Allocates zeroed storage for `size` elements of a dtype at this backend's precision. */
-  alloc(dtype: DType, size: number): CpuArray;
+  /**
+   * Storage for `size` elements of a dtype at this backend's precision: zeroed, or (with
+   * `zero: false`, for kernels that write every element) left with whatever a recycled array held.
+   */
+  alloc(dtype: DType, size: number, zero?: boolean): CpuArray;
+  /** Takes back the storage of a freed tensor for reuse. */
+  recycle(data: CpuArray): void;
+  /** Bytes held for reuse. */
+  pooledBytes(): number;
   /** Registers a kernel for this backend. */
   kernel(op: string, fn: (inputs: KernelTensor[], attrs: Attrs) => KernelOutput | KernelOutput[]): void;
 }
 
-/** Makes the context of a CPU backend with the given name and float precision. */
-export function createContext(name: string, precision: 'float32' | 'float64'): CpuContext {
+/** Arrays smaller than this are not pooled: allocating them is cheap. */
+const POOL_MIN_BYTES = 1 << 16;
+
+/**
+ * Makes the context of a CPU backend with the given name and float precision.
+ *
+ * Large arrays of freed tensors are kept for reuse (up to `poolLimitBytes`): a fresh 64 MiB
+ * typed array is zero pages that fault in on first write, which costs more than the
+ * 4096×4096 product written into it. Reused arrays are already resident.
+ */
+export function createContext(name: string, precision: 'float32' | 'float64', poolLimitBytes = 512 * 2 ** 20): CpuContext {
   const Float = precision === 'float64' ? Float64Array : Float32Array;
+  const pool = new Map<string, CpuArray[]>();
+  let pooled = 0;
+  const keyOf = (isInt: boolean, size: number) => `${isInt ? 'i' : 'f'}${size}`;
   return {
     name,
-    alloc: (dtype, size) => (dtype === 'int32' ? new Int32Array(size) : new Float(size)),
+    alloc(dtype, size, zero = true) {
+      const list = pool.get(keyOf(dtype === 'int32', size));
+      const reused = list?.pop();
+      if (reused) {
+        pooled -= reused.byteLength;
+        return zero ? reused.fill(0) : reused;
+      }
+      return dtype === 'int32' ? new Int32Array(size) : new Float(size);
+    },
+    recycle(data) {
+      if (data.byteLength < POOL_MIN_BYTES || pooled + data.byteLength > poolLimitBytes) return;
+      if (data.byteOffset !== 0 || data.length * data.BYTES_PER_ELEMENT !== data.buffer.byteLength) return;
+      const key = keyOf(data instanceof Int32Array, data.length);
+      let list = pool.get(key);
+      if (!list) {
+        list = [];
+        pool.set(key, list);
+      }
+      list.push(data);
+      pooled += data.byteLength;
+    },
+    pooledBytes: () => pooled,
     kernel: (op, fn) => registerKernel(op, name, fn as Kernel),
   };
 }

@@ -58,19 +58,22 @@ export function registerMatmul(ctx: CpuContext, fast: () => FastMatmul | undefin
     const k = transA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
     const A = arr(a) as FloatArray;
     const B = arr(b) as FloatArray;
-    const C = ctx.alloc('float32', batch * m * n) as FloatArray;
-    if (C.length === 0 || k === 0) return out(C, shape, 'float32');
+    const work = m * n * k;
+    // Only float32 backends ever load a fast path.
+    const f = work >= FAST_MATMUL_MIN_WORK ? fast() : undefined;
+    // The native product overwrites C (beta = 0), so it needs no zeroing.
+    const C = ctx.alloc('float32', batch * m * n, !f) as FloatArray;
+    if (C.length === 0 || k === 0) return out(C.fill(0), shape, 'float32');
     const strideA = a.shape.length === 3 ? m * k : 0;
     const strideB = b.shape.length === 3 ? k * n : 0;
-    const f = C instanceof Float32Array && m * n * k >= FAST_MATMUL_MIN_WORK ? fast() : undefined;
-    if (f && C instanceof Float32Array) {
+    if (f) {
       if (strideA && strideB) {
-        f.matmul(A as Float32Array, B as Float32Array, batch, m, n, k, transA, transB, C);
+        f.matmul(A as Float32Array, B as Float32Array, batch, m, n, k, transA, transB, C as Float32Array);
       } else {
         for (let q = 0; q < batch; q++) {
           const Aq = (A as Float32Array).subarray(q * strideA, q * strideA + m * k);
           const Bq = (B as Float32Array).subarray(q * strideB, q * strideB + k * n);
-          f.matmul(Aq, Bq, 1, m, n, k, transA, transB, C.subarray(q * m * n, (q + 1) * m * n));
+          f.matmul(Aq, Bq, 1, m, n, k, transA, transB, (C as Float32Array).subarray(q * m * n, (q + 1) * m * n));
         }
       }
       return out(C, shape, 'float32');

@@ -1,0 +1,156 @@
+import { createCpuBackend } from '@dictlearn/backend-cpu';
+import {
+  type Backend,
+  findBackend,
+  listBackends,
+  matmul,
+  randomNormal,
+  registerBackend,
+  scope,
+  type Tensor,
+  useBackend,
+} from '@dictlearn/core';
+import { type NumpyResult, type ProductSpec, timeNumpy } from '../numpy.js';
+
+/** Options of the bench command. */
+export interface BenchOptions {
+  /** Timed repetitions per product (best is reported). */
+  reps: number;
+  /** Batch B, input width d and dictionary size F of the SAE whose products are timed. */
+  batch: number;
+  d: number;
+  features: number;
+  /** Also time the plain-TypeScript CPU path (on a smaller product: it is ~50x slower). */
+  includeTs: boolean;
+  /** Skip numpy. */
+  noNumpy: boolean;
+}
+
+/** The three products of one SAE step at batch B, width d, F features. */
+export function saeProducts(B: number, d: number, F: number): ProductSpec[] {
+  return [
+    { name: 'x·W_enc (forward)', m: B, n: F, k: d, transA: false, transB: false },
+    { name: 'xᵀ·dPre (dW_enc)', m: d, n: F, k: B, transA: true, transB: false },
+    { name: 'dPre·W_encᵀ (dx)', m: B, n: d, k: F, transA: false, transB: true },
+  ];
+}
+
+async function timeProduct(spec: ProductSpec, backend: Backend, reps: number): Promise<number> {
+  const a = randomNormal(spec.transA ? [spec.k, spec.m] : [spec.m, spec.k], { seed: 1, backend: backend.name });
+  const b = randomNormal(spec.transB ? [spec.n, spec.k] : [spec.k, spec.n], { seed: 2, backend: backend.name });
+  const once = async () => {
+    const t0 = performance.now();
+    const c: Tensor = scope(() => matmul(a, b, { transA: spec.transA, transB: spec.transB }));
+    await backend.sync?.();
+    const dt = (performance.now() - t0) / 1000;
+    c.dispose();
+    return dt;
+  };
+  await once(); // warm-up: sessions, pipelines, caches
+  let best = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < reps; i++) best = Math.min(best, await once());
+  a.dispose();
+  b.dispose();
+  return best;
+}
+
+/** One row of the matmul table. */
+export interface MatmulRow {
+  backend: string;
+  product: string;
+  shape: string;
+  gflops: number;
+  seconds: number;
+  numpyGflops?: number;
+  ratioToNumpy?: number;
+}
+
+/** The bench report (what `--json` prints). */
+export interface BenchReport {
+  machine: { cpus: number; node: string; platform: string };
+  backends: { name: string; status: string }[];
+  numpy: NumpyResult[];
+  matmul: MatmulRow[];
+}
+
+const gflops = (s: ProductSpec, seconds: number) => (2 * s.m * s.n * s.k) / seconds / 1e9;
+const shapeOf = (s: ProductSpec) =>
+  `${s.transA ? `[${s.k}×${s.m}]ᵀ` : `[${s.m}×${s.k}]`}·${s.transB ? `[${s.n}×${s.k}]ᵀ` : `[${s.k}×${s.n}]`}`;
+
+/** Runs the benchmark and returns the report. */
+export async function runBench(o: BenchOptions, log: (line: string) => void): Promise<BenchReport> {
+  const { availableParallelism } = await import('node:os');
+  if (!findBackend('cpu')) registerBackend(createCpuBackend());
+  // The second native route, so both are measured against numpy in the same run.
+  if (!findBackend('cpu-ort')) registerBackend(createCpuBackend({ name: 'cpu-ort', fastMatmul: 'ort', priority: 99 }));
+  if (o.includeTs && !findBackend('cpu-ts')) registerBackend(createCpuBackend({ name: 'cpu-ts', fastMatmul: false, priority: 98 }));
+  const products = saeProducts(o.batch, o.d, o.features);
+  const report: BenchReport = {
+    machine: { cpus: availableParallelism(), node: process.version, platform: `${process.platform}-${process.arch}` },
+    backends: [],
+    numpy: [],
+    matmul: [],
+  };
+  let bestNumpy: number[] | undefined;
+  if (!o.noNumpy) {
+    log('timing numpy…');
+    for (const unset of [false, true]) {
+      const r = timeNumpy(products, o.reps, unset);
+      report.numpy.push(r);
+      if (r.available) bestNumpy = bestNumpy ? bestNumpy.map((s, i) => Math.min(s, r.seconds[i])) : r.seconds;
+    }
+  }
+  for (const backend of listBackends()) {
+    let status = 'ready';
+    try {
+      await useBackend(backend.name);
+      const fp = (backend as { fastPath?: { active: boolean; description?: string; reason?: string } }).fastPath;
+      if (fp) status = fp.active ? `ready, fast path: ${fp.description}` : `ready, plain TypeScript (${fp.reason})`;
+    } catch (e) {
+      report.backends.push({ name: backend.name, status: `unavailable: ${(e as Error).message}` });
+      continue;
+    }
+    report.backends.push({ name: backend.name, status });
+    // The plain-TS path would take minutes on the full size; time it on a quarter-size batch.
+    const plain = backend.name === 'cpu-ts';
+    const specs = plain ? saeProducts(o.batch / 4, o.d, o.features / 4) : products;
+    for (let i = 0; i < specs.length; i++) {
+      log(`timing ${backend.name}: ${specs[i].name}…`);
+      const seconds = await timeProduct(specs[i], backend, plain ? 1 : o.reps);
+      const row: MatmulRow = {
+        backend: backend.name,
+        product: specs[i].name,
+        shape: shapeOf(specs[i]),
+        gflops: gflops(specs[i], seconds),
+        seconds,
+      };
+      if (bestNumpy && !plain) {
+        row.numpyGflops = gflops(specs[i], bestNumpy[i]);
+        row.ratioToNumpy = row.gflops / row.numpyGflops;
+      }
+      report.matmul.push(row);
+    }
+  }
+  return report;
+}
+
+/** Formats the report as a table for people. */
+export function formatBench(r: BenchReport): string {
+  const lines = [`machine: ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${r.machine.platform}`];
+  for (const b of r.backends) lines.push(`backend ${b.name}: ${b.status}`);
+  for (const n of r.numpy) lines.push(n.available ? `numpy ${n.version} (${n.variant})` : `numpy: ${n.reason}`);
+  lines.push('');
+  const head = ['backend', 'product', 'shape', 'GFLOP/s', 'numpy GFLOP/s', 'ratio'];
+  const rows = r.matmul.map((m) => [
+    m.backend,
+    m.product,
+    m.shape,
+    m.gflops.toFixed(1),
+    m.numpyGflops?.toFixed(1) ?? '–',
+    m.ratioToNumpy?.toFixed(2) ?? '–',
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const fmt = (row: string[]) => row.map((c, i) => c.padEnd(widths[i])).join('  ');
+  lines.push(fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt));
+  return lines.join('\n');
+}
