@@ -44,7 +44,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   const int = (name: string) => {
     const v = Number(values[name]);
-    if (!Number.isInteger(v) || v <= 0) throw new Error(`--${name} must be a positive integer, got '${values[name]}'`);
+    if (!Number.isInteger(v) || v <= 0)
+      throw new Error(`--${name} must be a positive integer, got '${values[name]}'`);
     return v;
   };
   let opts: Parameters<typeof runBench>[0];

@@ -30,10 +30,25 @@ export interface CpuBackendOptions {
   priority?: number;
 }
 
+/** Which native matmul route a CPU backend uses, or why it uses none. */
+export type FastPathStatus =
+  | {
+      /** A native route is in use. */
+      active: true;
+      /** Which one, e.g. `onnxruntime-node 1.30.0 (2 threads)`. */
+      description: string;
+    }
+  | {
+      /** No native route: plain TypeScript. */
+      active: false;
+      /** Why not. */
+      reason: string;
+    };
+
 /** The CPU backend, with what it found at start-up. */
 export interface CpuBackend extends Backend {
   /** The matmul fast path in use, or why there is none (filled in by `init()`). */
-  readonly fastPath: { active: true; description: string } | { active: false; reason: string };
+  readonly fastPath: FastPathStatus;
 }
 
 const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
@@ -48,7 +63,7 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
   const precision = options.precision ?? 'float32';
   const ctx = createContext(name, precision);
   let fast: FastMatmul | undefined;
-  let fastPath: CpuBackend['fastPath'] = { active: false, reason: 'not started' };
+  let fastPath: FastPathStatus = { active: false, reason: 'not started' };
 
   registerCreate(ctx);
   registerElementwise(ctx);
@@ -76,7 +91,8 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
         fastPath = { active: false, reason: 'not running in Node' };
         return;
       }
-      const routes = options.fastMatmul === 'blas' ? ['blas'] : options.fastMatmul === 'ort' ? ['ort'] : ['ort', 'blas'];
+      const routes =
+        options.fastMatmul === 'blas' ? ['blas'] : options.fastMatmul === 'ort' ? ['ort'] : ['ort', 'blas'];
       const reasons: string[] = [];
       let loaded: FastMatmul | undefined;
       for (const route of routes) {
@@ -95,7 +111,9 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
         fastPath = { active: false, reason };
         if (!noticeShown) {
           noticeShown = true;
-          (options.log ?? console.warn)(`dictlearn: backend-cpu uses plain TypeScript matmul (about 50x slower): ${reason}`);
+          (options.log ?? console.warn)(
+            `dictlearn: backend-cpu uses plain TypeScript matmul (about 50x slower): ${reason}`,
+          );
         }
         return;
       }

@@ -10,5 +10,6 @@
  * ```
  * @packageDocumentation
  */
-export { type CpuBackend, type CpuBackendOptions, createCpuBackend } from './backend.js';
+export { type CpuBackend, type CpuBackendOptions, createCpuBackend, type FastPathStatus } from './backend.js';
+export type { FloatArray } from './kernels/context.js';
 export { FAST_MATMUL_MIN_WORK, matmulTS } from './kernels/matmul.js';

@@ -102,7 +102,10 @@ describe('autograd', () => {
       value: ops.step(ops.sub(x, theta), 0),
       grad: (dy) => [
         null,
-        ops.reshape(ops.sum(ops.mul(dy, ops.mul(ops.less(ops.abs(ops.sub(x, theta)), eps / 2), -1 / eps))), [1]),
+        ops.reshape(
+          ops.sum(ops.mul(dy, ops.mul(ops.less(ops.abs(ops.sub(x, theta)), eps / 2), -1 / eps))),
+          [1],
+        ),
       ],
     }));
     const x = ops.tensor([[0.1, 0.9, 2.0]]);
@@ -118,7 +121,9 @@ describe('autograd', () => {
     const before = live();
     v.assign(scope(() => ops.add(v.value, 1)));
     expect(live()).toBe(before);
-    expect(() => v.assign(ops.zeros([3]))).toThrow("Variable 'bias'.assign: shape [3] does not match the variable's [2]");
+    expect(() => v.assign(ops.zeros([3]))).toThrow(
+      "Variable 'bias'.assign: shape [3] does not match the variable's [2]",
+    );
     v.dispose();
   });
 });
@@ -136,7 +141,11 @@ describe('kernel registry', () => {
     // l2Norm is a composition in core; register a fused kernel that returns a marker value.
     const composed = Array.from(await ops.l2Norm(x).data());
     expect(composed).toEqual([5]);
-    registerKernel('l2Norm', 'engine-cpu', () => ({ data: new Float32Array([42]), shape: [], dtype: 'float32' }));
+    registerKernel('l2Norm', 'engine-cpu', () => ({
+      data: new Float32Array([42]),
+      shape: [],
+      dtype: 'float32',
+    }));
     expect(Array.from(await ops.l2Norm(x).data())).toEqual([42]);
   });
 });

@@ -5,16 +5,23 @@ import type { DType, HostArray, Shape } from './types.js';
 
 /** A tensor as a kernel sees it: the backend's data handle plus shape and dtype. */
 export interface KernelTensor {
+  /** The backend's handle to the values. */
   readonly data: BackendData;
+  /** Shape. */
   readonly shape: readonly number[];
+  /** Element type. */
   readonly dtype: DType;
+  /** Number of elements. */
   readonly size: number;
 }
 
 /** What a kernel returns per output. Returning an input's `data` makes the output share its storage. */
 export interface KernelOutput {
+  /** The backend's handle to the new values (or an input's, to share its storage). */
   readonly data: BackendData;
+  /** Shape. */
   readonly shape: readonly number[];
+  /** Element type. */
   readonly dtype: DType;
 }
 
@@ -22,7 +29,11 @@ export interface KernelOutput {
 export type Attrs = Record<string, unknown>;
 
 /** A backend's implementation of one op. */
-export type Kernel = (inputs: KernelTensor[], attrs: Attrs, backend: Backend) => KernelOutput | KernelOutput[];
+export type Kernel = (
+  inputs: KernelTensor[],
+  attrs: Attrs,
+  backend: Backend,
+) => KernelOutput | KernelOutput[];
 
 const kernels = new Map<string, Map<string, Kernel>>();
 
@@ -89,7 +100,10 @@ export function scope<T>(fn: () => T): T {
   }
   scopes.pop();
   if (result instanceof Promise) {
-    throw new DictlearnError('scope', 'the function returned a Promise; scope() takes a synchronous function');
+    throw new DictlearnError(
+      'scope',
+      'the function returned a Promise; scope() takes a synchronous function',
+    );
   }
   const keepSet = collectTensors(result);
   const parent = scopes[scopes.length - 1];
@@ -198,7 +212,11 @@ function wrap(backend: Backend, out: KernelOutput, inputs: Tensor[]): Tensor {
   const shared = inputs.find((t) => t.storage.data === out.data);
   const storage = shared
     ? shared.storage
-    : new Storage(backend, out.data, out.shape.reduce((a, b) => a * b, 1) * (backend.bytesPerElement?.(out.dtype) ?? 4));
+    : new Storage(
+        backend,
+        out.data,
+        out.shape.reduce((a, b) => a * b, 1) * (backend.bytesPerElement?.(out.dtype) ?? 4),
+      );
   return new Tensor(storage, out.shape, out.dtype);
 }
 
@@ -208,14 +226,18 @@ function wrap(backend: Backend, out: KernelOutput, inputs: Tensor[]): Tensor {
  * the backend when neither exists.
  */
 export function runOp(name: string, inputs: Tensor[], attrs: Attrs, spec: OpSpec = {}): Tensor[] {
-  const backend = inputs.length > 0 ? commonBackend(name, inputs) : readyBackend(attrs.backend as string | undefined, name);
+  const backend =
+    inputs.length > 0 ? commonBackend(name, inputs) : readyBackend(attrs.backend as string | undefined, name);
   const kernel = getKernel(name, backend.name);
   if (!kernel) {
     if (spec.composition) {
       const r = spec.composition(inputs, attrs);
       return Array.isArray(r) ? r : [r];
     }
-    throw new DictlearnError(name, `backend '${backend.name}' has no kernel for op '${name}' and core has no composition of it`);
+    throw new DictlearnError(
+      name,
+      `backend '${backend.name}' has no kernel for op '${name}' and core has no composition of it`,
+    );
   }
   const raw = kernel(inputs.map(kernelView), attrs, backend);
   const outs = (Array.isArray(raw) ? raw : [raw]).map((o) => wrap(backend, o, inputs));
@@ -229,7 +251,11 @@ export function runOp(name: string, inputs: Tensor[], attrs: Attrs, spec: OpSpec
 export function fromHost(values: HostArray, shape: Shape, dtype: DType, backendName?: string): Tensor {
   const backend = readyBackend(backendName, 'tensor');
   const data = backend.upload(values, dtype);
-  return new Tensor(new Storage(backend, data, values.length * (backend.bytesPerElement?.(dtype) ?? 4)), shape, dtype);
+  return new Tensor(
+    new Storage(backend, data, values.length * (backend.bytesPerElement?.(dtype) ?? 4)),
+    shape,
+    dtype,
+  );
 }
 
 /** A tensor sharing `t`'s storage under a new shape of the same size (no copy). */
@@ -270,7 +296,10 @@ export class Variable {
   }
   /** Replaces the tensor (same shape and dtype) and disposes the previous one. */
   assign(next: Tensor): void {
-    if (next.shape.length !== this.#value.shape.length || next.shape.some((d, i) => d !== this.#value.shape[i])) {
+    if (
+      next.shape.length !== this.#value.shape.length ||
+      next.shape.some((d, i) => d !== this.#value.shape[i])
+    ) {
       throw new DictlearnError(
         `Variable '${this.name}'.assign`,
         `shape ${fmtShape(next.shape)} does not match the variable's ${fmtShape(this.#value.shape)}`,

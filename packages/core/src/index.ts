@@ -21,10 +21,10 @@ export {
   type GradFn,
   getKernel,
   isRecording,
-  keep,
   type Kernel,
   type KernelOutput,
   type KernelTensor,
+  keep,
   kernelsOf,
   noGrad,
   type OpSpec,
@@ -32,8 +32,8 @@ export {
   registerKernel,
   runOp,
   scope,
-  Variable,
   type ValueAndGrad,
+  Variable,
   valueAndGrad,
 } from './engine.js';
 export * from './errors.js';
@@ -42,7 +42,7 @@ export * as ops from './ops/index.js';
 export { philox4x32, philoxNormal, philoxUniform, philoxWords } from './random.js';
 export * from './registry.js';
 export { broadcastShapes, normalizeAxes, reducedShape, sizeOf, stridesOf } from './shape.js';
-export { type MemoryInfo, memory, nest, Tensor } from './tensor.js';
+export { type BackendMemory, type MemoryInfo, memory, nest, Tensor } from './tensor.js';
 export type { DType, HostArray, NestedArray, Shape, TensorValues } from './types.js';
 
 /** The library version written into checkpoints. */

@@ -4,10 +4,12 @@ import { philox4x32, philoxNormal, philoxUniform, philoxWords } from './random.j
 describe('Philox-4x32-10', () => {
   // Known-answer vectors from Random123's kat_vectors (philox4x32_10).
   it('matches the Random123 known-answer vectors', () => {
-    expect(Array.from(philox4x32([0, 0, 0, 0], [0, 0]))).toEqual([0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
-    expect(Array.from(philox4x32([0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff], [0xffffffff, 0xffffffff]))).toEqual([
-      0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd,
+    expect(Array.from(philox4x32([0, 0, 0, 0], [0, 0]))).toEqual([
+      0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8,
     ]);
+    expect(
+      Array.from(philox4x32([0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff], [0xffffffff, 0xffffffff])),
+    ).toEqual([0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]);
     expect(
       Array.from(philox4x32([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0])),
     ).toEqual([0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]);
@@ -16,7 +18,9 @@ describe('Philox-4x32-10', () => {
   it('lays the stream out block by block: element 4b+j is word j of block b', () => {
     const words = philoxWords(10, 5, 2);
     expect(Array.from(words.subarray(4, 8))).toEqual(Array.from(philox4x32([1, 0, 2, 0], [5, 0])));
-    expect(Array.from(philoxWords(3, 2 ** 32 + 9))).toEqual(Array.from(philox4x32([0, 0, 0, 0], [9, 1])).slice(0, 3));
+    expect(Array.from(philoxWords(3, 2 ** 32 + 9))).toEqual(
+      Array.from(philox4x32([0, 0, 0, 0], [9, 1])).slice(0, 3),
+    );
   });
 
   it('uniform values are (word >>> 8) · 2⁻²⁴, a prefix of a longer draw', () => {

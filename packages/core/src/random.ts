@@ -34,7 +34,11 @@ function mulhi(a: number, b: number): number {
 }
 
 /** One Philox-4x32-10 block: 4 uint32 counter words and 2 key words → 4 uint32 words. */
-export function philox4x32(counter: readonly number[], key: readonly number[], out = new Uint32Array(4)): Uint32Array {
+export function philox4x32(
+  counter: readonly number[],
+  key: readonly number[],
+  out = new Uint32Array(4),
+): Uint32Array {
   let c0 = counter[0] >>> 0;
   let c1 = counter[1] >>> 0;
   let c2 = counter[2] >>> 0;

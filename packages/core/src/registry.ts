@@ -19,7 +19,12 @@ function store(): RegistryStore {
   let s = g[REGISTRY_KEY];
   if (!s) {
     s = { version: 1, entries: { backend: new Map(), architecture: new Map(), source: new Map() } };
-    Object.defineProperty(g, REGISTRY_KEY, { value: s, enumerable: false, configurable: false, writable: false });
+    Object.defineProperty(g, REGISTRY_KEY, {
+      value: s,
+      enumerable: false,
+      configurable: false,
+      writable: false,
+    });
   }
   return s;
 }

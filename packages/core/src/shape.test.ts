@@ -7,7 +7,9 @@ describe('shape helpers', () => {
     expect(broadcastShapes('t', [2, 3, 4], [4])).toEqual([2, 3, 4]);
     expect(broadcastShapes('t', [], [2])).toEqual([2]);
     expect(broadcastShapes('t', [0, 3], [3])).toEqual([0, 3]);
-    expect(() => broadcastShapes('mul', [2, 3], [2])).toThrow('mul: shapes [2, 3] and [2] do not broadcast (axis 1: 3 vs 2)');
+    expect(() => broadcastShapes('mul', [2, 3], [2])).toThrow(
+      'mul: shapes [2, 3] and [2] do not broadcast (axis 1: 3 vs 2)',
+    );
   });
   it('sizes, strides, axes', () => {
     expect(sizeOf([])).toBe(1);

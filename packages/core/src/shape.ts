@@ -54,7 +54,11 @@ export function sameShape(a: Shape, b: Shape): boolean {
  * Normalises axes (negative counts from the end) to a sorted, unique list.
  * `undefined` means every axis.
  */
-export function normalizeAxes(op: string, axes: number | readonly number[] | undefined, rank: number): number[] {
+export function normalizeAxes(
+  op: string,
+  axes: number | readonly number[] | undefined,
+  rank: number,
+): number[] {
   if (axes === undefined) return Array.from({ length: rank }, (_, i) => i);
   const list = typeof axes === 'number' ? [axes] : [...axes];
   const out = list.map((a) => {

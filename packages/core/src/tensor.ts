@@ -43,6 +43,14 @@ function statsOf(name: string): BackendStats {
   return s;
 }
 
+/** Live tensors and bytes on one backend. */
+export interface BackendMemory {
+  /** Live tensors. */
+  tensors: number;
+  /** Bytes they hold. */
+  bytes: number;
+}
+
 /** Live tensors and the bytes they hold, per backend and in total. */
 export interface MemoryInfo {
   /** Live (not disposed) tensors on all backends. */
@@ -50,7 +58,7 @@ export interface MemoryInfo {
   /** Bytes held by live tensors on all backends (shared storage counted once). */
   bytes: number;
   /** The same figures per backend name. */
-  backends: Record<string, { tensors: number; bytes: number }>;
+  backends: Record<string, BackendMemory>;
 }
 
 /** Counts live tensors and bytes per backend: the leak test's measure. */
@@ -146,7 +154,10 @@ export class Tensor {
     this.assertAlive('dataSync');
     const b = this.storage.backend;
     if (!b.readSync) {
-      throw new DictlearnError('dataSync', `backend '${b.name}' cannot read synchronously; use await t.data()`);
+      throw new DictlearnError(
+        'dataSync',
+        `backend '${b.name}' cannot read synchronously; use await t.data()`,
+      );
     }
     return b.readSync(this.storage.data, this.dtype, this.size);
   }

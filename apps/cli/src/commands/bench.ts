@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { createCpuBackend } from '@dictlearn/backend-cpu';
 import {
   type Backend,
@@ -16,9 +17,11 @@ import { type NumpyResult, type ProductSpec, timeNumpy } from '../numpy.js';
 export interface BenchOptions {
   /** Timed repetitions per product (best is reported). */
   reps: number;
-  /** Batch B, input width d and dictionary size F of the SAE whose products are timed. */
+  /** Batch size B of the SAE step whose products are timed. */
   batch: number;
+  /** Activation width d. */
   d: number;
+  /** Dictionary size F. */
   features: number;
   /** Also time the plain-TypeScript CPU path (on a smaller product: it is ~50x slower). */
   includeTs: boolean;
@@ -36,8 +39,14 @@ export function saeProducts(B: number, d: number, F: number): ProductSpec[] {
 }
 
 async function timeProduct(spec: ProductSpec, backend: Backend, reps: number): Promise<number> {
-  const a = randomNormal(spec.transA ? [spec.k, spec.m] : [spec.m, spec.k], { seed: 1, backend: backend.name });
-  const b = randomNormal(spec.transB ? [spec.n, spec.k] : [spec.k, spec.n], { seed: 2, backend: backend.name });
+  const a = randomNormal(spec.transA ? [spec.k, spec.m] : [spec.m, spec.k], {
+    seed: 1,
+    backend: backend.name,
+  });
+  const b = randomNormal(spec.transB ? [spec.n, spec.k] : [spec.k, spec.n], {
+    seed: 2,
+    backend: backend.name,
+  });
   const once = async () => {
     const t0 = performance.now();
     const c: Tensor = scope(() => matmul(a, b, { transA: spec.transA, transB: spec.transB }));
@@ -56,20 +65,31 @@ async function timeProduct(spec: ProductSpec, backend: Backend, reps: number): P
 
 /** One row of the matmul table. */
 export interface MatmulRow {
+  /** Backend name. */
   backend: string;
+  /** Which product of the SAE step. */
   product: string;
+  /** op(A)·op(B) with stored shapes. */
   shape: string;
+  /** 2·m·n·k / seconds / 10⁹. */
   gflops: number;
+  /** Best time of the repetitions. */
   seconds: number;
+  /** numpy's GFLOP/s for the same product (faster of its two environments). */
   numpyGflops?: number;
+  /** gflops / numpyGflops. */
   ratioToNumpy?: number;
 }
 
 /** The bench report (what `--json` prints). */
 export interface BenchReport {
+  /** Where it ran. */
   machine: { cpus: number; node: string; platform: string };
+  /** Every registered backend and whether it started (with its fast path). */
   backends: { name: string; status: string }[];
+  /** numpy's runs (environment as is, then with OpenBLAS core-type overrides unset). */
   numpy: NumpyResult[];
+  /** The figures. */
   matmul: MatmulRow[];
 }
 
@@ -79,14 +99,19 @@ const shapeOf = (s: ProductSpec) =>
 
 /** Runs the benchmark and returns the report. */
 export async function runBench(o: BenchOptions, log: (line: string) => void): Promise<BenchReport> {
-  const { availableParallelism } = await import('node:os');
   if (!findBackend('cpu')) registerBackend(createCpuBackend());
   // The second native route, so both are measured against numpy in the same run.
-  if (!findBackend('cpu-ort')) registerBackend(createCpuBackend({ name: 'cpu-ort', fastMatmul: 'ort', priority: 99 }));
-  if (o.includeTs && !findBackend('cpu-ts')) registerBackend(createCpuBackend({ name: 'cpu-ts', fastMatmul: false, priority: 98 }));
+  if (!findBackend('cpu-ort'))
+    registerBackend(createCpuBackend({ name: 'cpu-ort', fastMatmul: 'ort', priority: 99 }));
+  if (o.includeTs && !findBackend('cpu-ts'))
+    registerBackend(createCpuBackend({ name: 'cpu-ts', fastMatmul: false, priority: 98 }));
   const products = saeProducts(o.batch, o.d, o.features);
   const report: BenchReport = {
-    machine: { cpus: availableParallelism(), node: process.version, platform: `${process.platform}-${process.arch}` },
+    machine: {
+      cpus: availableParallelism(),
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+    },
     backends: [],
     numpy: [],
     matmul: [],
@@ -104,8 +129,10 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
     let status = 'ready';
     try {
       await useBackend(backend.name);
-      const fp = (backend as { fastPath?: { active: boolean; description?: string; reason?: string } }).fastPath;
-      if (fp) status = fp.active ? `ready, fast path: ${fp.description}` : `ready, plain TypeScript (${fp.reason})`;
+      const fp = (backend as { fastPath?: { active: boolean; description?: string; reason?: string } })
+        .fastPath;
+      if (fp)
+        status = fp.active ? `ready, fast path: ${fp.description}` : `ready, plain TypeScript (${fp.reason})`;
     } catch (e) {
       report.backends.push({ name: backend.name, status: `unavailable: ${(e as Error).message}` });
       continue;
@@ -138,7 +165,8 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
 export function formatBench(r: BenchReport): string {
   const lines = [`machine: ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${r.machine.platform}`];
   for (const b of r.backends) lines.push(`backend ${b.name}: ${b.status}`);
-  for (const n of r.numpy) lines.push(n.available ? `numpy ${n.version} (${n.variant})` : `numpy: ${n.reason}`);
+  for (const n of r.numpy)
+    lines.push(n.available ? `numpy ${n.version} (${n.variant})` : `numpy: ${n.reason}`);
   lines.push('');
   const head = ['backend', 'product', 'shape', 'GFLOP/s', 'numpy GFLOP/s', 'ratio'];
   const rows = r.matmul.map((m) => [

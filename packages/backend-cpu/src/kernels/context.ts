@@ -33,7 +33,11 @@ const POOL_MIN_BYTES = 1 << 16;
  * typed array is zero pages that fault in on first write, which costs more than the
  * 4096×4096 product written into it. Reused arrays are already resident.
  */
-export function createContext(name: string, precision: 'float32' | 'float64', poolLimitBytes = 512 * 2 ** 20): CpuContext {
+export function createContext(
+  name: string,
+  precision: 'float32' | 'float64',
+  poolLimitBytes = 512 * 2 ** 20,
+): CpuContext {
   const Float = precision === 'float64' ? Float64Array : Float32Array;
   const pool = new Map<string, CpuArray[]>();
   let pooled = 0;

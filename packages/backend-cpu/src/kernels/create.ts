@@ -22,14 +22,26 @@ export function registerCreate(ctx: CpuContext): void {
   });
   ctx.kernel('randomUniform', (_inputs, attrs) => {
     const shape = attrs.shape as number[];
-    const values = philoxUniform(sizeOf(shape), attrs.seed as number, attrs.stream as number, attrs.low as number, attrs.high as number);
+    const values = philoxUniform(
+      sizeOf(shape),
+      attrs.seed as number,
+      attrs.stream as number,
+      attrs.low as number,
+      attrs.high as number,
+    );
     const dst = ctx.alloc('float32', values.length);
     dst.set(values);
     return out(dst, shape, 'float32');
   });
   ctx.kernel('randomNormal', (_inputs, attrs) => {
     const shape = attrs.shape as number[];
-    const values = philoxNormal(sizeOf(shape), attrs.seed as number, attrs.stream as number, attrs.mean as number, attrs.std as number);
+    const values = philoxNormal(
+      sizeOf(shape),
+      attrs.seed as number,
+      attrs.stream as number,
+      attrs.mean as number,
+      attrs.std as number,
+    );
     const dst = ctx.alloc('float32', values.length);
     dst.set(values);
     return out(dst, shape, 'float32');

@@ -13,8 +13,8 @@ const UNARY: Record<string, Unary> = {
   exp: (x) => Math.exp(x),
   log: (x) => Math.log(x),
   pow: (x, a) => x ** (a.p as number),
-  relu: (x) => (x > 0 ? x : x === x ? 0 : x), // NaN stays NaN
-  step: (x, a) => (x > (a.threshold as number) ? 1 : x === x ? 0 : x),
+  relu: (x) => (x > 0 ? x : Number.isNaN(x) ? x : 0), // NaN stays NaN
+  step: (x, a) => (x > (a.threshold as number) ? 1 : Number.isNaN(x) ? x : 0),
 };
 
 type Binary = (a: number, b: number) => number;
@@ -25,8 +25,8 @@ const BINARY: Record<string, Binary> = {
   sub: (a, b) => a - b,
   mul: (a, b) => a * b,
   div: (a, b) => a / b,
-  maximum: (a, b) => (a !== a || b !== b ? Number.NaN : a >= b ? a : b),
-  minimum: (a, b) => (a !== a || b !== b ? Number.NaN : a <= b ? a : b),
+  maximum: (a, b) => Math.max(a, b), // Math.max propagates NaN
+  minimum: (a, b) => Math.min(a, b),
   greater: (a, b) => (a > b ? 1 : 0),
   greaterEqual: (a, b) => (a >= b ? 1 : 0),
   less: (a, b) => (a < b ? 1 : 0),

@@ -9,8 +9,8 @@ function checkIndex(op: string, i: number, n: number, at: number): void {
 
 /** True when value a (at index ia) ranks before b (at ib) in top-k order: larger first, NaN largest, ties to the lower index. */
 function before(a: number, ia: number, b: number, ib: number): boolean {
-  const na = a !== a;
-  const nb = b !== b;
+  const na = Number.isNaN(a);
+  const nb = Number.isNaN(b);
   if (na || nb) return na && nb ? ia < ib : na;
   return a > b || (a === b && ia < ib);
 }
@@ -73,7 +73,10 @@ export function registerIndexing(ctx: CpuContext): void {
     const k = indices.shape[indices.shape.length - 1];
     const idx = arr(indices);
     const vals = arr(values);
-    const dst = ctx.alloc(values.dtype, shape.reduce((p, d) => p * d, 1));
+    const dst = ctx.alloc(
+      values.dtype,
+      shape.reduce((p, d) => p * d, 1),
+    );
     for (let r = 0; k > 0 && r < idx.length / k; r++) {
       for (let j = 0; j < k; j++) {
         const i = idx[r * k + j];

@@ -71,25 +71,58 @@ export function registerLayout(ctx: CpuContext): void {
 
   ctx.kernel('slice', ([x], attrs) => {
     const shape = attrs.shape as number[];
-    const dst = ctx.alloc(x.dtype, shape.reduce((p, d) => p * d, 1));
-    copyBlock(arr(x), x.shape, attrs.begin as number[], dst, shape, shape.map(() => 0), shape);
+    const dst = ctx.alloc(
+      x.dtype,
+      shape.reduce((p, d) => p * d, 1),
+    );
+    copyBlock(
+      arr(x),
+      x.shape,
+      attrs.begin as number[],
+      dst,
+      shape,
+      shape.map(() => 0),
+      shape,
+    );
     return out(dst, shape, x.dtype);
   });
   ctx.kernel('pad', ([x], attrs) => {
     const shape = attrs.shape as number[];
     const paddings = attrs.paddings as [number, number][];
-    const dst = ctx.alloc(x.dtype, shape.reduce((p, d) => p * d, 1));
-    copyBlock(arr(x), x.shape, x.shape.map(() => 0), dst, shape, paddings.map((p) => p[0]), x.shape);
+    const dst = ctx.alloc(
+      x.dtype,
+      shape.reduce((p, d) => p * d, 1),
+    );
+    copyBlock(
+      arr(x),
+      x.shape,
+      x.shape.map(() => 0),
+      dst,
+      shape,
+      paddings.map((p) => p[0]),
+      x.shape,
+    );
     return out(dst, shape, x.dtype);
   });
   ctx.kernel('concat', (xs, attrs) => {
     const axis = attrs.axis as number;
     const shape = attrs.shape as number[];
-    const dst = ctx.alloc(xs[0].dtype, shape.reduce((p, d) => p * d, 1));
+    const dst = ctx.alloc(
+      xs[0].dtype,
+      shape.reduce((p, d) => p * d, 1),
+    );
     let offset = 0;
     for (const x of xs) {
       const begin = shape.map((_, i) => (i === axis ? offset : 0));
-      copyBlock(arr(x), x.shape, x.shape.map(() => 0), dst, shape, begin, x.shape);
+      copyBlock(
+        arr(x),
+        x.shape,
+        x.shape.map(() => 0),
+        dst,
+        shape,
+        begin,
+        x.shape,
+      );
       offset += x.shape[axis];
     }
     return out(dst, shape, xs[0].dtype);
@@ -97,7 +130,10 @@ export function registerLayout(ctx: CpuContext): void {
   ctx.kernel('broadcastTo', ([x], attrs) => {
     const shape = attrs.shape as number[];
     const src = arr(x);
-    const dst = ctx.alloc(x.dtype, shape.reduce((p, d) => p * d, 1));
+    const dst = ctx.alloc(
+      x.dtype,
+      shape.reduce((p, d) => p * d, 1),
+    );
     const s = broadcastStrides(x.shape, shape);
     const rank = shape.length;
     const idx = new Array<number>(rank).fill(0);

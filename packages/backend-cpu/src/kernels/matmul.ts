@@ -5,7 +5,14 @@ import { arr, type CpuContext, type FloatArray, out } from './context.js';
  * C = A·B for row-major A [m,k], B [k,n] into C (zeroed), in plain TypeScript: i-p-j order
  * with four rows of A at a time so each loaded row of B feeds four accumulating rows of C.
  */
-export function matmulTS(a: ArrayLike<number>, b: ArrayLike<number>, c: FloatArray, m: number, n: number, k: number): void {
+export function matmulTS(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  c: FloatArray,
+  m: number,
+  n: number,
+  k: number,
+): void {
   let i = 0;
   for (; i + 4 <= m; i += 4) {
     const c0 = i * n;
@@ -73,7 +80,17 @@ export function registerMatmul(ctx: CpuContext, fast: () => FastMatmul | undefin
         for (let q = 0; q < batch; q++) {
           const Aq = (A as Float32Array).subarray(q * strideA, q * strideA + m * k);
           const Bq = (B as Float32Array).subarray(q * strideB, q * strideB + k * n);
-          f.matmul(Aq, Bq, 1, m, n, k, transA, transB, (C as Float32Array).subarray(q * m * n, (q + 1) * m * n));
+          f.matmul(
+            Aq,
+            Bq,
+            1,
+            m,
+            n,
+            k,
+            transA,
+            transB,
+            (C as Float32Array).subarray(q * m * n, (q + 1) * m * n),
+          );
         }
       }
       return out(C, shape, 'float32');

@@ -7,7 +7,13 @@ type Combine = 'sum' | 'max' | 'min';
  * float32 result is the correctly rounded sum more often than numpy's pairwise float32 sum.
  * Max/min propagate NaN.
  */
-function reduceInto(src: CpuArray, shape: readonly number[], axes: readonly number[], kind: Combine, dst: CpuArray): void {
+function reduceInto(
+  src: CpuArray,
+  shape: readonly number[],
+  axes: readonly number[],
+  kind: Combine,
+  dst: CpuArray,
+): void {
   const rank = shape.length;
   const reduced = new Array<boolean>(rank).fill(false);
   for (const a of axes) reduced[a] = true;
@@ -55,10 +61,10 @@ function reduceInto(src: CpuArray, shape: readonly number[], axes: readonly numb
 }
 
 function combineMax(a: number, b: number): number {
-  return a !== a || b !== b ? Number.NaN : a >= b ? a : b;
+  return Math.max(a, b);
 }
 function combineMin(a: number, b: number): number {
-  return a !== a || b !== b ? Number.NaN : a <= b ? a : b;
+  return Math.min(a, b);
 }
 
 /** Registers sum, max, min and argmax. */
@@ -66,7 +72,10 @@ export function registerReduce(ctx: CpuContext): void {
   for (const kind of ['sum', 'max', 'min'] as const) {
     ctx.kernel(kind, ([x], attrs) => {
       const shape = attrs.shape as number[];
-      const dst = ctx.alloc(x.dtype, shape.reduce((p, d) => p * d, 1));
+      const dst = ctx.alloc(
+        x.dtype,
+        shape.reduce((p, d) => p * d, 1),
+      );
       reduceInto(arr(x), x.shape, attrs.axes as number[], kind, dst);
       return out(dst, shape, x.dtype);
     });
@@ -84,10 +93,10 @@ export function registerReduce(ctx: CpuContext): void {
         const base = o * n * innerSize + i;
         let best = 0;
         let bv = src[base];
-        for (let j = 1; j < n && bv === bv; j++) {
+        for (let j = 1; j < n && !Number.isNaN(bv); j++) {
           const v = src[base + j * innerSize];
           // strictly greater keeps the lower index on ties; the first NaN wins outright
-          if (v > bv || v !== v) {
+          if (v > bv || Number.isNaN(v)) {
             best = j;
             bv = v;
           }

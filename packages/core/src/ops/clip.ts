@@ -1,5 +1,5 @@
-import { check } from '../errors.js';
 import { noGrad, runOp } from '../engine.js';
+import { check } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { add, div, minimum, mul, sqrt, square } from './elementwise.js';
 import { sum } from './reduce.js';
@@ -19,18 +19,27 @@ export interface ClipResult {
  */
 export function clipByGlobalNorm(tensors: readonly Tensor[], maxNorm: number): ClipResult {
   check(tensors.length > 0, 'clipByGlobalNorm', () => 'needs at least one tensor');
-  check(maxNorm > 0 && Number.isFinite(maxNorm), 'clipByGlobalNorm', () => `maxNorm must be positive, got ${maxNorm}`);
+  check(
+    maxNorm > 0 && Number.isFinite(maxNorm),
+    'clipByGlobalNorm',
+    () => `maxNorm must be positive, got ${maxNorm}`,
+  );
   return noGrad(() => {
-    const outs = runOp('clipByGlobalNorm', [...tensors], { maxNorm }, {
-      composition: () => {
-        let total = sum(square(tensors[0]));
-        for (let i = 1; i < tensors.length; i++) total = add(total, sum(square(tensors[i])));
-        const norm = sqrt(total);
-        const coef = div(maxNorm, add(norm, 1e-6));
-        const capped = minimum(coef, 1);
-        return [...tensors.map((t) => mul(t, capped)), norm];
+    const outs = runOp(
+      'clipByGlobalNorm',
+      [...tensors],
+      { maxNorm },
+      {
+        composition: () => {
+          let total = sum(square(tensors[0]));
+          for (let i = 1; i < tensors.length; i++) total = add(total, sum(square(tensors[i])));
+          const norm = sqrt(total);
+          const coef = div(maxNorm, add(norm, 1e-6));
+          const capped = minimum(coef, 1);
+          return [...tensors.map((t) => mul(t, capped)), norm];
+        },
       },
-    });
+    );
     return { tensors: outs.slice(0, -1), norm: outs[outs.length - 1] };
   });
 }

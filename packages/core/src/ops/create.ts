@@ -1,6 +1,6 @@
 import { readyBackend } from '../backend.js';
-import { check, DictlearnError, fmtShape } from '../errors.js';
 import { fromHost, runOp } from '../engine.js';
+import { check, DictlearnError, fmtShape } from '../errors.js';
 import { checkShape, sizeOf } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import type { DType, HostArray, NestedArray, Shape } from '../types.js';
@@ -17,12 +17,16 @@ function flatten(values: NestedArray, shape: number[], depth: number, out: numbe
   if (Array.isArray(values)) {
     if (shape.length === depth) shape.push(values.length);
     else if (shape[depth] !== values.length) {
-      throw new DictlearnError('tensor', `ragged nested array: axis ${depth} has lengths ${shape[depth]} and ${values.length}`);
+      throw new DictlearnError(
+        'tensor',
+        `ragged nested array: axis ${depth} has lengths ${shape[depth]} and ${values.length}`,
+      );
     }
     for (const v of values) flatten(v, shape, depth + 1, out);
   } else {
     if (depth !== shape.length) throw new DictlearnError('tensor', `ragged nested array at depth ${depth}`);
-    if (typeof values !== 'number') throw new DictlearnError('tensor', `expected numbers, got ${typeof values}`);
+    if (typeof values !== 'number')
+      throw new DictlearnError('tensor', `expected numbers, got ${typeof values}`);
     out.push(values);
   }
 }
@@ -38,7 +42,10 @@ export function tensor(
 ): Tensor {
   let flat: ArrayLike<number>;
   let inferred: number[];
-  if (ArrayBuffer.isView(values) || (Array.isArray(values) && shape !== undefined && !values.some(Array.isArray))) {
+  if (
+    ArrayBuffer.isView(values) ||
+    (Array.isArray(values) && shape !== undefined && !values.some(Array.isArray))
+  ) {
     flat = values as ArrayLike<number>;
     inferred = shape ? [...shape] : [flat.length];
   } else if (typeof values === 'number') {
@@ -64,7 +71,8 @@ export function tensor(
   let host: HostArray;
   if (dtype === 'int32') {
     host = Int32Array.from(flat, (v) => {
-      if (!Number.isInteger(v)) throw new DictlearnError('tensor', `int32 tensor given non-integer value ${v}`);
+      if (!Number.isInteger(v))
+        throw new DictlearnError('tensor', `int32 tensor given non-integer value ${v}`);
       return v;
     });
   } else host = values instanceof Float32Array ? values : Float32Array.from(flat);
@@ -80,8 +88,14 @@ export function scalar(value: number, options: CreateOptions = {}): Tensor {
 export function fill(shape: Shape, value: number, options: CreateOptions = {}): Tensor {
   checkShape('fill', shape);
   const dtype = options.dtype ?? 'float32';
-  if (dtype === 'int32') check(Number.isInteger(value), 'fill', () => `int32 fill value must be an integer, got ${value}`);
-  return runOp('fill', [], { shape: [...shape], value, dtype, backend: readyBackend(options.backend, 'fill').name })[0];
+  if (dtype === 'int32')
+    check(Number.isInteger(value), 'fill', () => `int32 fill value must be an integer, got ${value}`);
+  return runOp('fill', [], {
+    shape: [...shape],
+    value,
+    dtype,
+    backend: readyBackend(options.backend, 'fill').name,
+  })[0];
 }
 
 /** A tensor of zeros. */
@@ -106,7 +120,11 @@ export function onesLike(t: Tensor): Tensor {
 
 /** `[start, start+step, ...)` up to `stop` (exclusive), like numpy's arange. Default dtype int32. */
 export function arange(start: number, stop: number, step = 1, options: CreateOptions = {}): Tensor {
-  check(step !== 0 && Number.isFinite(step), 'arange', () => `step must be a non-zero finite number, got ${step}`);
+  check(
+    step !== 0 && Number.isFinite(step),
+    'arange',
+    () => `step must be a non-zero finite number, got ${step}`,
+  );
   const n = Math.max(0, Math.ceil((stop - start) / step));
   const dtype = options.dtype ?? 'int32';
   if (dtype === 'int32') {
@@ -116,7 +134,13 @@ export function arange(start: number, stop: number, step = 1, options: CreateOpt
       () => `int32 arange needs integer start and step, got ${start}, ${step}`,
     );
   }
-  return runOp('arange', [], { start, step, n, dtype, backend: readyBackend(options.backend, 'arange').name })[0];
+  return runOp('arange', [], {
+    start,
+    step,
+    n,
+    dtype,
+    backend: readyBackend(options.backend, 'arange').name,
+  })[0];
 }
 
 /** Copies a tensor to another backend (returns a new tensor; the input is left as is). */

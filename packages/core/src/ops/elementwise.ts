@@ -1,10 +1,10 @@
-import { check, DictlearnError } from '../errors.js';
 import { type GradFn, runOp } from '../engine.js';
+import { check, DictlearnError } from '../errors.js';
 import { broadcastShapes } from '../shape.js';
 import { Tensor } from '../tensor.js';
 import { fill } from './create.js';
-import { reshape } from './shape-ops.js';
 import { sum } from './reduce.js';
+import { reshape } from './shape-ops.js';
 
 /** A tensor, or a plain number that is broadcast as a scalar of the other operand's dtype. */
 export type TensorLike = Tensor | number;
@@ -34,8 +34,15 @@ export function sumTo(dy: Tensor, shape: readonly number[]): Tensor {
   return reshape(sum(dy, axes, true), shape);
 }
 
-function unary(op: string, x: Tensor, attrs: Record<string, unknown>, grad?: (x: Tensor, y: Tensor, dy: Tensor) => Tensor, floatOnly = true): Tensor {
-  if (!(x instanceof Tensor)) throw new DictlearnError(op, `expected a Tensor, got ${x === null ? 'null' : typeof x}`);
+function unary(
+  op: string,
+  x: Tensor,
+  attrs: Record<string, unknown>,
+  grad?: (x: Tensor, y: Tensor, dy: Tensor) => Tensor,
+  floatOnly = true,
+): Tensor {
+  if (!(x instanceof Tensor))
+    throw new DictlearnError(op, `expected a Tensor, got ${x === null ? 'null' : typeof x}`);
   if (floatOnly) requireFloat(op, x);
   return runOp(op, [x], attrs, {
     grad: grad ? (inputs, outputs) => ((dys) => [grad(inputs[0], outputs[0], dys[0])]) as GradFn : undefined,
@@ -110,14 +117,19 @@ function binary(
   check(ta.dtype === tb.dtype, op, () => `dtypes differ: ${ta.dtype} and ${tb.dtype}; cast() one of them`);
   if (floatOnly) requireFloat(op, ta, 'operands');
   const shape = broadcastShapes(op, ta.shape, tb.shape);
-  return runOp(op, [ta, tb], { shape }, {
-    grad: grad
-      ? (inputs, outputs) => (dys, needs) => {
-          const [ga, gb] = grad(inputs[0], inputs[1], outputs[0], dys[0], needs);
-          return [ga ? sumTo(ga, inputs[0].shape) : null, gb ? sumTo(gb, inputs[1].shape) : null];
-        }
-      : undefined,
-  })[0];
+  return runOp(
+    op,
+    [ta, tb],
+    { shape },
+    {
+      grad: grad
+        ? (inputs, outputs) => (dys, needs) => {
+            const [ga, gb] = grad(inputs[0], inputs[1], outputs[0], dys[0], needs);
+            return [ga ? sumTo(ga, inputs[0].shape) : null, gb ? sumTo(gb, inputs[1].shape) : null];
+          }
+        : undefined,
+    },
+  )[0];
 }
 
 /** a + b (broadcasting). */
@@ -130,7 +142,13 @@ export function sub(a: TensorLike, b: TensorLike): Tensor {
 }
 /** a · b elementwise (broadcasting). */
 export function mul(a: TensorLike, b: TensorLike): Tensor {
-  return binary('mul', a, b, (a, b, _y, dy, needs) => [needs[0] ? mul(dy, b) : null, needs[1] ? mul(dy, a) : null], false);
+  return binary(
+    'mul',
+    a,
+    b,
+    (a, b, _y, dy, needs) => [needs[0] ? mul(dy, b) : null, needs[1] ? mul(dy, a) : null],
+    false,
+  );
 }
 /** a / b elementwise (broadcasting; float32 only). */
 export function div(a: TensorLike, b: TensorLike): Tensor {
@@ -148,7 +166,10 @@ export function maximum(a: TensorLike, b: TensorLike): Tensor {
     'maximum',
     a,
     b,
-    (a, b, _y, dy, needs) => [needs[0] ? mul(dy, greaterEqual(a, b)) : null, needs[1] ? mul(dy, less(a, b)) : null],
+    (a, b, _y, dy, needs) => [
+      needs[0] ? mul(dy, greaterEqual(a, b)) : null,
+      needs[1] ? mul(dy, less(a, b)) : null,
+    ],
     false,
   );
 }
@@ -158,7 +179,10 @@ export function minimum(a: TensorLike, b: TensorLike): Tensor {
     'minimum',
     a,
     b,
-    (a, b, _y, dy, needs) => [needs[0] ? mul(dy, lessEqual(a, b)) : null, needs[1] ? mul(dy, greater(a, b)) : null],
+    (a, b, _y, dy, needs) => [
+      needs[0] ? mul(dy, lessEqual(a, b)) : null,
+      needs[1] ? mul(dy, greater(a, b)) : null,
+    ],
     false,
   );
 }
@@ -189,22 +213,28 @@ export function notEqual(a: TensorLike, b: TensorLike): Tensor {
 
 /** `a` where `cond` is non-zero, else `b` (all three broadcast). */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
-  if (!(cond instanceof Tensor)) throw new DictlearnError('where', `cond must be a Tensor, got ${typeof cond}`);
+  if (!(cond instanceof Tensor))
+    throw new DictlearnError('where', `cond must be a Tensor, got ${typeof cond}`);
   const like = a instanceof Tensor ? a : b instanceof Tensor ? b : null;
   const ta = like ? asTensor('where', a, like) : fill([], a as number, { backend: cond.backend });
   const tb = asTensor('where', b, ta);
   check(ta.dtype === tb.dtype, 'where', () => `a and b dtypes differ: ${ta.dtype} and ${tb.dtype}`);
   const shape = broadcastShapes('where', broadcastShapes('where', cond.shape, ta.shape), tb.shape);
-  return runOp('where', [cond, ta, tb], { shape }, {
-    grad: (inputs) => (dys, needs) => {
-      const [c, x, y] = inputs;
-      const dy = dys[0];
-      const mask = notEqual(c, 0);
-      return [
-        null,
-        needs[1] ? sumTo(mul(dy, mask), x.shape) : null,
-        needs[2] ? sumTo(mul(dy, sub(1, mask)), y.shape) : null,
-      ];
+  return runOp(
+    'where',
+    [cond, ta, tb],
+    { shape },
+    {
+      grad: (inputs) => (dys, needs) => {
+        const [c, x, y] = inputs;
+        const dy = dys[0];
+        const mask = notEqual(c, 0);
+        return [
+          null,
+          needs[1] ? sumTo(mul(dy, mask), x.shape) : null,
+          needs[2] ? sumTo(mul(dy, sub(1, mask)), y.shape) : null,
+        ];
+      },
     },
-  })[0];
+  )[0];
 }

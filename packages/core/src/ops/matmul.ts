@@ -1,5 +1,5 @@
-import { check, fmtShape } from '../errors.js';
 import { runOp } from '../engine.js';
+import { check, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { requireFloat } from './elementwise.js';
 import { sum } from './reduce.js';
@@ -28,8 +28,12 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     'matmul',
     () => `expects 2-D or 3-D operands, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`,
   );
-  const [am, ak] = transA ? [a.shape[a.rank - 1], a.shape[a.rank - 2]] : [a.shape[a.rank - 2], a.shape[a.rank - 1]];
-  const [bk, bn] = transB ? [b.shape[b.rank - 1], b.shape[b.rank - 2]] : [b.shape[b.rank - 2], b.shape[b.rank - 1]];
+  const [am, ak] = transA
+    ? [a.shape[a.rank - 1], a.shape[a.rank - 2]]
+    : [a.shape[a.rank - 2], a.shape[a.rank - 1]];
+  const [bk, bn] = transB
+    ? [b.shape[b.rank - 1], b.shape[b.rank - 2]]
+    : [b.shape[b.rank - 2], b.shape[b.rank - 1]];
   check(
     ak === bk,
     'matmul',
@@ -45,24 +49,29 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   );
   const batch = Math.max(batchA, batchB);
   const shape = batch ? [batch, am, bn] : [am, bn];
-  return runOp('matmul', [a, b], { transA, transB, shape }, {
-    grad: (inputs) => (dys, needs) => {
-      const [x, y] = inputs;
-      const dc = dys[0];
-      let da: Tensor | null = null;
-      let db: Tensor | null = null;
-      // C = op(A)·op(B): the four cases of the chain rule, each a single product.
-      if (needs[0]) {
-        da = transA ? matmul(y, dc, { transA: transB, transB: true }) : matmul(dc, y, { transB: !transB });
-        da = reduceBatch(da, x);
-      }
-      if (needs[1]) {
-        db = transB ? matmul(dc, x, { transA: true, transB: transA }) : matmul(x, dc, { transA: !transA });
-        db = reduceBatch(db, y);
-      }
-      return [da, db];
+  return runOp(
+    'matmul',
+    [a, b],
+    { transA, transB, shape },
+    {
+      grad: (inputs) => (dys, needs) => {
+        const [x, y] = inputs;
+        const dc = dys[0];
+        let da: Tensor | null = null;
+        let db: Tensor | null = null;
+        // C = op(A)·op(B): the four cases of the chain rule, each a single product.
+        if (needs[0]) {
+          da = transA ? matmul(y, dc, { transA: transB, transB: true }) : matmul(dc, y, { transB: !transB });
+          da = reduceBatch(da, x);
+        }
+        if (needs[1]) {
+          db = transB ? matmul(dc, x, { transA: true, transB: transA }) : matmul(x, dc, { transA: !transA });
+          db = reduceBatch(db, y);
+        }
+        return [da, db];
+      },
     },
-  })[0];
+  )[0];
 }
 
 // A 2-D operand broadcast over a batch gets the batch-summed gradient.

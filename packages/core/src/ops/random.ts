@@ -1,6 +1,6 @@
 import { readyBackend } from '../backend.js';
-import { check } from '../errors.js';
 import { runOp } from '../engine.js';
+import { check } from '../errors.js';
 import { checkShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 
@@ -28,7 +28,10 @@ function checkSeed(op: string, o: RandomOptions): void {
 }
 
 /** Uniform float32 values in [low, high) from the Philox stream (see `random.ts` for the definition). */
-export function randomUniform(shape: readonly number[], options: RandomOptions & { low?: number; high?: number }): Tensor {
+export function randomUniform(
+  shape: readonly number[],
+  options: RandomOptions & { low?: number; high?: number },
+): Tensor {
   checkShape('randomUniform', shape);
   checkSeed('randomUniform', options);
   return runOp('randomUniform', [], {
@@ -42,7 +45,10 @@ export function randomUniform(shape: readonly number[], options: RandomOptions &
 }
 
 /** Normal float32 values from the Philox stream (Box–Muller; see `random.ts`). */
-export function randomNormal(shape: readonly number[], options: RandomOptions & { mean?: number; std?: number }): Tensor {
+export function randomNormal(
+  shape: readonly number[],
+  options: RandomOptions & { mean?: number; std?: number },
+): Tensor {
   checkShape('randomNormal', shape);
   checkSeed('randomNormal', options);
   return runOp('randomNormal', [], {

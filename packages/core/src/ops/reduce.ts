@@ -1,5 +1,5 @@
-import { check } from '../errors.js';
 import { runOp } from '../engine.js';
+import { check } from '../errors.js';
 import { normalizeAxes, reducedShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import { abs, div, equal, mul, requireFloat, sqrt, square } from './elementwise.js';
@@ -16,9 +16,14 @@ function expandReduced(dy: Tensor, inputShape: readonly number[], axes: number[]
 /** Sum over axes (all by default). */
 export function sum(x: Tensor, axes?: Axes, keepDims = false): Tensor {
   const ax = normalizeAxes('sum', axes, x.rank);
-  return runOp('sum', [x], { axes: ax, keepDims, shape: reducedShape(x.shape, ax, keepDims) }, {
-    grad: (inputs) => (dys) => [broadcastTo(expandReduced(dys[0], inputs[0].shape, ax), inputs[0].shape)],
-  })[0];
+  return runOp(
+    'sum',
+    [x],
+    { axes: ax, keepDims, shape: reducedShape(x.shape, ax, keepDims) },
+    {
+      grad: (inputs) => (dys) => [broadcastTo(expandReduced(dys[0], inputs[0].shape, ax), inputs[0].shape)],
+    },
+  )[0];
 }
 
 /** Mean over axes (all by default). The mean of zero elements is NaN. */
@@ -26,9 +31,14 @@ export function mean(x: Tensor, axes?: Axes, keepDims = false): Tensor {
   requireFloat('mean', x);
   const ax = normalizeAxes('mean', axes, x.rank);
   const count = ax.reduce((n, a) => n * x.shape[a], 1);
-  return runOp('mean', [x], { axes: ax, keepDims }, {
-    composition: () => div(sum(x, ax, keepDims), count),
-  })[0];
+  return runOp(
+    'mean',
+    [x],
+    { axes: ax, keepDims },
+    {
+      composition: () => div(sum(x, ax, keepDims), count),
+    },
+  )[0];
 }
 
 function extremum(op: 'max' | 'min', x: Tensor, axes: Axes, keepDims: boolean): Tensor {
@@ -38,16 +48,21 @@ function extremum(op: 'max' | 'min', x: Tensor, axes: Axes, keepDims: boolean): 
     op,
     () => `cannot take the ${op} over an empty axis (shape [${x.shape.join(', ')}])`,
   );
-  return runOp(op, [x], { axes: ax, keepDims, shape: reducedShape(x.shape, ax, keepDims) }, {
-    // Ties share the gradient equally (like torch.amax), so the result is a valid subgradient.
-    grad: (inputs, outputs) => (dys) => {
-      const input = inputs[0];
-      const y = expandReduced(outputs[0], input.shape, ax);
-      const mask = equal(input, y);
-      const count = sum(mask, ax, true);
-      return [mul(div(mask, count), expandReduced(dys[0], input.shape, ax))];
+  return runOp(
+    op,
+    [x],
+    { axes: ax, keepDims, shape: reducedShape(x.shape, ax, keepDims) },
+    {
+      // Ties share the gradient equally (like torch.amax), so the result is a valid subgradient.
+      grad: (inputs, outputs) => (dys) => {
+        const input = inputs[0];
+        const y = expandReduced(outputs[0], input.shape, ax);
+        const mask = equal(input, y);
+        const count = sum(mask, ax, true);
+        return [mul(div(mask, count), expandReduced(dys[0], input.shape, ax))];
+      },
     },
-  })[0];
+  )[0];
 }
 
 /** Maximum over axes (NaN propagates). */
@@ -63,7 +78,11 @@ export function min(x: Tensor, axes?: Axes, keepDims = false): Tensor {
 /** Index of the maximum along one axis (int32; ties to the lower index; a NaN counts as the maximum). */
 export function argmax(x: Tensor, axis = -1, keepDims = false): Tensor {
   const [a] = normalizeAxes('argmax', axis, x.rank);
-  check(x.rank > 0 && x.shape[a] > 0, 'argmax', () => `cannot take argmax over an empty axis (shape [${x.shape.join(', ')}])`);
+  check(
+    x.rank > 0 && x.shape[a] > 0,
+    'argmax',
+    () => `cannot take argmax over an empty axis (shape [${x.shape.join(', ')}])`,
+  );
   return runOp('argmax', [x], { axis: a, keepDims, shape: reducedShape(x.shape, [a], keepDims) })[0];
 }
 
@@ -76,5 +95,10 @@ export function l1Norm(x: Tensor, axes: Axes = -1, keepDims = false): Tensor {
 /** L2 norm √Σx² along axes (default: the last axis). */
 export function l2Norm(x: Tensor, axes: Axes = -1, keepDims = false): Tensor {
   requireFloat('l2Norm', x);
-  return runOp('l2Norm', [x], { axes, keepDims }, { composition: () => sqrt(sum(square(x), axes, keepDims)) })[0];
+  return runOp(
+    'l2Norm',
+    [x],
+    { axes, keepDims },
+    { composition: () => sqrt(sum(square(x), axes, keepDims)) },
+  )[0];
 }

@@ -61,11 +61,24 @@ export interface ConformanceOptions {
 }
 
 function upload(t: FixtureTensor, backend: string): Tensor {
-  return fromHost(t.dtype === 'int32' ? Int32Array.from(t.values) : Float32Array.from(t.values), t.shape, t.dtype, backend);
+  return fromHost(
+    t.dtype === 'int32' ? Int32Array.from(t.values) : Float32Array.from(t.values),
+    t.shape,
+    t.dtype,
+    backend,
+  );
 }
 
-async function runCase(c: FixtureCase, backend: string): Promise<{ shape: number[]; dtype: string; values: number[] }[]> {
-  const outs = scope(() => OP_TABLE[c.op](c.inputs.map((t) => upload(t, backend)), c.attrs));
+async function runCase(
+  c: FixtureCase,
+  backend: string,
+): Promise<{ shape: number[]; dtype: string; values: number[] }[]> {
+  const outs = scope(() =>
+    OP_TABLE[c.op](
+      c.inputs.map((t) => upload(t, backend)),
+      c.attrs,
+    ),
+  );
   const result = [];
   for (const o of outs) {
     result.push({ shape: [...o.shape], dtype: o.dtype, values: Array.from(await o.data()) });
@@ -113,7 +126,12 @@ export function conformanceSuite(options: ConformanceOptions): void {
             expect(got[i].shape).toEqual(want.shape);
             expect(got[i].dtype).toBe(want.dtype);
             // Transcendental ops and long sums may differ from the correctly rounded value by a few ulps.
-            const t = want.dtype === 'int32' ? { rtol: 0, atol: 0 } : c.op === 'matmul' ? { rtol: 1e-5, atol: 1e-5 } : tol;
+            const t =
+              want.dtype === 'int32'
+                ? { rtol: 0, atol: 0 }
+                : c.op === 'matmul'
+                  ? { rtol: 1e-5, atol: 1e-5 }
+                  : tol;
             expect(compareValues(got[i].values, want.values, t, `${c.name} output ${i}`)).toBeNull();
           });
         });
@@ -195,7 +213,7 @@ export function conformanceSuite(options: ConformanceOptions): void {
       });
 
       it('non-contiguous inputs (transposed, sliced) give the same results as contiguous copies', async () => {
-        const values = Array.from({ length: 24 }, (_, i) => (i * 7) % 11 - 5);
+        const values = Array.from({ length: 24 }, (_, i) => ((i * 7) % 11) - 5);
         const x = t(values, [4, 6]);
         const xt = ops.transpose(x); // [6, 4], a permuted view in layout terms
         // by hand: xt[i][j] = x[j][i]
@@ -219,7 +237,9 @@ export function conformanceSuite(options: ConformanceOptions): void {
           const vals = await read(values);
           const idx = await read(indices);
           for (let r = 0; r < 2; r++) {
-            const order = Array.from({ length: n }, (_, j) => j).sort((p, q) => v[r * n + q] - v[r * n + p] || p - q);
+            const order = Array.from({ length: n }, (_, j) => j).sort(
+              (p, q) => v[r * n + q] - v[r * n + p] || p - q,
+            );
             expect(idx.slice(r * k, r * k + k)).toEqual(order.slice(0, k));
             expect(vals.slice(r * k, r * k + k)).toEqual(order.slice(0, k).map((j) => v[r * n + j]));
           }
@@ -228,14 +248,19 @@ export function conformanceSuite(options: ConformanceOptions): void {
 
       it('NaN propagates through elementwise ops, reductions and matmul; top-k and argmax rank NaN first', async () => {
         const x = t([1, Number.NaN, -2, 4], [2, 2]);
-        const isNaN = (a: number[]) => a.map((q) => Number.isNaN(q));
-        expect(isNaN(await read(ops.add(x, 1)))).toEqual([false, true, false, false]);
-        expect(isNaN(await read(ops.relu(x)))).toEqual([false, true, false, false]);
-        expect(isNaN(await read(ops.exp(x)))).toEqual([false, true, false, false]);
-        expect(isNaN(await read(ops.maximum(x, 0)))).toEqual([false, true, false, false]);
-        expect(isNaN(await read(ops.sum(x, 1)))).toEqual([true, false]);
-        expect(isNaN(await read(ops.max(x, 0)))).toEqual([false, true]);
-        expect(isNaN(await read(ops.matmul(x, t([1, 0, 0, 1], [2, 2]))))).toEqual([true, true, false, false]);
+        const nanMask = (a: number[]) => a.map((q) => Number.isNaN(q));
+        expect(nanMask(await read(ops.add(x, 1)))).toEqual([false, true, false, false]);
+        expect(nanMask(await read(ops.relu(x)))).toEqual([false, true, false, false]);
+        expect(nanMask(await read(ops.exp(x)))).toEqual([false, true, false, false]);
+        expect(nanMask(await read(ops.maximum(x, 0)))).toEqual([false, true, false, false]);
+        expect(nanMask(await read(ops.sum(x, 1)))).toEqual([true, false]);
+        expect(nanMask(await read(ops.max(x, 0)))).toEqual([false, true]);
+        expect(nanMask(await read(ops.matmul(x, t([1, 0, 0, 1], [2, 2]))))).toEqual([
+          true,
+          true,
+          false,
+          false,
+        ]);
         const tk = ops.topk(t([3, Number.NaN, 5, Number.NaN], [1, 4]), 3);
         expect(await read(tk.indices)).toEqual([1, 3, 2]);
         expect(await read(ops.argmax(t([3, Number.NaN, 5], [1, 3]), -1))).toEqual([1]);
@@ -247,7 +272,9 @@ export function conformanceSuite(options: ConformanceOptions): void {
         const nrm = ops.randomNormal([7], { seed: 2 ** 40 + 5, mean: 1, std: 0.5, backend: name });
         expect(await read(nrm)).toEqual(Array.from(philoxNormal(7, 2 ** 40 + 5, 0, 1, 0.5)));
         const other = ops.randomUniform([15], { seed: 42, stream: 4, backend: name });
-        expect(await read(other)).not.toEqual(await read(ops.randomUniform([15], { seed: 42, stream: 3, backend: name })));
+        expect(await read(other)).not.toEqual(
+          await read(ops.randomUniform([15], { seed: 42, stream: 3, backend: name })),
+        );
       });
     });
 
@@ -255,9 +282,15 @@ export function conformanceSuite(options: ConformanceOptions): void {
       const b = { backend: name };
       it('shape mismatch names the op and both shapes', () => {
         const a = ops.zeros([2, 3], b);
-        expect(() => ops.add(a, ops.zeros([4], b))).toThrow(/add: shapes \[2, 3\] and \[4\] do not broadcast/);
-        expect(() => ops.matmul(a, ops.zeros([2, 3], b))).toThrow(/matmul: inner dimensions differ.*k=3.*k=2/);
-        expect(() => ops.reshape(a, [4, 2])).toThrow(/reshape: cannot reshape \[2, 3\] \(6 elements\) to \[4, 2\]/);
+        expect(() => ops.add(a, ops.zeros([4], b))).toThrow(
+          /add: shapes \[2, 3\] and \[4\] do not broadcast/,
+        );
+        expect(() => ops.matmul(a, ops.zeros([2, 3], b))).toThrow(
+          /matmul: inner dimensions differ.*k=3.*k=2/,
+        );
+        expect(() => ops.reshape(a, [4, 2])).toThrow(
+          /reshape: cannot reshape \[2, 3\] \(6 elements\) to \[4, 2\]/,
+        );
         expect(() => ops.topk(a, 4)).toThrow(/topk: k must be an integer in \[0, 3\]/);
         expect(() => ops.tensor([1, 2, 3], [2, 2], b)).toThrow(/3 values do not fill shape \[2, 2\]/);
       });

@@ -1,6 +1,6 @@
 import { findBackend } from '../backend.js';
-import { DictlearnError, fmtShape } from '../errors.js';
 import { fromHost, scope, valueAndGrad } from '../engine.js';
+import { DictlearnError, fmtShape } from '../errors.js';
 import { mul, sum } from '../ops/index.js';
 import { philoxUniform } from '../random.js';
 import type { Tensor } from '../tensor.js';
@@ -50,8 +50,12 @@ export async function checkGradients(
   }
   const eps = options.eps ?? 1e-6;
   const tol = options.tolerance ?? { rtol: 1e-5, atol: 1e-7 };
-  const wrt = options.wrt ?? inputs.map((x, i) => ((x.dtype ?? 'float32') === 'float32' ? i : -1)).filter((i) => i >= 0);
-  const hosts = inputs.map((x) => (x.dtype === 'int32' ? Int32Array.from(x.values) : Float64Array.from(x.values)));
+  const wrt =
+    options.wrt ??
+    inputs.map((x, i) => ((x.dtype ?? 'float32') === 'float32' ? i : -1)).filter((i) => i >= 0);
+  const hosts = inputs.map((x) =>
+    x.dtype === 'int32' ? Int32Array.from(x.values) : Float64Array.from(x.values),
+  );
   const make = (i: number, values: Float64Array | Int32Array) =>
     fromHost(values, inputs[i].shape, inputs[i].dtype ?? 'float32', options.backend);
   const read = (t: Tensor) => backend.readFloat64!(t.storage.data, t.size);
@@ -63,7 +67,12 @@ export async function checkGradients(
       return read(objective(ts))[0];
     });
 
-  const analytic = await analyticGradients(fn, inputs, { backend: options.backend, wrt, seed: options.seed, read });
+  const analytic = await analyticGradients(fn, inputs, {
+    backend: options.backend,
+    wrt,
+    seed: options.seed,
+    read,
+  });
 
   const numeric = wrt.map((i) => {
     const base = hosts[i] as Float64Array;
@@ -105,7 +114,9 @@ export async function analyticGradients(
   inputs: { values: ArrayLike<number>; shape: readonly number[]; dtype?: 'float32' | 'int32' }[],
   options: { backend: string; wrt?: number[]; seed?: number; read?: (t: Tensor) => Float64Array },
 ): Promise<Float64Array[]> {
-  const wrt = options.wrt ?? inputs.map((x, i) => ((x.dtype ?? 'float32') === 'float32' ? i : -1)).filter((i) => i >= 0);
+  const wrt =
+    options.wrt ??
+    inputs.map((x, i) => ((x.dtype ?? 'float32') === 'float32' ? i : -1)).filter((i) => i >= 0);
   const gradTensors = scope(() => {
     const ts = inputs.map((x) =>
       fromHost(

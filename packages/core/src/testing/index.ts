@@ -16,5 +16,10 @@ export {
   type FixtureTensor,
   OP_FIXTURES,
 } from './conformance.js';
-export { analyticGradients, checkGradients, type GradCheckOptions, type GradCheckResult } from './gradcheck.js';
+export {
+  analyticGradients,
+  checkGradients,
+  type GradCheckOptions,
+  type GradCheckResult,
+} from './gradcheck.js';
 export { OP_TABLE, type OpRunner } from './op-table.js';

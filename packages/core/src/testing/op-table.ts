@@ -5,7 +5,9 @@ import type { Tensor } from '../tensor.js';
 /** Runs one op by its fixture name on tensors, returning every output. */
 export type OpRunner = (inputs: Tensor[], attrs: Attrs) => Tensor[];
 
-const one = (f: (inputs: Tensor[], attrs: Attrs) => Tensor): OpRunner => (i, a) => [f(i, a)];
+const one =
+  (f: (inputs: Tensor[], attrs: Attrs) => Tensor): OpRunner =>
+  (i, a) => [f(i, a)];
 type Axes = number | number[] | undefined;
 const axes = (a: Attrs): Axes => (a.axes === null ? undefined : (a.axes as Axes));
 
@@ -44,7 +46,9 @@ export const OP_TABLE: Record<string, OpRunner> = {
   argmax: one(([x], a) => ops.argmax(x, a.axis as number)),
   l1Norm: one(([x], a) => ops.l1Norm(x, axes(a), (a.keepDims as boolean) ?? false)),
   l2Norm: one(([x], a) => ops.l2Norm(x, axes(a), (a.keepDims as boolean) ?? false)),
-  matmul: one(([a, b], at) => ops.matmul(a, b, { transA: at.transA as boolean, transB: at.transB as boolean })),
+  matmul: one(([a, b], at) =>
+    ops.matmul(a, b, { transA: at.transA as boolean, transB: at.transB as boolean }),
+  ),
   transpose: one(([x], a) => ops.transpose(x, a.perm as number[])),
   slice: one(([x], a) => ops.slice(x, a.begin as number[], a.size as number[])),
   pad: one(([x], a) => ops.pad(x, a.paddings as [number, number][])),
