@@ -133,6 +133,8 @@ cases[-1]["outputs"] = [enc((d(np.asarray(i0["values"], dtype=np.float32).reshap
 t = f32(2, 3, 4)
 case("transpose_201", "transpose", [t], [np.transpose(d(t), (2, 0, 1))], {"perm": [2, 0, 1]})
 case("transpose_2d", "transpose", [x], [d(x).T], {"perm": [1, 0]})
+case("reshape", "reshape", [t], [d(t).reshape(4, 6)], {"shape": [4, -1]})
+case("expandDims", "expandDims", [x], [d(x)[:, None, :]], {"axis": 1})
 case("slice", "slice", [t], [d(t)[1:2, 0:2, 1:4]], {"begin": [1, 0, 1], "size": [1, 2, 3]})
 case("pad", "pad", [x], [np.pad(d(x), ((1, 0), (0, 2)))], {"paddings": [[1, 0], [0, 2]]})
 y = f32(3, 2)

@@ -1,8 +1,8 @@
 import { runOp } from '../engine.js';
-import { check } from '../errors.js';
+import { check, DictlearnError } from '../errors.js';
 import { normalizeAxes, reducedShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
-import { abs, div, equal, mul, requireFloat, sqrt, square } from './elementwise.js';
+import { abs, div, equal, mul, notEqual, requireFloat, sqrt, square, sub } from './elementwise.js';
 import { broadcastTo, reshape } from './shape-ops.js';
 
 /** Axes to reduce over: one axis, a list, or `undefined` for all. Negative axes count from the end. */
@@ -101,4 +101,38 @@ export function l2Norm(x: Tensor, axes: Axes = -1, keepDims = false): Tensor {
     { axes, keepDims },
     { composition: () => sqrt(sum(square(x), axes, keepDims)) },
   )[0];
+}
+
+/** Number of NaN or ±Inf elements (a float32 scalar). Runs on the tensor's backend. */
+export function countNonFinite(x: Tensor): Tensor {
+  requireFloat('countNonFinite', x);
+  // x − x is 0 for finite x and NaN for NaN and ±Inf.
+  return runOp('countNonFinite', [x], {}, { composition: () => sum(notEqual(sub(x, x), 0)) })[0];
+}
+
+/**
+ * Throws a {@link DictlearnError} naming `what` when `x` holds NaN or ±Inf, with the count and
+ * the first offending position. For inputs that must be finite (activations fed to training).
+ */
+export async function assertFinite(x: Tensor, what: string): Promise<void> {
+  const count = countNonFinite(x);
+  const n = (await count.data())[0];
+  count.dispose();
+  if (n === 0) return;
+  const values = await x.data();
+  const first = values.findIndex((v) => !Number.isFinite(v));
+  const at = x.shape.length > 0 ? unravel(first, x.shape) : [];
+  throw new DictlearnError(
+    what,
+    `${n} of ${x.size} values are NaN or Inf (first at [${at.join(', ')}]: ${values[first]}); expected finite numbers`,
+  );
+}
+
+function unravel(flat: number, shape: readonly number[]): number[] {
+  const out = new Array<number>(shape.length);
+  for (let i = shape.length - 1; i >= 0; i--) {
+    out[i] = flat % shape[i];
+    flat = Math.floor(flat / shape[i]);
+  }
+  return out;
 }

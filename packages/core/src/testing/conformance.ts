@@ -302,6 +302,14 @@ export function conformanceSuite(options: ConformanceOptions): void {
         expect(() => ops.sqrt(i)).toThrow(/sqrt: input must be float32, got int32/);
         expect(() => ops.add(i, ops.zeros([2], b))).toThrow(/add: dtypes differ: int32 and float32/);
       });
+      it('NaN/Inf where an input must be finite is refused with the count and first position', async () => {
+        const x = ops.tensor([1, 2, Number.POSITIVE_INFINITY, 4, Number.NaN, 6], [2, 3], b);
+        expect(Array.from(await ops.countNonFinite(x).data())).toEqual([2]);
+        await expect(ops.assertFinite(x, 'activations')).rejects.toThrow(
+          'activations: 2 of 6 values are NaN or Inf (first at [0, 2]: Infinity); expected finite numbers',
+        );
+        await expect(ops.assertFinite(ops.ones([3], b), 'activations')).resolves.toBeUndefined();
+      });
       it('a disposed tensor is refused by name', () => {
         const a = ops.ones([2], b);
         a.dispose();

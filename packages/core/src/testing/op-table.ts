@@ -50,6 +50,8 @@ export const OP_TABLE: Record<string, OpRunner> = {
     ops.matmul(a, b, { transA: at.transA as boolean, transB: at.transB as boolean }),
   ),
   transpose: one(([x], a) => ops.transpose(x, a.perm as number[])),
+  reshape: one(([x], a) => ops.reshape(x, a.shape as number[])),
+  expandDims: one(([x], a) => ops.expandDims(x, a.axis as number)),
   slice: one(([x], a) => ops.slice(x, a.begin as number[], a.size as number[])),
   pad: one(([x], a) => ops.pad(x, a.paddings as [number, number][])),
   concat: one((xs, a) => ops.concat(xs, a.axis as number)),
