@@ -36,11 +36,13 @@ export {
   Variable,
   valueAndGrad,
 } from './engine.js';
+export type { DictionaryLike } from './dictionary-types.js';
 export * from './errors.js';
 export * from './ops/index.js';
 export * as ops from './ops/index.js';
 export { philox4x32, philoxNormal, philoxUniform, philoxWords } from './random.js';
 export * from './registry.js';
+export type { ActivationSource, BatchOptions, GroundTruthSource } from './source.js';
 export { broadcastShapes, normalizeAxes, reducedShape, sizeOf, stridesOf } from './shape.js';
 export { type BackendMemory, type MemoryInfo, memory, nest, Tensor } from './tensor.js';
 export type { DType, HostArray, NestedArray, Shape, TensorValues } from './types.js';
