@@ -12,7 +12,18 @@
  * ```
  * @packageDocumentation
  */
+
+export * from './arch.js';
 export * from './backend.js';
+export {
+  DICTIONARY_FILES,
+  Dictionary,
+  type DictionaryConfig,
+  LIBRARY_VERSION,
+  LIBRARY_VERSION as VERSION,
+  parseConfig,
+} from './dictionary.js';
+export type { DictionaryLike } from './dictionary-types.js';
 export {
   type Attrs,
   collectTensors,
@@ -36,16 +47,32 @@ export {
   Variable,
   valueAndGrad,
 } from './engine.js';
-export type { DictionaryLike } from './dictionary-types.js';
 export * from './errors.js';
+export { readFileBytes, writeFileAtomic } from './io/fs.js';
+export * from './io/safetensors.js';
 export * from './ops/index.js';
 export * as ops from './ops/index.js';
+export * from './optim.js';
 export { philox4x32, philoxNormal, philoxUniform, philoxWords } from './random.js';
 export * from './registry.js';
-export type { ActivationSource, BatchOptions, GroundTruthSource } from './source.js';
+export * from './schedule.js';
 export { broadcastShapes, normalizeAxes, reducedShape, sizeOf, stridesOf } from './shape.js';
+export type { ActivationSource, BatchOptions, GroundTruthSource, SourceFactory } from './source.js';
 export { type BackendMemory, type MemoryInfo, memory, nest, Tensor } from './tensor.js';
+export { loadTrainerState, saveTrainerState, type TrainerStateInfo } from './train/checkpoint.js';
+export { fractionVarianceExplained, meanL0 } from './train/metrics.js';
+export {
+  checkpointDir,
+  type TrainLogEntry,
+  type TrainResult,
+  type TrainSAEOptions,
+  trainSAE,
+} from './train/train-sae.js';
+export {
+  type ResolvedTrainerSettings,
+  type StepLogs,
+  Trainer,
+  type TrainerSpec,
+  weightedSampleWithoutReplacement,
+} from './train/trainer.js';
 export type { DType, HostArray, NestedArray, Shape, TensorValues } from './types.js';
-
-/** The library version written into checkpoints. */
-export const VERSION = '0.1.0';

@@ -28,3 +28,19 @@ export interface GroundTruthSource extends ActivationSource {
   /** The true feature directions, one unit-norm row per feature: [features, dim]. */
   groundTruth(backend?: string): Tensor;
 }
+
+/**
+ * Makes an {@link ActivationSource} from plain options (parsed from a CLI flag or a config
+ * file). Register one with `registerPlugin('source', factory.name, factory)`; the CLI looks it
+ * up with `findPlugin<SourceFactory>('source', name)`. `create` validates its options and
+ * throws a `DictlearnError` naming the offending field; it may return a promise when the
+ * source must read something first (file sources read their headers).
+ */
+export interface SourceFactory {
+  /** The name it is registered under, e.g. `'synthetic'`. */
+  readonly name: string;
+  /** One line for `--help`: what the source produces and its main options. */
+  readonly description: string;
+  /** Creates the source; throws a `DictlearnError` naming the field for a bad option. */
+  create(options: Record<string, unknown>): ActivationSource | Promise<ActivationSource>;
+}

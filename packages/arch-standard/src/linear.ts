@@ -1,0 +1,109 @@
+import {
+  add,
+  type DictionarySizes,
+  div,
+  l2Norm,
+  matmul,
+  mul,
+  type Params,
+  randomNormal,
+  reshape,
+  scatterAddRows,
+  square,
+  sub,
+  sum,
+  type Tensor,
+  tensor,
+  transpose,
+  zeros,
+} from '@dictlearn/core';
+
+/**
+ * Building blocks shared by the ReLU SAEs of this package (SAELens layout: `W_enc` [d, F],
+ * `W_dec` [F, d]). Every function uses core ops only, so gradients and backends come for free.
+ */
+
+/** Pre-activations (x − b_dec) W_enc + b_enc for an encoder matrix given as [d, F] or as W_decᵀ. */
+export function preActivations(
+  x: Tensor,
+  bDec: Tensor,
+  bEnc: Tensor,
+  enc: { W_enc: Tensor } | { W_dec: Tensor },
+): Tensor {
+  const xc = sub(x, bDec);
+  const pre = 'W_enc' in enc ? matmul(xc, enc.W_enc) : matmul(xc, enc.W_dec, { transB: true });
+  return add(pre, bEnc);
+}
+
+/** f W_dec + b_dec. */
+export function decodeLinear(f: Tensor, wDec: Tensor, bDec: Tensor): Tensor {
+  return add(matmul(f, wDec), bDec);
+}
+
+/**
+ * REFERENCE init: W_dec [F, d] random normal (Philox stream of the seed), rows scaled to norm
+ * 0.1; W_enc = W_decᵀ; biases zero.
+ */
+export function initDecoder(sizes: DictionarySizes, seed: number, backend?: string): Tensor {
+  const w = randomNormal([sizes.dictSize, sizes.activationDim], { seed, stream: 0, backend });
+  return mul(div(w, l2Norm(w, -1, true)), 0.1);
+}
+
+/** Zero biases b_enc [F] and b_dec [d]. */
+export function initBiases(sizes: DictionarySizes, backend?: string): { b_enc: Tensor; b_dec: Tensor } {
+  return { b_enc: zeros([sizes.dictSize], { backend }), b_dec: zeros([sizes.activationDim], { backend }) };
+}
+
+/** mean_b ‖x − x̂‖² (squared error summed over d, averaged over the batch). */
+export function meanSquaredError(x: Tensor, xhat: Tensor): Tensor {
+  return div(sum(square(sub(x, xhat))), x.shape[0]);
+}
+
+/** mean_b ‖x − x̂‖₂ (DL's l2_loss, logged). */
+export function meanL2(x: Tensor, xhat: Tensor): Tensor {
+  return div(sum(l2Norm(sub(x, xhat), -1)), x.shape[0]);
+}
+
+/** Biases scaled by s: the normalisation fold of REFERENCE (b_enc·s, b_dec·s). */
+export function scaleBiases(p: Params, s: number): Params {
+  return { b_enc: mul(p.b_enc, s), b_dec: mul(p.b_dec, s) };
+}
+
+/** 1 for features kept, 0 for `dead` ones, as a host array of length F. */
+export function keepMask(dictSize: number, dead: Int32Array): Float32Array {
+  const m = new Float32Array(dictSize).fill(1);
+  for (const j of dead) m[j] = 0;
+  return m;
+}
+
+/**
+ * REFERENCE resampling of a ReLU SAE: for each dead feature j (paired with one chosen input x),
+ * encoder direction ← x · 0.2 · (mean norm of the alive encoder directions), decoder row ←
+ * x/‖x‖, b_enc[j] ← 0. `encoder` is W_enc [d, F] (untied) or absent (tied: the decoder is the
+ * encoder). Returns the replaced parameters.
+ */
+export function resampleLinear(p: Params, dead: Int32Array, inputs: Tensor, tied: boolean): Params {
+  const [F, d] = p.W_dec.shape;
+  const backend = p.W_dec.backend;
+  const keep = keepMask(F, dead);
+  const keepRows = tensor(keep, [F, 1], { backend });
+  const idx = tensor(dead, [dead.length], { dtype: 'int32', backend });
+  const unit = div(inputs, l2Norm(inputs, -1, true));
+  const out: Params = { b_enc: mul(p.b_enc, reshape(keepRows, [F])) };
+  if (tied) {
+    // One matrix: the decoder row is both directions.
+    out.W_dec = add(mul(p.W_dec, keepRows), scatterAddRows(zeros([F, d], { backend }), idx, unit));
+    return out;
+  }
+  const encNorms = l2Norm(p.W_enc, 0); // [F]: norm of each feature's encoder direction
+  const alive = keep.reduce((a, b) => a + b, 0);
+  const aliveNorm =
+    alive > 0 ? div(sum(mul(encNorms, reshape(keepRows, [F]))), alive) : tensor([1], [], { backend });
+  const encRows = mul(inputs, mul(aliveNorm, 0.2));
+  out.W_dec = add(mul(p.W_dec, keepRows), scatterAddRows(zeros([F, d], { backend }), idx, unit));
+  out.W_enc = add(
+    mul(p.W_enc, reshape(keepRows, [1, F])),
+    transpose(scatterAddRows(zeros([F, d], { backend }), idx, encRows)),
+  );
+  return out;
+}

@@ -1,0 +1,164 @@
+import { createCpuBackend } from '@dictlearn/backend-cpu';
+import {
+  type ArchitecturePlugin,
+  registerBackend,
+  scope,
+  type Tensor,
+  Trainer,
+  tensor,
+  useBackend,
+  valueAndGrad,
+} from '@dictlearn/core';
+import { compareValues } from '@dictlearn/core/testing';
+import { beforeAll, describe, expect, it } from 'vitest';
+import fixture from './fixtures/steps.json' with { type: 'json' };
+import { aprilUpdate, standard, tied } from './standard.js';
+
+// Two optimisation steps of each architecture against a numpy reimplementation of the
+// REFERENCE definitions (scripts/make-step-fixture.py): loss, logs, every gradient, and every
+// parameter after ConstrainedAdam / clipped Adam.
+
+interface Arr {
+  shape: number[];
+  values: number[];
+}
+interface Step {
+  loss: number;
+  logs: Record<string, number>;
+  grads: Record<string, Arr>;
+  params: Record<string, Arr>;
+}
+interface Entry {
+  init: Record<string, Arr>;
+  batches: Arr[];
+  steps: Step[];
+}
+
+const fx = fixture as unknown as {
+  sizes: { batch: number; activationDim: number; dictSize: number };
+  hyper: { l1Penalty: number; lr: number };
+  architectures: Record<string, Entry>;
+};
+
+beforeAll(async () => {
+  registerBackend(createCpuBackend({ name: 'cpu', fastMatmul: false }));
+  await useBackend('cpu');
+});
+
+const t = (a: Arr) => tensor(a.values, a.shape);
+
+// float32 arithmetic against a float64 reference on O(1) values: losses and gradients agree to
+// ~1e-6 relative; one Adam step moves parameters by ≤ lr = 1e-2, so 1e-5 absolute is tight.
+const GRAD_TOL = { rtol: 1e-4, atol: 1e-6 };
+const PARAM_TOL = { rtol: 1e-5, atol: 1e-5 };
+
+const cases: [string, () => ArchitecturePlugin<object>][] = [
+  ['standard', () => standard({ l1Penalty: fx.hyper.l1Penalty })],
+  ['april-update', () => aprilUpdate({ l1Penalty: fx.hyper.l1Penalty })],
+  ['tied', () => tied({ l1Penalty: fx.hyper.l1Penalty })],
+];
+
+describe.each(cases)('%s: two training steps match numpy', (name, make) => {
+  it('loss, logs, gradients and updated parameters', async () => {
+    const entry = fx.architectures[name];
+    const arch = make();
+    const trainer = new Trainer(
+      {
+        architecture: arch,
+        dictSize: fx.sizes.dictSize,
+        lr: fx.hyper.lr,
+        warmupSteps: 0,
+        sparsityWarmupSteps: 0,
+      },
+      fx.sizes.activationDim,
+      10,
+    );
+    for (const [k, v] of Object.entries(entry.init)) trainer.vars[k].assign(t(v));
+    for (let s = 0; s < entry.steps.length; s++) {
+      const want = entry.steps[s];
+      const x = t(entry.batches[s]);
+      // Gradients straight from the architecture's loss.
+      const vars = Object.values(trainer.vars);
+      const { value, grads } = valueAndGrad(
+        () => arch.loss(trainer.params(), x, { step: s, sparsityScale: 1 }).loss,
+        vars,
+      );
+      expect(compareValues(await value.data(), [want.loss], GRAD_TOL, `${name} step ${s} loss`)).toBeNull();
+      for (const v of vars) {
+        const g = grads.get(v) as Tensor;
+        expect(
+          compareValues(await g.data(), want.grads[v.name].values, GRAD_TOL, `${name} step ${s} d${v.name}`),
+        ).toBeNull();
+        g.dispose();
+      }
+      value.dispose();
+      // The trainer's step: same loss, the logs, then ConstrainedAdam / clipped Adam.
+      const logs = await trainer.update(x, true);
+      expect(compareValues([logs.loss], [want.loss], GRAD_TOL, 'trainer loss')).toBeNull();
+      for (const [k, v] of Object.entries(want.logs)) {
+        expect(compareValues([logs[k]], [v], GRAD_TOL, `log ${k}`)).toBeNull();
+      }
+      for (const [k, v] of Object.entries(want.params)) {
+        expect(
+          compareValues(await trainer.vars[k].value.data(), v.values, PARAM_TOL, `${name} step ${s} ${k}`),
+        ).toBeNull();
+      }
+      x.dispose();
+    }
+    trainer.dispose();
+  });
+});
+
+describe('plugins', () => {
+  it('init follows REFERENCE: decoder rows of norm 0.1, W_enc = W_decᵀ, zero biases; same seed, same values', async () => {
+    const arch = standard();
+    const p = scope(() => arch.init({ activationDim: 5, dictSize: 7 }, { seed: 3 }));
+    const wDec = (await p.W_dec.array()) as number[][];
+    for (const row of wDec) expect(Math.hypot(...row)).toBeCloseTo(0.1, 6);
+    const wEnc = (await p.W_enc.array()) as number[][];
+    expect(wEnc[2][4]).toBe(wDec[4][2]);
+    expect(Array.from(await p.b_enc.data())).toEqual(new Array(7).fill(0));
+    const again = arch.init({ activationDim: 5, dictSize: 7 }, { seed: 3 });
+    expect(Array.from(await again.W_dec.data())).toEqual(wDec.flat());
+  });
+
+  it('configs are validated with the field named', () => {
+    expect(() => standard({ l1Penalty: -1 })).toThrow("standard: field 'l1Penalty' must be ≥ 0, got -1");
+    expect(() => standard({ l1Penalty: 'x' as never })).toThrow(
+      "standard: field 'l1Penalty' must be a finite number",
+    );
+    expect(() => standard({ lambda: 1 } as never)).toThrow(
+      "standard: unknown field 'lambda' (known: l1Penalty)",
+    );
+  });
+
+  it('folding the normalisation scale makes the raw-space model s times the train-space one', async () => {
+    const arch = standard();
+    const s = 2.5;
+    const p = arch.init({ activationDim: 4, dictSize: 6 }, { seed: 1 });
+    p.b_enc = tensor([0.1, -0.2, 0.05, 0.3, 0, -0.1]);
+    p.b_dec = tensor([0.2, 0.1, -0.3, 0]);
+    const x = tensor([
+      [1, -2, 0.5, 3],
+      [0.2, 0.1, -1, 2],
+    ]);
+    const folded = { ...p, ...arch.foldScale(p, s) };
+    const xs = scope(() =>
+      tensor(
+        Array.from(x.dataSync()).map((v) => v / s),
+        [2, 4],
+      ),
+    );
+    const trainSpace = arch.decode(p, arch.encode(p, xs));
+    const raw = arch.decode(folded, arch.encode(folded, x));
+    expect(
+      compareValues(
+        await raw.data(),
+        Array.from(await trainSpace.data()).map((v) => v * s),
+        { rtol: 1e-6, atol: 1e-6 },
+      ),
+    ).toBeNull();
+    const back = arch.unfoldScale(folded, s);
+    expect(compareValues(await back.b_dec.data(), await p.b_dec.data(), { rtol: 1e-6, atol: 0 })).toBeNull();
+  });
+});

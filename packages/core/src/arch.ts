@@ -1,0 +1,175 @@
+import { DictlearnError } from './errors.js';
+import { findPlugin, registerPlugin } from './registry.js';
+import type { Tensor } from './tensor.js';
+
+/** A dictionary's parameters by name (`W_enc`, `b_enc`, `W_dec`, `b_dec`...). */
+export type Params = Record<string, Tensor>;
+
+/** Sizes of a dictionary. */
+export interface DictionarySizes {
+  /** Width d of the activations. */
+  activationDim: number;
+  /** Number of features F. */
+  dictSize: number;
+}
+
+/** What the trainer tells an architecture's loss at each step. */
+export interface LossContext {
+  /** 0-based step of this trainer. */
+  step: number;
+  /** Sparsity warm-up factor s(t) in [0, 1] (REFERENCE: linear 0 → 1 over the warm-up). */
+  sparsityScale: number;
+}
+
+/** What an architecture's loss returns. */
+export interface LossOutput {
+  /** The scalar loss to minimise. */
+  loss: Tensor;
+  /** Scalars to log (e.g. `mse_loss`, `sparsity_loss`, `l0`), each a 0-d or size-1 tensor. */
+  logs: Record<string, Tensor>;
+  /** The features f of the batch [B, F], for dead-feature tracking. */
+  features: Tensor;
+  /** The reconstruction x̂ [B, d], for resampling and logging FVE. */
+  reconstruction: Tensor;
+}
+
+/** Training defaults an architecture brings (REFERENCE values); a trainer may override each. */
+export interface TrainingDefaults {
+  /** Learning rate. */
+  lr: number;
+  /** Adam β₁, β₂. */
+  betas: [number, number];
+  /** Linear lr warm-up from 0 over this many steps (restarted after each resample). */
+  warmupSteps: number;
+  /** Linear sparsity warm-up s(t): 0 → 1 over this many steps (0 = none). */
+  sparsityWarmupSteps: number;
+  /** Global gradient-norm clip (undefined = none). */
+  clipGradNorm?: number;
+  /** Parameters whose rows are kept unit-norm by ConstrainedAdam (e.g. `['W_dec']`). */
+  unitNormRows: string[];
+  /** Dead-feature resampling every this many steps (undefined = none). */
+  resampleSteps?: number;
+}
+
+/**
+ * An SAE architecture, written only with core ops so it gets gradients and every backend for
+ * free. Plugins are values: a factory such as `standard({ l1Penalty: 0.1 })` returns one.
+ * Parameters use SAELens layout: `W_enc` [d, F], `W_dec` [F, d].
+ */
+export interface ArchitecturePlugin<C extends object = Record<string, unknown>> {
+  /** Registry name, e.g. `'standard'`; written to config.json. */
+  readonly name: string;
+  /** The npm package that provides it, named in errors when a checkpoint needs it. */
+  readonly packageName: string;
+  /** Validated hyper-parameters (JSON-serialisable); `create(config)` of the factory rebuilds the plugin. */
+  readonly config: C;
+  /** Training defaults (REFERENCE values). */
+  readonly training: TrainingDefaults;
+  /** Name → shape of every parameter (checked when a checkpoint is loaded). */
+  paramShapes(sizes: DictionarySizes): Record<string, number[]>;
+  /**
+   * Along which axis each parameter holds one slice per feature (e.g. `W_enc` [d, F] → 1,
+   * `W_dec` [F, d] → 0, `b_enc` → 0); used to reset optimizer moments of resampled features.
+   */
+  featureAxes(): Record<string, number>;
+  /** Fresh parameters (seeded: the same seed gives the same parameters on every backend). */
+  init(sizes: DictionarySizes, options: { seed: number; backend?: string }): Params;
+  /** Features f: [B, d] → [B, F]. */
+  encode(p: Params, x: Tensor): Tensor;
+  /** Reconstruction: [B, F] → [B, d]. */
+  decode(p: Params, f: Tensor): Tensor;
+  /** The training loss of a batch. */
+  loss(p: Params, x: Tensor, ctx: LossContext): LossOutput;
+  /** Decoder directions, one row per feature [F, d] (a new tensor). */
+  decoderRows(p: Params): Tensor;
+  /**
+   * Parameters for raw activations when training ran on x / scale (REFERENCE: fold the
+   * normalisation scale into the biases). Returns only the parameters that change.
+   */
+  foldScale(p: Params, scale: number): Params;
+  /** The inverse of {@link foldScale}: training-space parameters from saved ones. */
+  unfoldScale(p: Params, scale: number): Params;
+  /**
+   * Resampling of dead features (REFERENCE "Resampling"): given the dead feature indices and
+   * chosen inputs (training space), returns replacement parameters. Omitted = no resampling.
+   */
+  resample?(p: Params, dead: Int32Array, inputs: Tensor): Params;
+}
+
+/** Makes plugins from saved configs; what the registry holds under an architecture's name. */
+export interface ArchitectureFactory {
+  /** Registry name. */
+  readonly name: string;
+  /** The npm package that provides it. */
+  readonly packageName: string;
+  /** Builds the plugin from a (JSON) config; throws a clear error on bad fields. */
+  create(config: unknown): ArchitecturePlugin<object>;
+}
+
+/** Registers an architecture factory (same object twice is a no-op). */
+export function registerArchitecture(factory: ArchitectureFactory): ArchitectureFactory {
+  return registerPlugin('architecture', factory.name, factory);
+}
+
+/**
+ * Rebuilds a plugin from its registry name and config. Throws, naming the package to install
+ * and import, when no factory of that name is registered.
+ */
+export function createArchitecture(
+  name: string,
+  config: unknown,
+  packageName?: string,
+  where = 'architecture',
+): ArchitecturePlugin<object> {
+  const factory = findPlugin<ArchitectureFactory>('architecture', name);
+  if (!factory) {
+    const pkg = packageName ?? `@dictlearn/arch-${name}`;
+    throw new DictlearnError(
+      where,
+      `unknown architecture '${name}': install ${pkg} and import '${pkg}/register' (or register the plugin yourself)`,
+    );
+  }
+  return factory.create(config);
+}
+
+/**
+ * Validates a plain-object config field by field: `spec[field]` is the expected kind and an
+ * optional check; unknown fields and wrong kinds throw naming the field and what was expected.
+ */
+export function validateConfig<T extends object>(
+  where: string,
+  input: unknown,
+  spec: Record<
+    keyof T & string,
+    { kind: 'number' | 'boolean' | 'string'; check?: (v: never) => string | null; default?: unknown }
+  >,
+): T {
+  if (input === undefined || input === null) input = {};
+  if (typeof input !== 'object' || Array.isArray(input)) {
+    throw new DictlearnError(
+      where,
+      `config must be an object, got ${Array.isArray(input) ? 'an array' : typeof input}`,
+    );
+  }
+  const obj = input as Record<string, unknown>;
+  for (const key of Object.keys(obj)) {
+    if (!(key in spec)) {
+      throw new DictlearnError(where, `unknown field '${key}' (known: ${Object.keys(spec).join(', ')})`);
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const [key, rule] of Object.entries(spec) as [string, (typeof spec)[keyof typeof spec]][]) {
+    const v = obj[key] ?? rule.default;
+    if (v === undefined) throw new DictlearnError(where, `field '${key}' is required (a ${rule.kind})`);
+    if (typeof v !== rule.kind || (rule.kind === 'number' && !Number.isFinite(v))) {
+      throw new DictlearnError(
+        where,
+        `field '${key}' must be a finite ${rule.kind}, got ${JSON.stringify(v)}`,
+      );
+    }
+    const problem = rule.check?.(v as never);
+    if (problem) throw new DictlearnError(where, `field '${key}' ${problem}, got ${JSON.stringify(v)}`);
+    out[key] = v;
+  }
+  return out as T;
+}
