@@ -23,16 +23,22 @@ import {
  * `W_dec` [F, d]). Every function uses core ops only, so gradients and backends come for free.
  */
 
-/** Pre-activations (x − b_dec) W_enc + b_enc for an encoder matrix given as [d, F] or as W_decᵀ. */
+/**
+ * Pre-activations (x − b_dec) W_enc + b_enc for an encoder matrix given as [d, F] or as W_decᵀ,
+ * computed as x W_enc + (b_enc − b_dec W_enc): the same value, but the gradient of b_dec then
+ * needs a [1, d]·[d, F] product instead of a [B, F]·[F, d] one (autograd of x − b_dec would
+ * push the whole batch gradient back through the encoder).
+ */
 export function preActivations(
   x: Tensor,
   bDec: Tensor,
   bEnc: Tensor,
   enc: { W_enc: Tensor } | { W_dec: Tensor },
 ): Tensor {
-  const xc = sub(x, bDec);
-  const pre = 'W_enc' in enc ? matmul(xc, enc.W_enc) : matmul(xc, enc.W_dec, { transB: true });
-  return add(pre, bEnc);
+  const project = (t: Tensor) =>
+    'W_enc' in enc ? matmul(t, enc.W_enc) : matmul(t, enc.W_dec, { transB: true });
+  const shift = sub(bEnc, reshape(project(reshape(bDec, [1, -1])), [-1]));
+  return add(project(x), shift);
 }
 
 /** f W_dec + b_dec. */

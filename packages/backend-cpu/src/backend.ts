@@ -6,6 +6,7 @@ import { registerElementwise } from './kernels/elementwise.js';
 import { registerIndexing } from './kernels/indexing.js';
 import { registerLayout } from './kernels/layout.js';
 import { registerMatmul } from './kernels/matmul.js';
+import { registerOptim } from './kernels/optim.js';
 import { registerReduce } from './kernels/reduce.js';
 
 /** Options of {@link createCpuBackend}. */
@@ -26,6 +27,11 @@ export interface CpuBackendOptions {
   threads?: number;
   /** Where the one-time notice goes when the fast path is unavailable (default console.warn). */
   log?: (message: string) => void;
+  /**
+   * Bytes of freed tensor storage kept for reuse (default 2 GiB). Reuse avoids the page faults
+   * of fresh allocations, which cost more than the arithmetic on large tensors.
+   */
+  poolBytes?: number;
   /** `useBackend('auto')` priority (default 100, below GPU backends). */
   priority?: number;
 }
@@ -61,7 +67,7 @@ let noticeShown = false;
 export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
   const name = options.name ?? 'cpu';
   const precision = options.precision ?? 'float32';
-  const ctx = createContext(name, precision);
+  const ctx = createContext(name, precision, options.poolBytes);
   let fast: FastMatmul | undefined;
   let fastPath: FastPathStatus = { active: false, reason: 'not started' };
 
@@ -71,6 +77,7 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
   registerLayout(ctx);
   registerIndexing(ctx);
   registerMatmul(ctx, () => fast);
+  registerOptim(ctx);
 
   const backend: CpuBackend = {
     name,

@@ -180,6 +180,16 @@ norm = np.sqrt(np.sum(d(g1) ** 2) + np.sum(d(g2) ** 2))
 coef = min(1.0, 1.0 / (norm + 1e-6))
 case("clipByGlobalNorm", "clipByGlobalNorm", [g1, g2], [d(g1) * coef, d(g2) * coef, norm], {"maxNorm": 1.0}, grad=False)
 
+# Adam (torch semantics), the optimizer op backends may fuse
+ap, ag, am = f32(4, 5), f32(4, 5), f32(4, 5, low=-0.1, high=0.1)
+av = f32(4, 5, low=0.0, high=0.05)
+h = {"lr": 1e-2, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "step": 3}
+m2 = h["beta1"] * d(am) + (1 - h["beta1"]) * d(ag)
+v2 = h["beta2"] * d(av) + (1 - h["beta2"]) * d(ag) ** 2
+bc1, bc2 = 1 - h["beta1"] ** h["step"], 1 - h["beta2"] ** h["step"]
+p2 = d(ap) - (h["lr"] / bc1) * m2 / (np.sqrt(v2) / np.sqrt(bc2) + h["eps"])
+case("adamUpdate", "adamUpdate", [ap, ag, am, av], [p2, m2, v2], h, grad=False)
+
 out = os.path.join(os.path.dirname(__file__), "..", "src", "testing", "fixtures", "ops.json")
 with open(out, "w") as fh:
     json.dump({"generator": "packages/core/scripts/make-op-fixtures.py", "numpy": np.__version__, "cases": cases}, fh)

@@ -9,9 +9,11 @@ import {
   registerBackend,
   scope,
   type Tensor,
+  Trainer,
   useBackend,
 } from '@dictlearn/core';
-import { type NumpyResult, type ProductSpec, timeNumpy } from '../numpy.js';
+import { standard } from '@dictlearn/arch-standard';
+import { type NumpyResult, type NumpyStepResult, type ProductSpec, timeNumpy, timeNumpyStep } from '../numpy.js';
 
 /** Options of the bench command. */
 export interface BenchOptions {
@@ -81,6 +83,20 @@ export interface MatmulRow {
   ratioToNumpy?: number;
 }
 
+/** One row of the training-step table. */
+export interface StepRow {
+  /** Backend name. */
+  backend: string;
+  /** Best seconds per step. */
+  seconds: number;
+  /** Activation rows per second. */
+  tokensPerSecond: number;
+  /** numpy's tokens/s for the same step (faster of its two environments). */
+  numpyTokensPerSecond?: number;
+  /** tokensPerSecond / numpyTokensPerSecond. */
+  ratioToNumpy?: number;
+}
+
 /** The bench report (what `--json` prints). */
 export interface BenchReport {
   /** Where it ran. */
@@ -89,8 +105,40 @@ export interface BenchReport {
   backends: { name: string; status: string }[];
   /** numpy's runs (environment as is, then with OpenBLAS core-type overrides unset). */
   numpy: NumpyResult[];
-  /** The figures. */
+  /** Sizes of the timed SAE step. */
+  stepShape: { batch: number; d: number; features: number };
+  /** The matmul figures. */
   matmul: MatmulRow[];
+  /** numpy's runs of the training step. */
+  numpyStep: NumpyStepResult[];
+  /** One full Standard training step (forward, backward, ConstrainedAdam) per backend. */
+  trainingStep: StepRow[];
+}
+
+/** Times one Standard training step (forward, backward, ConstrainedAdam with renormalisation), best of `reps`. */
+async function timeTrainingStep(o: BenchOptions, backend: Backend): Promise<number> {
+  const trainer = new Trainer(
+    { architecture: standard({ l1Penalty: 0.1 }), dictSize: o.features, warmupSteps: 0, sparsityWarmupSteps: 0 },
+    o.d,
+    1_000_000,
+    0,
+    backend.name,
+  );
+  const x = randomNormal([o.batch, o.d], { seed: 3, backend: backend.name });
+  try {
+    await trainer.update(x, false); // warm-up
+    let best = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < Math.max(1, Math.min(o.reps, 5)); i++) {
+      const t0 = performance.now();
+      await trainer.update(x, false);
+      await backend.sync?.();
+      best = Math.min(best, (performance.now() - t0) / 1000);
+    }
+    return best;
+  } finally {
+    x.dispose();
+    trainer.dispose();
+  }
 }
 
 const gflops = (s: ProductSpec, seconds: number) => (2 * s.m * s.n * s.k) / seconds / 1e9;
@@ -115,6 +163,9 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
     backends: [],
     numpy: [],
     matmul: [],
+    stepShape: { batch: o.batch, d: o.d, features: o.features },
+    numpyStep: [],
+    trainingStep: [],
   };
   let bestNumpy: number[] | undefined;
   if (!o.noNumpy) {
@@ -123,6 +174,15 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
       const r = timeNumpy(products, o.reps, unset);
       report.numpy.push(r);
       if (r.available) bestNumpy = bestNumpy ? bestNumpy.map((s, i) => Math.min(s, r.seconds[i])) : r.seconds;
+    }
+  }
+  let bestNumpyStep: number | undefined;
+  if (!o.noNumpy) {
+    log('timing numpy training step…');
+    for (const unset of [false, true]) {
+      const r = timeNumpyStep(o.batch, o.d, o.features, Math.max(1, Math.min(o.reps, 5)), unset);
+      report.numpyStep.push(r);
+      if (r.available) bestNumpyStep = Math.min(bestNumpyStep ?? Number.POSITIVE_INFINITY, r.seconds);
     }
   }
   for (const backend of listBackends()) {
@@ -157,6 +217,16 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
       }
       report.matmul.push(row);
     }
+    if (!plain) {
+      log(`timing ${backend.name}: training step…`);
+      const seconds = await timeTrainingStep(o, backend);
+      const row: StepRow = { backend: backend.name, seconds, tokensPerSecond: o.batch / seconds };
+      if (bestNumpyStep) {
+        row.numpyTokensPerSecond = o.batch / bestNumpyStep;
+        row.ratioToNumpy = row.tokensPerSecond / row.numpyTokensPerSecond;
+      }
+      report.trainingStep.push(row);
+    }
   }
   return report;
 }
@@ -180,5 +250,19 @@ export function formatBench(r: BenchReport): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   const fmt = (row: string[]) => row.map((c, i) => c.padEnd(widths[i])).join('  ');
   lines.push(fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt));
+  if (r.trainingStep.length > 0) {
+    lines.push('', `training step (Standard, batch ${r.stepShape.batch}, d ${r.stepShape.d}, F ${r.stepShape.features})`);
+    const h2 = ['backend', 'ms/step', 'tokens/s', 'numpy tokens/s', 'ratio'];
+    const rows2 = r.trainingStep.map((t) => [
+      t.backend,
+      (t.seconds * 1000).toFixed(1),
+      t.tokensPerSecond.toFixed(0),
+      t.numpyTokensPerSecond?.toFixed(0) ?? '–',
+      t.ratioToNumpy?.toFixed(2) ?? '–',
+    ]);
+    const w2 = h2.map((h, i) => Math.max(h.length, ...rows2.map((row) => row[i].length)));
+    const fmt2 = (row: string[]) => row.map((c, i) => c.padEnd(w2[i])).join('  ');
+    lines.push(fmt2(h2), w2.map((w) => '-'.repeat(w)).join('  '), ...rows2.map(fmt2));
+  }
   return lines.join('\n');
 }

@@ -36,7 +36,7 @@ const POOL_MIN_BYTES = 1 << 16;
 export function createContext(
   name: string,
   precision: 'float32' | 'float64',
-  poolLimitBytes = 512 * 2 ** 20,
+  poolLimitBytes = 2 * 2 ** 30,
 ): CpuContext {
   const Float = precision === 'float64' ? Float64Array : Float32Array;
   const pool = new Map<string, CpuArray[]>();

@@ -133,7 +133,15 @@ export function registerLayout(ctx: CpuContext): void {
     const dst = ctx.alloc(
       x.dtype,
       shape.reduce((p, d) => p * d, 1),
+      false,
     );
+    // Common cases: a scalar (fill) or one row repeated (copy the row along the buffer).
+    if (src.length === 1) return out(dst.fill(src[0]), shape, x.dtype);
+    const last = shape[shape.length - 1];
+    if (src.length === last && x.shape[x.shape.length - 1] === last) {
+      for (let i = 0; i < dst.length; i += last) dst.set(src, i);
+      return out(dst, shape, x.dtype);
+    }
     const s = broadcastStrides(x.shape, shape);
     const rank = shape.length;
     const idx = new Array<number>(rank).fill(0);

@@ -40,6 +40,18 @@ function reduceInto(
       else for (let j = 0; j < inner; j++) s = combineMin(s, src[base + j]);
       acc[o] = s;
     }
+  } else if (prefix(reduced, axes.length)) {
+    // Reducing leading axes (a bias gradient, or which features fired in a batch [B, F]):
+    // combine whole rows, in memory order.
+    const width = acc.length;
+    if (kind === 'sum')
+      for (let i = 0; i < n; i += width) for (let j = 0; j < width; j++) acc[j] += src[i + j];
+    else if (kind === 'max')
+      for (let i = 0; i < n; i += width)
+        for (let j = 0; j < width; j++) acc[j] = Math.max(acc[j], src[i + j]);
+    else
+      for (let i = 0; i < n; i += width)
+        for (let j = 0; j < width; j++) acc[j] = Math.min(acc[j], src[i + j]);
   } else {
     const idx = new Array<number>(rank).fill(0);
     let o = 0;
@@ -58,6 +70,11 @@ function reduceInto(
     }
   }
   dst.set(acc);
+}
+
+/** Whether the reduced axes are exactly the first `count` axes. */
+function prefix(reduced: readonly boolean[], count: number): boolean {
+  return reduced.every((r, i) => r === i < count);
 }
 
 function combineMax(a: number, b: number): number {

@@ -88,9 +88,6 @@ export async function readFileBytes(path: string): Promise<Uint8Array> {
     const buf = await fs.readFile(path);
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   } catch (e) {
-    throw new DictlearnError(
-      path,
-      `could not read the file: ${e instanceof Error ? e.message : String(e)}`,
-    );
+    throw new DictlearnError(path, `could not read the file: ${e instanceof Error ? e.message : String(e)}`);
   }
 }

@@ -24,7 +24,10 @@ const expected = JSON.parse(
   file_bytes: number;
   metadata: Record<string, string>;
   half_bits: number[];
-  tensors: Record<'weights' | 'ids' | 'half' | 'brain', { dtype: string; shape: number[]; values: number[]; bits?: number[] }>;
+  tensors: Record<
+    'weights' | 'ids' | 'half' | 'brain',
+    { dtype: string; shape: number[]; values: number[]; bits?: number[] }
+  >;
 };
 
 /** Builds a file from a header object (not padded unless asked) and a data buffer. */
@@ -159,10 +162,9 @@ describe('encodeSafetensors / decodeSafetensors round trip', () => {
     const bytes = encodeSafetensors({
       big: { dtype: 'I64', shape: [2], data: BigInt64Array.from([5n, -(2n ** 40n)]) },
     });
-    expect(Array.from(decodeSafetensors(bytes, 'x', { int64: 'bigint' }).tensors.big.data)).toEqual([
-      5n,
-      -(2n ** 40n),
-    ]);
+    expect(
+      Array.from(decodeSafetensors(bytes, 'x', { int64: 'bigint' }).tensors.big.data as BigInt64Array),
+    ).toEqual([5n, -(2n ** 40n)]);
     expect(errorOf(() => decodeSafetensors(bytes, 'x')).message).toBe(
       "x: tensor 'big': I64 value -1099511627776 at index 1 does not fit in int32; decode with { int64: 'bigint' }",
     );
@@ -181,17 +183,22 @@ describe('encodeSafetensors / decodeSafetensors round trip', () => {
 
   it('refuses bad input to the encoder, naming the tensor', () => {
     expect(
-      errorOf(() => encodeSafetensors({ w: { dtype: 'F32', shape: [2, 2], data: new Float32Array(3) } })).message,
+      errorOf(() => encodeSafetensors({ w: { dtype: 'F32', shape: [2, 2], data: new Float32Array(3) } }))
+        .message,
     ).toBe("encodeSafetensors: tensor 'w': shape [2, 2] of F32 needs 16 bytes, Float32Array holds 12");
     expect(
-      errorOf(() => encodeSafetensors({ w: { dtype: 'F32', shape: [2], data: new Float64Array(3) } })).message,
+      errorOf(() => encodeSafetensors({ w: { dtype: 'F32', shape: [2], data: new Float64Array(3) } }))
+        .message,
     ).toBe("encodeSafetensors: tensor 'w': shape [2] needs 2 values, Float64Array holds 3");
     expect(
       errorOf(() => encodeSafetensors({ w: { dtype: 'U8' as 'F32', shape: [1], data: new Float32Array(1) } }))
         .message,
-    ).toBe("encodeSafetensors: tensor 'w': unknown dtype \"U8\"; expected one of F32, F64, F16, BF16, I32, I64");
+    ).toBe(
+      'encodeSafetensors: tensor \'w\': unknown dtype "U8"; expected one of F32, F64, F16, BF16, I32, I64',
+    );
     expect(
-      errorOf(() => encodeSafetensors({ i: { dtype: 'I32', shape: [1], data: Float32Array.from([1.5]) } })).message,
+      errorOf(() => encodeSafetensors({ i: { dtype: 'I32', shape: [1], data: Float32Array.from([1.5]) } }))
+        .message,
     ).toBe("encodeSafetensors: tensor 'i': I32 needs integers in [-2147483648, 2147483647], value 0 is 1.5");
   });
 });
@@ -209,7 +216,9 @@ describe('decodeSafetensors: bad files', () => {
     const npy = new Uint8Array([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, 0x76, 0, 0x7b, 0x27]);
     const e = errorOf(() => decodeSafetensors(npy, 'acts.npy'));
     expect(e.op).toBe('acts.npy');
-    expect(e.message).toMatch(/^acts\.npy: header length .* is larger than 100000000 bytes: not a safetensors file$/);
+    expect(e.message).toMatch(
+      /^acts\.npy: header length .* is larger than 100000000 bytes: not a safetensors file$/,
+    );
     const big = new Uint8Array(16);
     new DataView(big.buffer).setUint32(0, 200_000_000, true);
     expect(errorOf(() => decodeSafetensors(big, 'f')).message).toBe(
@@ -290,7 +299,8 @@ describe('decodeSafetensors: bad files', () => {
         .message,
     ).toBe("f: tensor 'a': shape must be an array of non-negative integers, got [-1]");
     expect(
-      errorOf(() => decodeSafetensors(build({ a: { dtype: 'F32', shape: [1], data_offsets: [0] } }), 'f')).message,
+      errorOf(() => decodeSafetensors(build({ a: { dtype: 'F32', shape: [1], data_offsets: [0] } }), 'f'))
+        .message,
     ).toBe("f: tensor 'a': data_offsets must be [begin, end] byte offsets, got [0]");
     expect(errorOf(() => decodeSafetensors(build({ __metadata__: { step: 3 } }), 'f')).message).toBe(
       "f: __metadata__ must map strings to strings; 'step' is 3",
@@ -299,7 +309,11 @@ describe('decodeSafetensors: bad files', () => {
 
   it('parseSafetensorsHeader validates a header without the data present', () => {
     const bytes = build(ok, 8);
-    const header = parseSafetensorsHeader(bytes.subarray(0, 8 + JSON.stringify(ok).length), bytes.length, 'f');
+    const header = parseSafetensorsHeader(
+      bytes.subarray(0, 8 + JSON.stringify(ok).length),
+      bytes.length,
+      'f',
+    );
     expect(header.dataOffset).toBe(8 + JSON.stringify(ok).length);
     expect(header.entries).toEqual([{ name: 'a', dtype: 'F32', shape: [2], begin: 0, end: 8 }]);
   });
@@ -321,7 +335,11 @@ describe('writeSafetensorsAtomic / writeFileAtomic', () => {
   it('writes the file, replaces an old one, and leaves no temporary file behind', async () => {
     const path = join(dir, 'sae.safetensors');
     await writeSafetensorsAtomic(path, { w: { dtype: 'F32', shape: [2], data: Float32Array.from([1, 2]) } });
-    await writeSafetensorsAtomic(path, { w: { dtype: 'F32', shape: [1], data: Float32Array.from([3]) } }, { v: '2' });
+    await writeSafetensorsAtomic(
+      path,
+      { w: { dtype: 'F32', shape: [1], data: Float32Array.from([3]) } },
+      { v: '2' },
+    );
     const file = await readSafetensors(path);
     expect(Array.from(file.tensors.w.data as Float32Array)).toEqual([3]);
     expect(file.metadata).toEqual({ v: '2' });
@@ -341,7 +359,9 @@ describe('writeSafetensorsAtomic / writeFileAtomic', () => {
     const path = join(dir, 'no-such-dir', 'x.bin');
     const e = await writeFileAtomic(path, 'hello').catch((x: unknown) => x);
     expect(e).toBeInstanceOf(DictlearnError);
-    expect((e as DictlearnError).message).toMatch(/no-such-dir\/x\.bin: could not write the file atomically: ENOENT/);
+    expect((e as DictlearnError).message).toMatch(
+      /no-such-dir\/x\.bin: could not write the file atomically: ENOENT/,
+    );
   });
 
   it('writes text and bytes', async () => {

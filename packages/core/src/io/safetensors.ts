@@ -49,22 +49,22 @@ export interface SafetensorsInput {
 }
 
 /** Decoded values: F32, F16 and BF16 as float32; F64 as float64; I32 (and I64 by default) as int32. */
-export type SafetensorsValues = Float32Array | Float64Array | Int32Array | BigInt64Array;
+export type SafetensorsValues = Float32Array | Float64Array | Int32Array;
 
-/** One decoded tensor. */
-export interface SafetensorsTensor {
+/** One decoded tensor; `V` includes `BigInt64Array` when I64 is decoded with `int64: 'bigint'`. */
+export interface SafetensorsTensor<V = SafetensorsValues> {
   /** Element type in the file. */
   dtype: SafetensorsDType;
   /** Shape. */
   shape: number[];
   /** Values, row-major, in their own (aligned) buffer. */
-  data: SafetensorsValues;
+  data: V;
 }
 
 /** A decoded file: its tensors by name and its `__metadata__`. */
-export interface SafetensorsFile {
+export interface SafetensorsFile<V = SafetensorsValues> {
   /** Tensors by name, in the header's order. */
-  tensors: Record<string, SafetensorsTensor>;
+  tensors: Record<string, SafetensorsTensor<V>>;
   /** The `__metadata__` strings (empty when absent). */
   metadata: Record<string, string>;
 }
@@ -120,7 +120,10 @@ function halfToNumber(h: number): number {
 }
 
 /** Converts IEEE half-precision bit patterns to float32 (exact: every half is a float32). */
-export function float16ToFloat32(bits: Uint16Array, out = new Float32Array(bits.length)): Float32Array {
+export function float16ToFloat32(
+  bits: Uint16Array,
+  out: Float32Array = new Float32Array(bits.length),
+): Float32Array {
   if (!halfTable) {
     halfTable = new Float32Array(65536);
     for (let h = 0; h < 65536; h++) halfTable[h] = halfToNumber(h);
@@ -131,7 +134,10 @@ export function float16ToFloat32(bits: Uint16Array, out = new Float32Array(bits.
 }
 
 /** Converts bfloat16 bit patterns (the top 16 bits of a float32) to float32 (exact). */
-export function bfloat16ToFloat32(bits: Uint16Array, out = new Float32Array(bits.length)): Float32Array {
+export function bfloat16ToFloat32(
+  bits: Uint16Array,
+  out: Float32Array = new Float32Array(bits.length),
+): Float32Array {
   const u = new Uint32Array(out.buffer, out.byteOffset, out.length);
   for (let i = 0; i < bits.length; i++) u[i] = bits[i] << 16;
   return out;
@@ -224,7 +230,11 @@ export function safetensorsHeaderLength(first8: Uint8Array, fileSize: number, so
  * themselves happens here: dtypes, shapes against byte ranges, and the ranges tiling the data
  * buffer of `fileSize − dataOffset` bytes.
  */
-export function parseSafetensorsHeader(bytes: Uint8Array, fileSize: number, source = '<bytes>'): SafetensorsHeader {
+export function parseSafetensorsHeader(
+  bytes: Uint8Array,
+  fileSize: number,
+  source = '<bytes>',
+): SafetensorsHeader {
   const n = safetensorsHeaderLength(bytes, fileSize, source);
   if (bytes.byteLength < 8 + n) {
     fail(source, `parseSafetensorsHeader needs the first ${8 + n} bytes, got ${bytes.byteLength}`);
@@ -344,7 +354,7 @@ export function decodeSafetensorsValues(
   dtype: SafetensorsDType,
   bytes: Uint8Array,
   options: SafetensorsDecodeOptions & { name?: string; source?: string } = {},
-): SafetensorsValues {
+): SafetensorsValues | BigInt64Array {
   const size = SAFETENSORS_DTYPE_BYTES[dtype];
   const n = bytes.byteLength / size;
   const copy = () => bytes.slice().buffer; // aligned copy
@@ -412,11 +422,22 @@ export function decodeSafetensorsValues(
  */
 export function decodeSafetensors(
   bytes: Uint8Array,
+  source?: string,
+  options?: SafetensorsDecodeOptions & { int64?: 'int32' },
+): SafetensorsFile;
+/** With `int64: 'bigint'`, I64 tensors come back as `BigInt64Array`. */
+export function decodeSafetensors(
+  bytes: Uint8Array,
+  source: string,
+  options: SafetensorsDecodeOptions,
+): SafetensorsFile<SafetensorsValues | BigInt64Array>;
+export function decodeSafetensors(
+  bytes: Uint8Array,
   source = '<bytes>',
   options: SafetensorsDecodeOptions = {},
-): SafetensorsFile {
+): SafetensorsFile<SafetensorsValues | BigInt64Array> {
   const header = parseSafetensorsHeader(bytes, bytes.byteLength, source);
-  const tensors: Record<string, SafetensorsTensor> = {};
+  const tensors: Record<string, SafetensorsTensor<SafetensorsValues | BigInt64Array>> = {};
   for (const e of header.entries) {
     const start = header.dataOffset + e.begin;
     tensors[e.name] = {
@@ -451,10 +472,16 @@ function typeName(data: ArrayBufferView): string {
 function encodeValues(name: string, t: SafetensorsInput): Uint8Array {
   const op = 'encodeSafetensors';
   if (!(DTYPES as string[]).includes(t.dtype)) {
-    fail(op, `tensor '${name}': unknown dtype ${JSON.stringify(t.dtype)}; expected one of ${DTYPES.join(', ')}`);
+    fail(
+      op,
+      `tensor '${name}': unknown dtype ${JSON.stringify(t.dtype)}; expected one of ${DTYPES.join(', ')}`,
+    );
   }
   if (!Array.isArray(t.shape) || !t.shape.every(isCount)) {
-    fail(op, `tensor '${name}': shape must be an array of non-negative integers, got ${JSON.stringify(t.shape)}`);
+    fail(
+      op,
+      `tensor '${name}': shape must be an array of non-negative integers, got ${JSON.stringify(t.shape)}`,
+    );
   }
   if (!ArrayBuffer.isView(t.data)) fail(op, `tensor '${name}': data must be a typed array or DataView`);
   const n = elementCount(t.shape);
@@ -473,7 +500,10 @@ function encodeValues(name: string, t: SafetensorsInput): Uint8Array {
   }
   const values = t.data as unknown as ArrayLike<number | bigint>;
   if (!raw && (values.length === undefined || values.length !== n)) {
-    fail(op, `tensor '${name}': shape ${fmtShape(t.shape)} needs ${n} values, ${type} holds ${values.length}`);
+    fail(
+      op,
+      `tensor '${name}': shape ${fmtShape(t.shape)} needs ${n} values, ${type} holds ${values.length}`,
+    );
   }
   const out = new Uint8Array(n * size);
   const v = new DataView(out.buffer);
@@ -536,7 +566,8 @@ export function encodeSafetensors(
   const chunks: Uint8Array[] = [];
   let offset = 0;
   for (const [name, t] of Object.entries(tensors)) {
-    if (name === '__metadata__') fail('encodeSafetensors', "'__metadata__' is reserved and cannot name a tensor");
+    if (name === '__metadata__')
+      fail('encodeSafetensors', "'__metadata__' is reserved and cannot name a tensor");
     const bytes = encodeValues(name, t);
     header[name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes.byteLength] };
     chunks.push(bytes);
@@ -566,7 +597,19 @@ export function encodeSafetensors(
 // files (Node)
 
 /** Reads and decodes a safetensors file (Node only). Errors name the file. */
-export async function readSafetensors(path: string, options: SafetensorsDecodeOptions = {}): Promise<SafetensorsFile> {
+export async function readSafetensors(
+  path: string,
+  options?: SafetensorsDecodeOptions & { int64?: 'int32' },
+): Promise<SafetensorsFile>;
+/** With `int64: 'bigint'`, I64 tensors come back as `BigInt64Array`. */
+export async function readSafetensors(
+  path: string,
+  options: SafetensorsDecodeOptions,
+): Promise<SafetensorsFile<SafetensorsValues | BigInt64Array>>;
+export async function readSafetensors(
+  path: string,
+  options: SafetensorsDecodeOptions = {},
+): Promise<SafetensorsFile<SafetensorsValues | BigInt64Array>> {
   return decodeSafetensors(await readFileBytes(path), path, options);
 }
 

@@ -1,4 +1,4 @@
-import { runOp } from '../engine.js';
+import { runOp, scope } from '../engine.js';
 import { check, DictlearnError } from '../errors.js';
 import { normalizeAxes, reducedShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
@@ -115,7 +115,7 @@ export function countNonFinite(x: Tensor): Tensor {
  * the first offending position. For inputs that must be finite (activations fed to training).
  */
 export async function assertFinite(x: Tensor, what: string): Promise<void> {
-  const count = countNonFinite(x);
+  const count = scope(() => countNonFinite(x));
   const n = (await count.data())[0];
   count.dispose();
   if (n === 0) return;

@@ -1,5 +1,6 @@
 import type { Attrs } from '../engine.js';
 import * as ops from '../ops/index.js';
+import { adamUpdate } from '../optim.js';
 import type { Tensor } from '../tensor.js';
 
 /** Runs one op by its fixture name on tensors, returning every output. */
@@ -66,6 +67,14 @@ export const OP_TABLE: Record<string, OpRunner> = {
     return [r.values, r.indices];
   },
   cast: one(([x], a) => ops.cast(x, a.dtype as 'float32' | 'int32')),
+  adamUpdate: ([p, g, m, v], a) =>
+    adamUpdate(
+      p,
+      g,
+      m,
+      v,
+      a as unknown as { lr: number; beta1: number; beta2: number; eps: number; step: number },
+    ),
   clipByGlobalNorm: (xs, a) => {
     const r = ops.clipByGlobalNorm(xs, a.maxNorm as number);
     return [...r.tensors, r.norm];
