@@ -14,7 +14,11 @@ function pythonDir(): string {
 }
 
 /** Runs one of the reference scripts with python3; parses its JSON output. */
-function runPython(script: string, args: string[], unsetCoretype: boolean): { ok: true; value: unknown } | { ok: false; reason: string } {
+function runPython(
+  script: string,
+  args: string[],
+  unsetCoretype: boolean,
+): { ok: true; value: unknown } | { ok: false; reason: string } {
   const env = { ...process.env };
   if (unsetCoretype) {
     delete env.OPENBLAS_CORETYPE;
@@ -63,7 +67,6 @@ export type NumpyResult =
   | { available: true; version: string; variant: string; seconds: number[] }
   | { available: false; reason: string };
 
-
 /**
  * Times the products with numpy in a child python3 (best of `reps`). `unsetCoretype` removes
  * OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for that process alone: some machines set them for old
@@ -73,7 +76,12 @@ export function timeNumpy(specs: ProductSpec[], reps: number, unsetCoretype: boo
   const r = runPython('numpy_matmul.py', [JSON.stringify(specs), String(reps)], unsetCoretype);
   if (!r.ok) return { available: false, reason: r.reason };
   const parsed = r.value as { version: string; seconds: number[] };
-  return { available: true, version: parsed.version, variant: variantLabel(unsetCoretype), seconds: parsed.seconds };
+  return {
+    available: true,
+    version: parsed.version,
+    variant: variantLabel(unsetCoretype),
+    seconds: parsed.seconds,
+  };
 }
 
 /** numpy's time for one full Standard training step, or why there is none. */
@@ -82,9 +90,24 @@ export type NumpyStepResult =
   | { available: false; reason: string };
 
 /** Times one Standard SAE training step (forward, backward, ConstrainedAdam) in numpy: best of `reps`. */
-export function timeNumpyStep(batch: number, d: number, features: number, reps: number, unsetCoretype: boolean): NumpyStepResult {
-  const r = runPython('numpy_step.py', [String(batch), String(d), String(features), String(reps)], unsetCoretype);
+export function timeNumpyStep(
+  batch: number,
+  d: number,
+  features: number,
+  reps: number,
+  unsetCoretype: boolean,
+): NumpyStepResult {
+  const r = runPython(
+    'numpy_step.py',
+    [String(batch), String(d), String(features), String(reps)],
+    unsetCoretype,
+  );
   if (!r.ok) return { available: false, reason: r.reason };
   const parsed = r.value as { version: string; seconds: number };
-  return { available: true, version: parsed.version, variant: variantLabel(unsetCoretype), seconds: parsed.seconds };
+  return {
+    available: true,
+    version: parsed.version,
+    variant: variantLabel(unsetCoretype),
+    seconds: parsed.seconds,
+  };
 }

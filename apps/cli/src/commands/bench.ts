@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { standard } from '@dictlearn/arch-standard';
 import { createCpuBackend } from '@dictlearn/backend-cpu';
 import {
   type Backend,
@@ -12,8 +13,13 @@ import {
   Trainer,
   useBackend,
 } from '@dictlearn/core';
-import { standard } from '@dictlearn/arch-standard';
-import { type NumpyResult, type NumpyStepResult, type ProductSpec, timeNumpy, timeNumpyStep } from '../numpy.js';
+import {
+  type NumpyResult,
+  type NumpyStepResult,
+  type ProductSpec,
+  timeNumpy,
+  timeNumpyStep,
+} from '../numpy.js';
 
 /** Options of the bench command. */
 export interface BenchOptions {
@@ -118,7 +124,12 @@ export interface BenchReport {
 /** Times one Standard training step (forward, backward, ConstrainedAdam with renormalisation), best of `reps`. */
 async function timeTrainingStep(o: BenchOptions, backend: Backend): Promise<number> {
   const trainer = new Trainer(
-    { architecture: standard({ l1Penalty: 0.1 }), dictSize: o.features, warmupSteps: 0, sparsityWarmupSteps: 0 },
+    {
+      architecture: standard({ l1Penalty: 0.1 }),
+      dictSize: o.features,
+      warmupSteps: 0,
+      sparsityWarmupSteps: 0,
+    },
     o.d,
     1_000_000,
     0,
@@ -251,7 +262,10 @@ export function formatBench(r: BenchReport): string {
   const fmt = (row: string[]) => row.map((c, i) => c.padEnd(widths[i])).join('  ');
   lines.push(fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt));
   if (r.trainingStep.length > 0) {
-    lines.push('', `training step (Standard, batch ${r.stepShape.batch}, d ${r.stepShape.d}, F ${r.stepShape.features})`);
+    lines.push(
+      '',
+      `training step (Standard, batch ${r.stepShape.batch}, d ${r.stepShape.d}, F ${r.stepShape.features})`,
+    );
     const h2 = ['backend', 'ms/step', 'tokens/s', 'numpy tokens/s', 'ratio'];
     const rows2 = r.trainingStep.map((t) => [
       t.backend,

@@ -1,0 +1,138 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { main } from './main.js';
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  vi.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true));
+  vi.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
+  return { out, err };
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+const small = ['--dim', '16', '--num-features', '24', '--dict-size', '48', '--batch-size', '128'];
+
+describe('dictlearn train / eval', () => {
+  it('trains a sweep, writes dictionaries, checkpoints and log.jsonl, and eval reads them back', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'dl-cli-'));
+    const io = capture();
+    const code = await main([
+      'train',
+      ...small,
+      '--steps',
+      '40',
+      '--l1',
+      '0.01,0.1',
+      '--warmup-steps',
+      '5',
+      '--sparsity-warmup-steps',
+      '10',
+      '--out',
+      out,
+      '--save-steps',
+      '20',
+      '--log-every',
+      '10',
+      '--json',
+    ]);
+    expect(code).toBe(0);
+    const summary = JSON.parse(io.out.join(''));
+    expect(summary.steps).toBe(40);
+    expect(summary.tokens).toBe(40 * 128);
+    expect(summary.trainers.map((t: { architecture: string }) => t.architecture)).toEqual([
+      'standard(l1Penalty=0.01)',
+      'standard(l1Penalty=0.1)',
+    ]);
+    const [weak, strong] = summary.trainers;
+    // A stronger penalty gives sparser codes; both report recovery against the ground truth.
+    expect(strong.l0).toBeLessThan(weak.l0);
+    for (const t of summary.trainers) {
+      expect(t.mmcs).toBeGreaterThan(0);
+      expect(t.mmcs).toBeLessThanOrEqual(1);
+      expect(t.recovered).toBeGreaterThanOrEqual(0);
+      expect(existsSync(join(t.savedTo, 'config.json'))).toBe(true);
+      expect(existsSync(join(t.savedTo, 'sae.safetensors'))).toBe(true);
+      expect(existsSync(join(t.savedTo, 'checkpoints', 'step_20', 'state.safetensors'))).toBe(true);
+    }
+    const log = (await readFile(join(out, 'log.jsonl'), 'utf8')).trim().split('\n');
+    expect(log).toHaveLength(8); // 4 log steps × 2 trainers
+
+    const io2 = capture();
+    const evalCode = await main([
+      'eval',
+      weak.savedTo,
+      '--source',
+      'synthetic',
+      ...small.slice(0, 4),
+      '--batch-size',
+      '64',
+      '--batches',
+      '2',
+      '--json',
+    ]);
+    expect(evalCode).toBe(0);
+    const m = JSON.parse(io2.out.join(''));
+    for (const k of [
+      'l2_loss',
+      'l1_loss',
+      'l0',
+      'frac_variance_explained',
+      'cossim',
+      'l2_ratio',
+      'relative_reconstruction_bias',
+      'frac_alive',
+    ]) {
+      expect(Number.isFinite(m[k])).toBe(true);
+    }
+    expect(m.batches).toBe(2);
+    expect(m.tokens).toBe(128);
+    expect(m.frac_variance_explained).toBeLessThanOrEqual(1);
+  });
+
+  it('reads a YAML config, flags override it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dl-yaml-'));
+    const path = join(dir, 'run.yaml');
+    await writeFile(
+      path,
+      [
+        'source: { type: synthetic, dim: 12, numFeatures: 16, seed: 3 }',
+        'trainers:',
+        '  - { architecture: tied, dictSize: 24, config: { l1Penalty: 0.05 } }',
+        '  - { architecture: april-update, dictSize: 24 }',
+        'steps: 50',
+        'batchSize: 32',
+        'logEvery: 0',
+      ].join('\n'),
+    );
+    const io = capture();
+    expect(await main(['train', '--config', path, '--steps', '6', '--json'])).toBe(0);
+    const s = JSON.parse(io.out.join(''));
+    expect(s.steps).toBe(6);
+    expect(s.trainers.map((t: { architecture: string }) => t.architecture)).toEqual([
+      'tied(l1Penalty=0.05)',
+      'april-update',
+    ]);
+  });
+
+  it('bad input gives one clear line and a non-zero exit, not a stack trace', async () => {
+    const io = capture();
+    expect(await main(['train', '--steps', 'many'])).toBe(2);
+    expect(io.err.join('')).toContain("dictlearn train: --steps must be an integer, got 'many'");
+    expect(await main(['train', '--arch', 'gated', '--steps', '1'])).toBe(1);
+    expect(io.err.join('')).toContain("unknown architecture 'gated': install @dictlearn/arch-gated");
+    expect(await main(['train', '--source', 'npy'])).toBe(2);
+    expect(io.err.join('')).toContain('--source npy needs --data FILE');
+    expect(await main(['eval', '/nonexistent/dict', '--source', 'synthetic'])).toBe(1);
+    expect(io.err.join('')).toMatch(/\/nonexistent\/dict\/config.json: could not read the file/);
+    expect(await main(['train', '--config', '/nonexistent.yaml'])).toBe(2);
+    expect(io.err.join('')).toContain("cannot read config file '/nonexistent.yaml': ENOENT");
+    expect(io.err.join('')).not.toMatch(/\n\s+at /);
+  });
+});

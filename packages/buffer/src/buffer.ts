@@ -1,0 +1,352 @@
+import {
+  type ActivationSource,
+  collectTensors,
+  DictlearnError,
+  fmtShape,
+  philoxWords,
+  Tensor,
+  tensor,
+} from '@dictlearn/core';
+
+/** What a source may yield: a tensor, or a tuple (array) whose first element is one, recursively. */
+export type ActivationOutput = Tensor | readonly ActivationOutput[];
+
+/**
+ * A source whose batches may be nested outputs (a model hook returning `(hidden, cache)`, say):
+ * the buffer keeps the first tensor of each (see {@link takeFirst}) and disposes the rest.
+ */
+export interface NestedActivationSource {
+  /** A short description for logs. */
+  readonly name: string;
+  /** Width d of each activation vector. */
+  readonly dim: number;
+  /** Yields batches [..., dim] (or tuples whose first element is one) until exhausted. */
+  batches(options: { batchSize: number; backend?: string }): AsyncIterable<ActivationOutput>;
+}
+
+/**
+ * The first element of a tuple output, recursively: `takeFirst([[a, b], c])` is `a`, and a tensor
+ * is returned as is (dictionary_learning: "take the first element of tuple outputs"). Throws a
+ * `DictlearnError` for an empty tuple or a value that is neither a tensor nor an array.
+ */
+export function takeFirst(x: ActivationOutput): Tensor {
+  let v: unknown = x;
+  let depth = 0;
+  while (Array.isArray(v)) {
+    if (v.length === 0) {
+      throw new DictlearnError(
+        'takeFirst',
+        `the output at depth ${depth} is an empty tuple; expected a tensor first`,
+      );
+    }
+    v = v[0];
+    depth++;
+  }
+  if (!(v instanceof Tensor)) {
+    const what = v === null ? 'null' : typeof v === 'object' ? (v.constructor?.name ?? 'object') : typeof v;
+    throw new DictlearnError(
+      'takeFirst',
+      `expected a tensor or a tuple whose first element is one, got ${what}`,
+    );
+  }
+  return v;
+}
+
+/** Options of {@link ActivationBuffer}. */
+export interface ActivationBufferOptions {
+  /**
+   * Rows (activation vectors) the reservoir holds. Default: as many as fit in 256 MiB of
+   * float32 (2²⁶ / dim rows, so 262 144 rows at d = 256), and at least 4 × `batchSize`.
+   * dictionary_learning keeps 30 000 contexts × 128 tokens = 3 840 000 rows; pass that to match
+   * it (at d = 512 it is 7.9 GB).
+   */
+  capacity?: number;
+  /** Rows per yielded batch (default 8192, dictionary_learning's `out_batch_size`). */
+  batchSize?: number;
+  /** Rows asked of the source per read while refilling (default min(8192, capacity)). */
+  sourceBatchSize?: number;
+  /** Seed of the row sampling (default 0); the same seed and source give the same batches. */
+  seed?: number;
+  /** Backend the yielded batches are created on (default: the current backend). */
+  backend?: string;
+  /** Backend asked of the source for its batches (default: the current backend). */
+  sourceBackend?: string;
+}
+
+/** Counters of an {@link ActivationBuffer}. */
+export interface ActivationBufferStats {
+  /** Rows held in the reservoir now. */
+  held: number;
+  /** Rows the reservoir can hold. */
+  capacity: number;
+  /** Refills so far (the first fill included). */
+  refills: number;
+  /** Rows read from the source. */
+  rowsRead: number;
+  /** Rows yielded in batches. */
+  rowsYielded: number;
+  /** Batches yielded. */
+  batchesYielded: number;
+  /** Whether the source has ended (the buffer then drains what it holds). */
+  exhausted: boolean;
+}
+
+const OP = 'ActivationBuffer';
+const DEFAULT_BYTES = 256 * 2 ** 20;
+const MAX_EMPTY_READS = 1000;
+
+function positiveInt(name: string, v: number): number {
+  if (!Number.isSafeInteger(v) || v < 1) {
+    throw new DictlearnError(OP, `option '${name}' must be a positive integer, got ${v}`);
+  }
+  return v;
+}
+
+/**
+ * A shuffling reservoir of activations between a source and a trainer, with the semantics of
+ * dictionary_learning's `ActivationBuffer`: it holds up to `capacity` rows on the host
+ * (float32), refills from the source whenever it is at most half full, and yields batches of
+ * `batchSize` rows drawn uniformly at random without replacement from the rows it holds;
+ * yielded rows leave the reservoir (DL's read mask). Memory is bounded by `capacity` rows plus
+ * one source batch.
+ *
+ * Row sampling is reproducible: batch b draws its rows with `philoxWords(2·batchSize, seed, b)`
+ * (core's Philox), each row index from 53 random bits. Given the same source and seed the
+ * buffer yields the same batches.
+ *
+ * When the source ends, the buffer yields what it holds (the last batch may be smaller) and
+ * then stops. Iterate it with `for await (const batch of buffer)` (leaving the loop early
+ * closes the buffer and its source) or call {@link next}. The consumer disposes each batch.
+ *
+ * ```ts
+ * const buffer = new ActivationBuffer(new SyntheticSource({ seed: 1 }), { batchSize: 4096 });
+ * const x = await buffer.next(); // [4096, 256]
+ * x.dispose();
+ * ```
+ */
+export class ActivationBuffer implements AsyncIterable<Tensor> {
+  /** The source it draws from. */
+  readonly source: NestedActivationSource;
+  /** Width d of the rows. */
+  readonly dim: number;
+  /** Rows the reservoir holds at most. */
+  readonly capacity: number;
+  /** Rows per yielded batch. */
+  readonly batchSize: number;
+  /** Rows asked of the source per read. */
+  readonly sourceBatchSize: number;
+  /** Seed of the row sampling. */
+  readonly seed: number;
+
+  readonly #backend: string | undefined;
+  readonly #sourceBackend: string | undefined;
+  readonly #rows: Float32Array;
+  #held = 0;
+  #iterator: AsyncIterator<ActivationOutput> | undefined;
+  #pending: Float32Array | undefined;
+  #pendingRow = 0;
+  #exhausted = false;
+  #closed = false;
+  #refills = 0;
+  #rowsRead = 0;
+  #rowsYielded = 0;
+  #batches = 0;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  /** Wraps `source`; nothing is read until the first batch is asked for. */
+  constructor(source: ActivationSource | NestedActivationSource, options: ActivationBufferOptions = {}) {
+    if (!source || typeof (source as NestedActivationSource).batches !== 'function') {
+      throw new DictlearnError(OP, 'source must be an ActivationSource (with a batches() method)');
+    }
+    this.source = source as NestedActivationSource;
+    const dim = source.dim;
+    if (!Number.isSafeInteger(dim) || dim < 1) {
+      throw new DictlearnError(OP, `source '${source.name}' has dim ${dim}; expected a positive integer`);
+    }
+    this.dim = dim;
+    this.batchSize = positiveInt('batchSize', options.batchSize ?? 8192);
+    this.capacity = positiveInt(
+      'capacity',
+      options.capacity ?? Math.max(4 * this.batchSize, Math.floor(DEFAULT_BYTES / (4 * dim))),
+    );
+    if (this.batchSize > this.capacity) {
+      throw new DictlearnError(
+        OP,
+        `batchSize ${this.batchSize} is larger than capacity ${this.capacity}; a batch must fit in the reservoir`,
+      );
+    }
+    this.sourceBatchSize = positiveInt(
+      'sourceBatchSize',
+      options.sourceBatchSize ?? Math.min(8192, this.capacity),
+    );
+    this.seed = options.seed ?? 0;
+    if (!Number.isSafeInteger(this.seed) || this.seed < 0) {
+      throw new DictlearnError(OP, `option 'seed' must be a non-negative safe integer, got ${options.seed}`);
+    }
+    if (this.capacity * dim > 2 ** 31) {
+      throw new DictlearnError(
+        OP,
+        `capacity ${this.capacity} × dim ${dim} = ${this.capacity * dim} floats is more than one array can hold (2^31); lower capacity`,
+      );
+    }
+    this.#backend = options.backend;
+    this.#sourceBackend = options.sourceBackend;
+    this.#rows = new Float32Array(this.capacity * dim);
+  }
+
+  /** Counters: rows held, refills, rows read and yielded, whether the source ended. */
+  get stats(): ActivationBufferStats {
+    return {
+      held: this.#held,
+      capacity: this.capacity,
+      refills: this.#refills,
+      rowsRead: this.#rowsRead,
+      rowsYielded: this.#rowsYielded,
+      batchesYielded: this.#batches,
+      exhausted: this.#exhausted,
+    };
+  }
+
+  /** The next batch [batchSize, dim] (smaller at the very end); throws once the source is drained. */
+  async next(): Promise<Tensor> {
+    const t = await this.tryNext();
+    if (!t) {
+      throw new DictlearnError(
+        OP,
+        this.#closed && !this.#exhausted
+          ? 'the buffer was closed'
+          : `source '${this.source.name}' is exhausted: all ${this.#rowsYielded} rows were yielded`,
+      );
+    }
+    return t;
+  }
+
+  /** The next batch, or `undefined` once the source is exhausted and the reservoir empty. */
+  tryNext(): Promise<Tensor | undefined> {
+    const run = this.#queue.then(() => this.#take());
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /** Stops reading: closes the source's iterator and frees the reservoir's rows. */
+  async close(): Promise<void> {
+    await this.#queue;
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#held = 0;
+    this.#pending = undefined;
+    const it = this.#iterator;
+    this.#iterator = undefined;
+    await it?.return?.();
+  }
+
+  /** Iterates the batches; leaving a `for await` loop early closes the buffer. */
+  [Symbol.asyncIterator](): AsyncIterator<Tensor> {
+    return {
+      next: async () => {
+        const value = await this.tryNext();
+        return value ? { value, done: false } : { value: undefined, done: true };
+      },
+      return: async () => {
+        await this.close();
+        return { value: undefined, done: true };
+      },
+    };
+  }
+
+  async #take(): Promise<Tensor | undefined> {
+    if (this.#closed) return undefined;
+    if (this.#held <= this.capacity / 2 && !this.#exhausted) await this.#refill();
+    const n = Math.min(this.batchSize, this.#held);
+    if (n === 0) return undefined;
+    const d = this.dim;
+    const rows = this.#rows;
+    const out = new Float32Array(n * d);
+    const words = philoxWords(2 * n, this.seed, this.#batches % 2 ** 32);
+    let held = this.#held;
+    for (let t = 0; t < n; t++) {
+      const u = ((words[2 * t] >>> 0) * 2 ** 21 + (words[2 * t + 1] >>> 11)) / 2 ** 53;
+      const r = Math.floor(u * held);
+      out.set(rows.subarray(r * d, (r + 1) * d), t * d);
+      held--;
+      if (r !== held) rows.copyWithin(r * d, held * d, (held + 1) * d);
+    }
+    let batch: Tensor;
+    try {
+      batch = tensor(out, [n, d], { backend: this.#backend });
+    } catch (e) {
+      rows.set(out, held * d); // put the rows back (e.g. the backend is not started)
+      throw e;
+    }
+    this.#held = held;
+    this.#batches++;
+    this.#rowsYielded += n;
+    return batch;
+  }
+
+  async #refill(): Promise<void> {
+    this.#refills++;
+    const d = this.dim;
+    let empty = 0;
+    while (this.#held < this.capacity) {
+      const pending = this.#pending;
+      if (pending) {
+        const available = pending.length / d - this.#pendingRow;
+        const take = Math.min(available, this.capacity - this.#held);
+        this.#rows.set(pending.subarray(this.#pendingRow * d, (this.#pendingRow + take) * d), this.#held * d);
+        this.#held += take;
+        this.#pendingRow += take;
+        if (this.#pendingRow * d >= pending.length) this.#pending = undefined;
+        continue;
+      }
+      this.#iterator ??= this.source
+        .batches({ batchSize: this.sourceBatchSize, backend: this.#sourceBackend })
+        [Symbol.asyncIterator]();
+      const r = await this.#iterator.next();
+      if (r.done) {
+        this.#exhausted = true;
+        this.#iterator = undefined;
+        return;
+      }
+      const values = await this.#read(r.value);
+      this.#rowsRead += values.length / d;
+      if (values.length === 0) {
+        if (++empty > MAX_EMPTY_READS) {
+          throw new DictlearnError(
+            OP,
+            `source '${this.source.name}' yielded ${MAX_EMPTY_READS} empty batches in a row`,
+          );
+        }
+        continue;
+      }
+      empty = 0;
+      this.#pending = values;
+      this.#pendingRow = 0;
+    }
+  }
+
+  /** The first tensor of a source output as host float32 rows; every tensor in it is disposed. */
+  async #read(output: ActivationOutput): Promise<Float32Array> {
+    const all = collectTensors(output);
+    try {
+      const t = takeFirst(output);
+      const shape = t.shape;
+      if (shape.length < 1 || shape[shape.length - 1] !== this.dim) {
+        throw new DictlearnError(
+          OP,
+          `source '${this.source.name}' yielded a batch of shape ${fmtShape(shape)}; expected [rows, ${this.dim}] (the source's dim)`,
+        );
+      }
+      if (t.dtype !== 'float32') {
+        throw new DictlearnError(
+          OP,
+          `source '${this.source.name}' yielded a ${t.dtype} batch; expected float32 activations`,
+        );
+      }
+      const data = await t.data();
+      return data instanceof Float32Array ? data : Float32Array.from(data);
+    } finally {
+      for (const t of all) t.dispose();
+    }
+  }
+}

@@ -1,0 +1,430 @@
+import {
+  type BatchOptions,
+  DictlearnError,
+  type GroundTruthSource,
+  philoxNormal,
+  type Tensor,
+  tensor,
+} from '@dictlearn/core';
+import { belowNormalCdf, normalCdfUpper, normalQuantile, PhiloxStream } from './random.js';
+
+/** Options of {@link SyntheticSource}; every field has the default of the sparse_coding experiments. */
+export interface SyntheticSourceOptions {
+  /** Width d of each sample (default 256). */
+  dim?: number;
+  /** Number of ground-truth features (default 512). */
+  numFeatures?: number;
+  /** Expected number of active features per sample, Σᵢ pᵢ (default 5). */
+  meanActive?: number;
+  /** Geometric decay of the firing probabilities, pᵢ ∝ decayⁱ, in (0, 1] (default 0.99). */
+  decay?: number;
+  /** Expected norm of the noise vector: each component is N(0, noise²/d) (default 0.1; 0 for none). */
+  noise?: number;
+  /** Gaussian-copula correlation ρ in [0, 1) between the features' firing decisions (default 0). */
+  correlation?: number;
+  /** Number of random factors that shape the correlation matrix (default 4). */
+  correlationRank?: number;
+  /**
+   * Coefficient of an active feature: `'uniform'` (default), U[0, 1); `'uniform-product'`, the
+   * product of two U[0, 1) values, as sparse_coding's generator draws them.
+   */
+  coefficients?: 'uniform' | 'uniform-product';
+  /** Seed of every random draw: features, correlations and samples (default 0). */
+  seed?: number;
+}
+
+/** Batches of a {@link SyntheticSource}: core's `BatchOptions` plus the index of the first sample. */
+export interface SyntheticBatchOptions extends BatchOptions {
+  /** Index of the first sample (default 0); a disjoint range gives held-out data. */
+  start?: number;
+}
+
+/** Ground-truth sparse codes of a range of samples, in compressed-row form. */
+export interface SparseCodes {
+  /** Row r's entries are `indices`/`values` at positions `offsets[r]` … `offsets[r + 1] − 1`. */
+  offsets: Int32Array;
+  /** Active feature ids, increasing within a row. */
+  indices: Int32Array;
+  /** Their coefficients. */
+  values: Float32Array;
+}
+
+const OP = 'SyntheticSource';
+/** Philox counter word c3 of each per-sample stream (core's own draws use c3 = 0). */
+const TAG_CODE = 1;
+const TAG_NOISE = 2;
+/** Philox streams of the fixed draws (with c3 = 0, as core's `philoxNormal`). */
+const STREAM_FEATURES = 0;
+const STREAM_LOADINGS = 1;
+const CORRELATED_BLOCK = 8;
+/** Above this bound a block's features are tested one by one (cheaper than geometric skips). */
+const DIRECT_BOUND = 0.25;
+
+function checkInt(name: string, v: number, min: number): number {
+  if (!Number.isSafeInteger(v) || v < min) {
+    throw new DictlearnError(OP, `option '${name}' must be an integer ≥ ${min}, got ${v}`);
+  }
+  return v;
+}
+
+function checkNumber(name: string, v: number, ok: (v: number) => boolean, expected: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) {
+    throw new DictlearnError(OP, `option '${name}' must be ${expected}, got ${v}`);
+  }
+  return v;
+}
+
+/**
+ * Firing probabilities pᵢ = min(1, c·decayⁱ), with c found by bisection so that Σᵢ pᵢ = meanActive.
+ */
+export function firingProbabilities(numFeatures: number, meanActive: number, decay: number): Float64Array {
+  if (meanActive >= numFeatures) return new Float64Array(numFeatures).fill(1);
+  const powers = new Float64Array(numFeatures);
+  for (let i = 0; i < numFeatures; i++) powers[i] = decay ** i;
+  const total = (c: number) => {
+    let s = 0;
+    for (let i = 0; i < numFeatures; i++) s += Math.min(1, c * powers[i]);
+    return s;
+  };
+  const last = powers[numFeatures - 1];
+  let lo = 0;
+  let hi = last > 0 && 1 / last < 1e300 ? 1 / last : 1; // c = 1/last makes every p = 1
+  while (total(hi) < meanActive && hi < 1e300) {
+    lo = hi;
+    hi *= 16;
+  }
+  if (total(hi) < meanActive * (1 - 1e-12)) {
+    throw new DictlearnError(
+      OP,
+      `option 'meanActive' ${meanActive} cannot be reached with decay ${decay} over ${numFeatures} features (the last probabilities underflow); lower meanActive or raise decay`,
+    );
+  }
+  for (let it = 0; it < 2000; it++) {
+    const mid = 0.5 * (lo + hi);
+    if (mid <= lo || mid >= hi) break;
+    if (total(mid) < meanActive) lo = mid;
+    else hi = mid;
+  }
+  const c = Math.abs(total(hi) - meanActive) <= Math.abs(meanActive - total(lo)) ? hi : lo;
+  const p = new Float64Array(numFeatures);
+  for (let i = 0; i < numFeatures; i++) p[i] = Math.min(1, c * powers[i]);
+  return p;
+}
+
+/**
+ * Synthetic activations with known ground-truth features, after the generator of the
+ * sparse_coding experiments (`RandomDatasetGenerator`), with the definitions made exact:
+ *
+ * - **Features**: `numFeatures` unit-norm directions gᵢ in d dimensions: the rows of
+ *   `randomNormal([numFeatures, dim], { seed, stream: 0 })` (core's Philox normals, so every
+ *   backend computes the same matrix), each divided by its norm.
+ * - **Firing**: feature i fires with probability pᵢ = min(1, c·decayⁱ), c chosen so that
+ *   Σᵢ pᵢ = `meanActive` ({@link featureProbabilities}). Independently per feature when
+ *   `correlation` is 0. Otherwise through a Gaussian copula: z ~ N(0, Σ) with
+ *   Σ = (1 − ρ)·I + ρ·C, where C = L Lᵀ is the correlation matrix of `correlationRank` random
+ *   factors (L: the rows of `randomNormal([numFeatures, rank], { seed, stream: 1 })`, each
+ *   normalised to unit length, so C has a unit diagonal), and feature i fires where
+ *   Φ(zᵢ) < pᵢ. The marginal firing probabilities stay exactly pᵢ; features whose loadings
+ *   point the same way tend to fire together.
+ * - **Coefficients**: each active feature gets U[0, 1) (or the product of two, see
+ *   {@link SyntheticSourceOptions.coefficients}).
+ * - **Sample**: x = Σ coefᵢ·gᵢ + ε, ε ~ N(0, (noise²/d)·I), so E‖ε‖ ≈ noise.
+ *
+ * Sample n (a global index, whatever the batch size) is computed from its own Philox streams:
+ * counter [k, n mod 2³², ⌊n / 2³²⌋, 1] for the firing decisions and coefficients, and
+ * [k, n mod 2³², ⌊n / 2³²⌋, 2] for the noise, under the key `seed`. Any range of samples is thus
+ * computable on its own, reproducibly, and the sparse code of a sample does not depend on
+ * the noise setting. Generation runs on the host and is sparse: the active set of a sample is
+ * drawn by geometric skipping over blocks of features (thinning against the block's largest
+ * probability), and only active rows are accumulated.
+ *
+ * Differences from sparse_coding: there pᵢ = (k/F)·decayⁱ (so Σ pᵢ is about k·(1 − decay^F) /
+ * (F·(1 − decay)), not k), coefficients are products of two uniforms, the noise is N(0, s²)
+ * per component, and correlations come from one correlated draw per batch that rescales the
+ * probabilities. Here `meanActive` is the true mean count, and correlations act within samples.
+ */
+export class SyntheticSource implements GroundTruthSource {
+  /** A short description, e.g. `synthetic(d=256, features=512, meanActive=5, seed=0)`. */
+  readonly name: string;
+  /** Width d of each sample. */
+  readonly dim: number;
+  /** Number of ground-truth features. */
+  readonly numFeatures: number;
+  /** Expected number of active features per sample. */
+  readonly meanActive: number;
+  /** Geometric decay of the firing probabilities. */
+  readonly decay: number;
+  /** Expected norm of the noise vector. */
+  readonly noise: number;
+  /** Copula correlation ρ (0: independent features). */
+  readonly correlation: number;
+  /** Rank of the factor structure of the correlations. */
+  readonly correlationRank: number;
+  /** How coefficients are drawn. */
+  readonly coefficients: 'uniform' | 'uniform-product';
+  /** The seed. */
+  readonly seed: number;
+  /** Firing probability pᵢ of each feature (decreasing; sums to `meanActive`). */
+  readonly featureProbabilities: Float64Array;
+
+  readonly #features: Float32Array;
+  readonly #loadings: Float32Array | undefined;
+  readonly #thresholds: Float64Array | undefined;
+  // independent mode: blocks of features with the block's largest probability
+  readonly #blockStart: Int32Array;
+  readonly #blockBound: Float64Array;
+  readonly #blockLogMiss: Float64Array;
+  readonly #codeStream: PhiloxStream;
+  readonly #noiseStream: PhiloxStream;
+
+  constructor(options: SyntheticSourceOptions = {}) {
+    const o = options ?? {};
+    this.dim = checkInt('dim', o.dim ?? 256, 1);
+    this.numFeatures = checkInt('numFeatures', o.numFeatures ?? 512, 1);
+    this.meanActive = checkNumber(
+      'meanActive',
+      o.meanActive ?? 5,
+      (v) => v > 0 && v <= this.numFeatures,
+      `a number in (0, numFeatures = ${this.numFeatures}]`,
+    );
+    this.decay = checkNumber('decay', o.decay ?? 0.99, (v) => v > 0 && v <= 1, 'a number in (0, 1]');
+    this.noise = checkNumber('noise', o.noise ?? 0.1, (v) => v >= 0, 'a number ≥ 0');
+    this.correlation = checkNumber(
+      'correlation',
+      o.correlation ?? 0,
+      (v) => v >= 0 && v < 1,
+      'a number in [0, 1)',
+    );
+    this.correlationRank = checkInt('correlationRank', o.correlationRank ?? 4, 1);
+    this.coefficients = o.coefficients ?? 'uniform';
+    if (this.coefficients !== 'uniform' && this.coefficients !== 'uniform-product') {
+      throw new DictlearnError(
+        OP,
+        `option 'coefficients' must be 'uniform' or 'uniform-product', got ${JSON.stringify(o.coefficients)}`,
+      );
+    }
+    this.seed = checkInt('seed', o.seed ?? 0, 0);
+    this.name =
+      `synthetic(d=${this.dim}, features=${this.numFeatures}, meanActive=${this.meanActive}, decay=${this.decay}, ` +
+      `noise=${this.noise}${this.correlation > 0 ? `, correlation=${this.correlation}` : ''}, seed=${this.seed})`;
+
+    this.featureProbabilities = firingProbabilities(this.numFeatures, this.meanActive, this.decay);
+    this.#features = unitRows(
+      philoxNormal(this.numFeatures * this.dim, this.seed, STREAM_FEATURES),
+      this.dim,
+    );
+    if (this.correlation > 0) {
+      this.#loadings = unitRows(
+        philoxNormal(this.numFeatures * this.correlationRank, this.seed, STREAM_LOADINGS),
+        this.correlationRank,
+      );
+      this.#thresholds = this.featureProbabilities.map(normalQuantile);
+    }
+
+    // Blocks for thinning: a new block starts where p falls below half the block's first p
+    // (p is non-increasing), or after 64 features.
+    const starts: number[] = [];
+    const p = this.featureProbabilities;
+    for (let i = 0; i < this.numFeatures; i++) {
+      const s = starts[starts.length - 1];
+      if (starts.length === 0 || p[i] < 0.5 * p[s] || i - s >= 64) starts.push(i);
+    }
+    this.#blockStart = Int32Array.from([...starts, this.numFeatures]);
+    this.#blockBound = Float64Array.from(starts, (s) => p[s]);
+    this.#blockLogMiss = Float64Array.from(starts, (s) => Math.log1p(-p[s]));
+    this.#codeStream = new PhiloxStream(this.seed);
+    this.#noiseStream = new PhiloxStream(this.seed);
+  }
+
+  /** The ground-truth features, one unit-norm row per feature: a new [numFeatures, dim] tensor. */
+  groundTruth(backend?: string): Tensor {
+    return tensor(this.#features.slice(), [this.numFeatures, this.dim], { backend });
+  }
+
+  /** The ground-truth features on the host, row-major [numFeatures, dim] (a copy). */
+  groundTruthHost(): Float32Array {
+    return this.#features.slice();
+  }
+
+  /** Samples `start` … `start + count − 1` as a new [count, dim] tensor. */
+  sample(start: number, count: number, backend?: string): Tensor {
+    return tensor(this.sampleHost(start, count), [count, this.dim], { backend });
+  }
+
+  /** Samples `start` … `start + count − 1` on the host, row-major [count, dim]. */
+  sampleHost(start: number, count: number): Float32Array {
+    this.#checkRange(start, count);
+    const out = new Float32Array(count * this.dim);
+    this.#generate(start, count, out, undefined);
+    return out;
+  }
+
+  /** The ground-truth sparse codes of samples `start` … `start + count − 1`. */
+  sparseCodes(start: number, count: number): SparseCodes {
+    this.#checkRange(start, count);
+    const codes = { offsets: new Int32Array(count + 1), indices: [] as number[], values: [] as number[] };
+    this.#generate(start, count, undefined, codes);
+    return {
+      offsets: codes.offsets,
+      indices: Int32Array.from(codes.indices),
+      values: Float32Array.from(codes.values),
+    };
+  }
+
+  /** Yields [batchSize, dim] batches of consecutive samples from `start` (default 0), forever. */
+  async *batches(options: SyntheticBatchOptions): AsyncGenerator<Tensor> {
+    const batchSize = options?.batchSize;
+    if (!Number.isSafeInteger(batchSize) || batchSize < 1) {
+      throw new DictlearnError(OP, `batchSize must be a positive integer, got ${batchSize}`);
+    }
+    let next = options.start ?? 0;
+    this.#checkRange(next, 0);
+    for (;;) {
+      yield this.sample(next, batchSize, options.backend);
+      next += batchSize;
+    }
+  }
+
+  #checkRange(start: number, count: number): void {
+    if (!Number.isSafeInteger(start) || start < 0 || !Number.isSafeInteger(count) || count < 0) {
+      throw new DictlearnError(
+        OP,
+        `sample range needs non-negative integers, got start ${start}, count ${count}`,
+      );
+    }
+    if (start + count > 2 ** 52) throw new DictlearnError(OP, `sample index ${start + count} is beyond 2^52`);
+  }
+
+  #generate(
+    start: number,
+    count: number,
+    out: Float32Array | undefined,
+    codes: { offsets: Int32Array; indices: number[]; values: number[] } | undefined,
+  ): void {
+    const d = this.dim;
+    const g = this.#features;
+    const product = this.coefficients === 'uniform-product';
+    const active = new Int32Array(this.numFeatures);
+    const coef = new Float64Array(this.numFeatures);
+    const sigma = this.noise / Math.sqrt(d);
+    const cs = this.#codeStream;
+    const ns = this.#noiseStream;
+    const m = this.#loadings ? new Float64Array(this.numFeatures) : undefined;
+    const eta = this.#loadings ? new Float64Array(this.correlationRank) : undefined;
+    // words a sample's code stream usually needs: ~2 per candidate, 1 per block, 1–2 per coefficient
+    const codeWords =
+      Math.ceil(4 * this.meanActive) + 2 * this.#blockBound.length + (eta ? eta.length + 16 : 0);
+    for (let r = 0; r < count; r++) {
+      const n = start + r;
+      const lo = n >>> 0;
+      const hi = Math.floor(n / 2 ** 32);
+      cs.reset(lo, hi, TAG_CODE, codeWords);
+      const count = m && eta ? this.#drawCorrelated(cs, active, m, eta) : this.#drawIndependent(cs, active);
+      for (let a = 0; a < count; a++) coef[a] = product ? cs.uniform() * cs.uniform() : cs.uniform();
+      if (codes) {
+        for (let a = 0; a < count; a++) {
+          codes.indices.push(active[a]);
+          codes.values.push(coef[a]);
+        }
+        codes.offsets[r + 1] = codes.indices.length;
+      }
+      if (!out) continue;
+      const base = r * d;
+      for (let a = 0; a < count; a++) axpy(out, base, g, active[a] * d, coef[a], d);
+      if (sigma > 0) {
+        ns.reset(lo, hi, TAG_NOISE, d + 8);
+        ns.addNormals(out, base, d, sigma);
+      }
+    }
+  }
+
+  /** Independent Bernoulli(pᵢ) decisions: geometric skips per block, thinned by pᵢ / bound. */
+  #drawIndependent(s: PhiloxStream, active: Int32Array): number {
+    let count = 0;
+    const p = this.featureProbabilities;
+    const starts = this.#blockStart;
+    for (let b = 0; b < this.#blockBound.length; b++) {
+      const bound = this.#blockBound[b];
+      const end = starts[b + 1];
+      let j = starts[b];
+      if (bound >= 1) {
+        for (; j < end; j++) if (p[j] >= 1 || s.uniform() < p[j]) active[count++] = j;
+        continue;
+      }
+      const logMiss = this.#blockLogMiss[b];
+      for (;;) {
+        j += Math.floor(Math.log(s.uniformPositive()) / logMiss);
+        if (j >= end) break;
+        if (p[j] === bound || s.uniform() * bound < p[j]) active[count++] = j;
+        j++;
+      }
+    }
+    return count;
+  }
+
+  /**
+   * Copula decisions. With z = √(1−ρ)·e + √ρ·L·η (e ~ N(0, I), η ~ N(0, I_rank)), feature i fires
+   * where zᵢ < tᵢ = Φ⁻¹(pᵢ). Given η the features are independent with probability
+   * qᵢ = Φ((tᵢ − √ρ·(Lη)ᵢ) / √(1−ρ)), drawn over blocks of 8 features: by geometric skips thinned
+   * against an upper bound of the block's largest qᵢ, or, when that bound is 1/4 or more, one
+   * uniform per feature.
+   */
+  #drawCorrelated(s: PhiloxStream, active: Int32Array, m: Float64Array, eta: Float64Array): number {
+    let count = 0;
+    const L = this.#loadings!;
+    const t = this.#thresholds!;
+    const rank = this.correlationRank;
+    const F = this.numFeatures;
+    const sr = Math.sqrt(this.correlation);
+    const inv = 1 / Math.sqrt(1 - this.correlation);
+    for (let k = 0; k < rank; k++) eta[k] = s.normal();
+    for (let i = 0; i < F; i++) {
+      let dot = 0;
+      const base = i * rank;
+      for (let k = 0; k < rank; k++) dot += L[base + k] * eta[k];
+      m[i] = (t[i] - sr * dot) * inv; // the argument of Φ
+    }
+    for (let b = 0; b < F; b += CORRELATED_BLOCK) {
+      const end = Math.min(F, b + CORRELATED_BLOCK);
+      let top = Number.NEGATIVE_INFINITY;
+      for (let i = b; i < end; i++) if (m[i] > top) top = m[i];
+      const bound = normalCdfUpper(top);
+      if (bound >= DIRECT_BOUND) {
+        for (let j = b; j < end; j++) if (belowNormalCdf(s.uniform(), m[j])) active[count++] = j;
+        continue;
+      }
+      const logMiss = Math.log1p(-bound);
+      let j = b;
+      for (;;) {
+        j += Math.floor(Math.log(s.uniformPositive()) / logMiss);
+        if (j >= end) break;
+        if (belowNormalCdf(s.uniform() * bound, m[j])) active[count++] = j;
+        j++;
+      }
+    }
+    return count;
+  }
+}
+
+/** out[o … o+n) += c · g[go … go+n), unrolled by four. */
+function axpy(out: Float32Array, o: number, g: Float32Array, go: number, c: number, n: number): void {
+  let k = 0;
+  for (; k + 3 < n; k += 4) {
+    out[o + k] += c * g[go + k];
+    out[o + k + 1] += c * g[go + k + 1];
+    out[o + k + 2] += c * g[go + k + 2];
+    out[o + k + 3] += c * g[go + k + 3];
+  }
+  for (; k < n; k++) out[o + k] += c * g[go + k];
+}
+
+function unitRows(values: Float32Array, width: number): Float32Array {
+  const rows = values.length / width;
+  for (let r = 0; r < rows; r++) {
+    let ss = 0;
+    for (let k = 0; k < width; k++) ss += values[r * width + k] ** 2;
+    const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+    for (let k = 0; k < width; k++) values[r * width + k] *= inv;
+  }
+  return values;
+}
