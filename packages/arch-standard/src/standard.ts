@@ -73,6 +73,7 @@ export function standard(config: Partial<StandardConfig> = {}): ArchitecturePlug
     packageName: PACKAGE,
     config: cfg,
     training: STANDARD_TRAINING,
+    nonNegativeFeatures: true,
     paramShapes: untiedShapes,
     featureAxes: () => ({ W_enc: 1, b_enc: 0, W_dec: 0 }),
     init(sizes, { seed, backend }) {
@@ -88,7 +89,7 @@ export function standard(config: Partial<StandardConfig> = {}): ArchitecturePlug
       const l1 = div(sum(f), x.shape[0]); // f ≥ 0, so ‖f‖₁ = Σ f
       return {
         loss: add(mse, mul(l1, cfg.l1Penalty * ctx.sparsityScale)),
-        logs: { mse_loss: mse, sparsity_loss: l1, l2_loss: meanL2(x, xhat) },
+        logs: { mse_loss: mse, sparsity_loss: l1, ...(ctx.withLogs ? { l2_loss: meanL2(x, xhat) } : {}) },
         features: f,
         reconstruction: xhat,
       };
@@ -124,7 +125,11 @@ export function aprilUpdate(config: Partial<AprilUpdateConfig> = {}): Architectu
       const weighted = mean(sum(mul(f, l2Norm(p.W_dec, -1)), -1));
       return {
         loss: add(mse, mul(weighted, cfg.l1Penalty * ctx.sparsityScale)),
-        logs: { mse_loss: mse, sparsity_loss: weighted, l2_loss: meanL2(x, xhat) },
+        logs: {
+          mse_loss: mse,
+          sparsity_loss: weighted,
+          ...(ctx.withLogs ? { l2_loss: meanL2(x, xhat) } : {}),
+        },
         features: f,
         reconstruction: xhat,
       };
@@ -158,7 +163,7 @@ export function tied(config: Partial<StandardConfig> = {}): ArchitecturePlugin<S
       const l1 = div(sum(f), x.shape[0]);
       return {
         loss: add(mse, mul(l1, base.config.l1Penalty * ctx.sparsityScale)),
-        logs: { mse_loss: mse, sparsity_loss: l1, l2_loss: meanL2(x, xhat) },
+        logs: { mse_loss: mse, sparsity_loss: l1, ...(ctx.withLogs ? { l2_loss: meanL2(x, xhat) } : {}) },
         features: f,
         reconstruction: xhat,
       };

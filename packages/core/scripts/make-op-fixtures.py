@@ -190,6 +190,15 @@ bc1, bc2 = 1 - h["beta1"] ** h["step"], 1 - h["beta2"] ** h["step"]
 p2 = d(ap) - (h["lr"] / bc1) * m2 / (np.sqrt(v2) / np.sqrt(bc2) + h["eps"])
 case("adamUpdate", "adamUpdate", [ap, ag, am, av], [p2, m2, v2], h, grad=False)
 
+# fused helpers of training: relu's gradient and ConstrainedAdam's row operations
+rg_dy, rg_x = f32(3, 4), f32(3, 4)
+case("reluGrad", "reluGrad", [rg_dy, rg_x], [d(rg_dy) * (d(rg_x) > 0)], grad=False)
+rw, rgr = f32(5, 3), f32(5, 3)
+rn = d(rw) / (np.linalg.norm(d(rw), axis=1, keepdims=True) + 1e-12)
+case("normalizeRows", "normalizeRows", [rw], [rn], grad=False)
+case("removeParallelComponent", "removeParallelComponent", [rw, rgr],
+     [d(rgr) - np.sum(d(rgr) * rn, axis=1, keepdims=True) * rn], grad=False)
+
 out = os.path.join(os.path.dirname(__file__), "..", "src", "testing", "fixtures", "ops.json")
 with open(out, "w") as fh:
     json.dump({"generator": "packages/core/scripts/make-op-fixtures.py", "numpy": np.__version__, "cases": cases}, fh)

@@ -19,6 +19,8 @@ export interface LossContext {
   step: number;
   /** Sparsity warm-up factor s(t) in [0, 1] (REFERENCE: linear 0 → 1 over the warm-up). */
   sparsityScale: number;
+  /** Whether this step's logs will be read: skip log-only computations when false. */
+  withLogs?: boolean;
 }
 
 /** What an architecture's loss returns. */
@@ -89,6 +91,11 @@ export interface ArchitecturePlugin<C extends object = Record<string, unknown>> 
   foldScale(p: Params, scale: number): Params;
   /** The inverse of {@link foldScale}: training-space parameters from saved ones. */
   unfoldScale(p: Params, scale: number): Params;
+  /**
+   * Features are never negative (ReLU family): the trainer then tracks firing with max(f)
+   * instead of max(|f|), one pass fewer over [B, F].
+   */
+  readonly nonNegativeFeatures?: boolean;
   /**
    * Resampling of dead features (REFERENCE "Resampling"): given the dead feature indices and
    * chosen inputs (training space), returns replacement parameters. Omitted = no resampling.

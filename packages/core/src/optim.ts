@@ -65,13 +65,22 @@ export function adamUpdate(
 
 /** Rows of a 2-D tensor scaled to unit L2 norm (zero rows stay zero). */
 export function normalizeRows(w: Tensor): Tensor {
-  return div(w, add(l2Norm(w, -1, true), 1e-12));
+  return runOp('normalizeRows', [w], {}, { composition: () => div(w, add(l2Norm(w, -1, true), 1e-12)) })[0];
 }
 
 /** Removes from each row of `g` its component along the matching row of `w` (ConstrainedAdam). */
 export function removeParallelComponent(w: Tensor, g: Tensor): Tensor {
-  const n = normalizeRows(w);
-  return sub(g, mul(sum(mul(g, n), -1, true), n));
+  return runOp(
+    'removeParallelComponent',
+    [w, g],
+    {},
+    {
+      composition: () => {
+        const n = normalizeRows(w);
+        return sub(g, mul(sum(mul(g, n), -1, true), n));
+      },
+    },
+  )[0];
 }
 
 /** Options of {@link Adam}. */

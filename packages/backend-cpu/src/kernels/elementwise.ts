@@ -210,6 +210,13 @@ export function registerElementwise(ctx: CpuContext): void {
       return out(dst, shape, dtype);
     });
   }
+  // relu's gradient in one pass: dy where x > 0 (NaN in x gives 0, as the composition's mask).
+  const reluGradLoop = binaryLoopOf('x * (y > 0)');
+  ctx.kernel('reluGrad', ([dy, x]) => {
+    const dst = ctx.alloc(dy.dtype, dy.size, false);
+    applyBinary(reluGradLoop, arr(dy), dy.shape, arr(x), x.shape, dst, dy.shape);
+    return out(dst, dy.shape, dy.dtype);
+  });
   ctx.kernel('where', ([c, a, b], attrs) => {
     const shape = attrs.shape as number[];
     const size = shape.reduce((p, d) => p * d, 1);

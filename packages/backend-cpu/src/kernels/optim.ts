@@ -6,6 +6,38 @@ import { arr, type CpuContext, out } from './context.js';
  * m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², p ← p − (lr/bc₁)·m / (√v/√bc₂ + ε).
  */
 export function registerOptim(ctx: CpuContext): void {
+  // Rows to unit L2 norm: one pass for the norms, one to scale (the composition takes five).
+  ctx.kernel('normalizeRows', ([w]) => {
+    const W = arr(w);
+    const cols = w.shape[w.shape.length - 1];
+    const dst = ctx.alloc('float32', w.size, false);
+    for (let r = 0; r < w.size; r += cols) {
+      let ss = 0;
+      for (let j = 0; j < cols; j++) ss += W[r + j] * W[r + j];
+      const inv = 1 / (Math.sqrt(ss) + 1e-12);
+      for (let j = 0; j < cols; j++) dst[r + j] = W[r + j] * inv;
+    }
+    return out(dst, w.shape, 'float32');
+  });
+  // ConstrainedAdam's projection: g − (g·n) n per row, n = w/‖w‖, in two passes per row.
+  ctx.kernel('removeParallelComponent', ([w, g]) => {
+    const W = arr(w);
+    const G = arr(g);
+    const cols = w.shape[w.shape.length - 1];
+    const dst = ctx.alloc('float32', w.size, false);
+    for (let r = 0; r < w.size; r += cols) {
+      let ss = 0;
+      let dot = 0;
+      for (let j = 0; j < cols; j++) {
+        ss += W[r + j] * W[r + j];
+        dot += G[r + j] * W[r + j];
+      }
+      const norm = Math.sqrt(ss) + 1e-12;
+      const coef = dot / (norm * norm);
+      for (let j = 0; j < cols; j++) dst[r + j] = G[r + j] - coef * W[r + j];
+    }
+    return out(dst, w.shape, 'float32');
+  });
   ctx.kernel('adamUpdate', ([p, g, m, v], attrs) => {
     const n = p.size;
     const P = arr(p);

@@ -84,7 +84,12 @@ export function pow(x: Tensor, p: number): Tensor {
 }
 /** max(x, 0). The gradient at 0 is 0. */
 export function relu(x: Tensor): Tensor {
-  return unary('relu', x, {}, (x, _y, dy) => mul(dy, greater(x, 0)));
+  return unary('relu', x, {}, (x, _y, dy) => reluGrad(dy, x));
+}
+
+/** dy where x > 0, else 0: the gradient of {@link relu} (backends may fuse it into one pass). */
+export function reluGrad(dy: Tensor, x: Tensor): Tensor {
+  return runOp('reluGrad', [dy, x], {}, { composition: () => mul(dy, greater(x, 0)) })[0];
 }
 /**
  * 1 where x > threshold, else 0 (float32). Its gradient is zero; use `customGrad` for a

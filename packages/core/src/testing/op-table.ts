@@ -1,6 +1,6 @@
 import type { Attrs } from '../engine.js';
 import * as ops from '../ops/index.js';
-import { adamUpdate } from '../optim.js';
+import { adamUpdate, normalizeRows, removeParallelComponent } from '../optim.js';
 import type { Tensor } from '../tensor.js';
 
 /** Runs one op by its fixture name on tensors, returning every output. */
@@ -75,6 +75,9 @@ export const OP_TABLE: Record<string, OpRunner> = {
       v,
       a as unknown as { lr: number; beta1: number; beta2: number; eps: number; step: number },
     ),
+  reluGrad: one(([dy, x]) => ops.reluGrad(dy, x)),
+  normalizeRows: one(([w]) => normalizeRows(w)),
+  removeParallelComponent: one(([w, g]) => removeParallelComponent(w, g)),
   clipByGlobalNorm: (xs, a) => {
     const r = ops.clipByGlobalNorm(xs, a.maxNorm as number);
     return [...r.tensors, r.norm];

@@ -179,12 +179,12 @@ export class Trainer {
     const s = sparsityScale(t, sched);
     const vars = Object.values(this.vars);
     const { value, grads, aux } = valueAndGrad(() => {
-      const out = this.arch.loss(this.params(), x, { step: t, sparsityScale: s });
+      const out = this.arch.loss(this.params(), x, { step: t, sparsityScale: s, withLogs });
       return {
         value: out.loss,
         aux: {
           logs: out.logs,
-          fired: max(abs(out.features), 0),
+          fired: max(this.arch.nonNegativeFeatures ? out.features : abs(out.features), 0),
           l0: withLogs ? meanL0(out.features) : undefined,
           fve: withLogs ? fractionVarianceExplained(x, out.reconstruction) : undefined,
         },
