@@ -1,5 +1,6 @@
 import {
   add,
+  biasRelu,
   type DictionarySizes,
   div,
   l2Norm,
@@ -24,12 +25,13 @@ import {
  */
 
 /**
- * Pre-activations (x − b_dec) W_enc + b_enc for an encoder matrix given as [d, F] or as W_decᵀ,
- * computed as x W_enc + (b_enc − b_dec W_enc): the same value, but the gradient of b_dec then
- * needs a [1, d]·[d, F] product instead of a [B, F]·[F, d] one (autograd of x − b_dec would
- * push the whole batch gradient back through the encoder).
+ * Features f = ReLU((x − b_dec) W_enc + b_enc) for an encoder matrix given as [d, F] or as
+ * W_decᵀ. Computed as ReLU(x W_enc + (b_enc − b_dec W_enc)): the same value, but the gradient of
+ * b_dec then needs a [1, d]·[d, F] product instead of a [B, F]·[F, d] one (autograd of x − b_dec
+ * would push the whole batch gradient back through the encoder); bias and ReLU fuse into one pass
+ * where the backend has the kernel.
  */
-export function preActivations(
+export function encodeRelu(
   x: Tensor,
   bDec: Tensor,
   bEnc: Tensor,
@@ -38,7 +40,7 @@ export function preActivations(
   const project = (t: Tensor) =>
     'W_enc' in enc ? matmul(t, enc.W_enc) : matmul(t, enc.W_dec, { transB: true });
   const shift = sub(bEnc, reshape(project(reshape(bDec, [1, -1])), [-1]));
-  return add(project(x), shift);
+  return biasRelu(project(x), shift);
 }
 
 /** f W_dec + b_dec. */

@@ -7,7 +7,6 @@ import {
   mean,
   mul,
   type Params,
-  relu,
   sum,
   type TrainingDefaults,
   transpose,
@@ -15,11 +14,11 @@ import {
 } from '@dictlearn/core';
 import {
   decodeLinear,
+  encodeRelu,
   initBiases,
   initDecoder,
   meanL2,
   meanSquaredError,
-  preActivations,
   resampleLinear,
   scaleBiases,
 } from './linear.js';
@@ -80,10 +79,10 @@ export function standard(config: Partial<StandardConfig> = {}): ArchitecturePlug
       const W_dec = initDecoder(sizes, seed, backend);
       return { W_enc: transpose(W_dec), W_dec, ...initBiases(sizes, backend) };
     },
-    encode: (p, x) => relu(preActivations(x, p.b_dec, p.b_enc, { W_enc: p.W_enc })),
+    encode: (p, x) => encodeRelu(x, p.b_dec, p.b_enc, { W_enc: p.W_enc }),
     decode: (p, f) => decodeLinear(f, p.W_dec, p.b_dec),
     loss(p, x, ctx) {
-      const f = relu(preActivations(x, p.b_dec, p.b_enc, { W_enc: p.W_enc }));
+      const f = encodeRelu(x, p.b_dec, p.b_enc, { W_enc: p.W_enc });
       const xhat = decodeLinear(f, p.W_dec, p.b_dec);
       const mse = meanSquaredError(x, xhat);
       const l1 = div(sum(f), x.shape[0]); // f ≥ 0, so ‖f‖₁ = Σ f
@@ -119,7 +118,7 @@ export function aprilUpdate(config: Partial<AprilUpdateConfig> = {}): Architectu
     training: { ...STANDARD_TRAINING, unitNormRows: [], clipGradNorm: 1 },
     resample: undefined,
     loss(p: Params, x, ctx) {
-      const f = relu(preActivations(x, p.b_dec, p.b_enc, { W_enc: p.W_enc }));
+      const f = encodeRelu(x, p.b_dec, p.b_enc, { W_enc: p.W_enc });
       const xhat = decodeLinear(f, p.W_dec, p.b_dec);
       const mse = meanSquaredError(x, xhat);
       const weighted = mean(sum(mul(f, l2Norm(p.W_dec, -1)), -1));
@@ -155,9 +154,9 @@ export function tied(config: Partial<StandardConfig> = {}): ArchitecturePlugin<S
     init(sizes, { seed, backend }) {
       return { W_dec: initDecoder(sizes, seed, backend), ...initBiases(sizes, backend) };
     },
-    encode: (p, x) => relu(preActivations(x, p.b_dec, p.b_enc, { W_dec: p.W_dec })),
+    encode: (p, x) => encodeRelu(x, p.b_dec, p.b_enc, { W_dec: p.W_dec }),
     loss(p, x, ctx) {
-      const f = relu(preActivations(x, p.b_dec, p.b_enc, { W_dec: p.W_dec }));
+      const f = encodeRelu(x, p.b_dec, p.b_enc, { W_dec: p.W_dec });
       const xhat = decodeLinear(f, p.W_dec, p.b_dec);
       const mse = meanSquaredError(x, xhat);
       const l1 = div(sum(f), x.shape[0]);

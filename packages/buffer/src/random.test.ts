@@ -1,7 +1,16 @@
 import { philox4x32 } from '@dictlearn/core';
 import { describe, expect, it } from 'vitest';
 import { philoxWasm } from './philox-wasm.js';
-import { erfc, normalCdf, normalQuantile, PhiloxStream } from './random.js';
+import {
+  belowNormalCdf,
+  cdfBound,
+  cdfBoundLogMiss,
+  erfc,
+  normalCdf,
+  normalCdfUpperIndex,
+  normalQuantile,
+  PhiloxStream,
+} from './random.js';
 
 describe('Philox in WebAssembly', () => {
   it('computes the same blocks as core’s philox4x32', () => {
@@ -137,5 +146,20 @@ describe('normal distribution helpers', () => {
     }
     expect(normalQuantile(0)).toBe(Number.NEGATIVE_INFINITY);
     expect(normalQuantile(1)).toBe(Number.POSITIVE_INFINITY);
+  });
+
+  it('the tabulated bracket of Φ decides v < Φ(x) exactly as Φ does', () => {
+    const s = new PhiloxStream(8).reset(0, 0, 1, 1 << 16);
+    for (let i = 0; i < 50_000; i++) {
+      const x = (s.uniform() - 0.5) * 20; // beyond the table's [−8, 8] too
+      const phi = normalCdf(x);
+      // v near Φ(x) half the time, to exercise the exact fallback
+      const v = i % 2 ? s.uniform() : Math.max(0, phi + (s.uniform() - 0.5) * 1e-3);
+      expect(belowNormalCdf(v, x)).toBe(v < phi);
+      const k = normalCdfUpperIndex(x);
+      expect(cdfBound(k)).toBeGreaterThanOrEqual(phi);
+      expect(cdfBound(k) - phi).toBeLessThan(0.007);
+      expect(cdfBoundLogMiss(k)).toBe(Math.log1p(-cdfBound(k)));
+    }
   });
 });

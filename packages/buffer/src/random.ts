@@ -234,11 +234,28 @@ const PHI_STEPS = 64;
 const PHI_N = 16 * PHI_STEPS;
 const PHI_TABLE = Float64Array.from({ length: PHI_N + 1 }, (_, k) => normalCdf(PHI_MIN + k / PHI_STEPS));
 
-/** An upper bound of {@link normalCdf}(x) (the next tabulated value, or 1), within 0.007 of it. */
-export function normalCdfUpper(x: number): number {
+/** log(1 − Φ) at the tabulated points (for geometric skips), and log(0) for the bound 1. */
+const LOG_MISS_TABLE = Float64Array.from({ length: PHI_N + 2 }, (_, k) =>
+  k > PHI_N ? Number.NEGATIVE_INFINITY : Math.log1p(-PHI_TABLE[k]),
+);
+
+/**
+ * The index of an upper bound of {@link normalCdf}(x) among the tabulated values (the next one
+ * up; PHI_N + 1 stands for 1): see {@link cdfBound} and {@link cdfBoundLogMiss}.
+ */
+export function normalCdfUpperIndex(x: number): number {
   const k = Math.ceil((x - PHI_MIN) * PHI_STEPS);
-  if (k <= 0) return PHI_TABLE[0];
+  return k <= 0 ? 0 : k > PHI_N ? PHI_N + 1 : k;
+}
+
+/** The bound of an index from {@link normalCdfUpperIndex}: within 0.007 above Φ(x). */
+export function cdfBound(k: number): number {
   return k > PHI_N ? 1 : PHI_TABLE[k];
+}
+
+/** log(1 − bound) of an index from {@link normalCdfUpperIndex}. */
+export function cdfBoundLogMiss(k: number): number {
+  return LOG_MISS_TABLE[k];
 }
 
 /**

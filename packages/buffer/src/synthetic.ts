@@ -6,7 +6,14 @@ import {
   type Tensor,
   tensor,
 } from '@dictlearn/core';
-import { belowNormalCdf, normalCdfUpper, normalQuantile, PhiloxStream } from './random.js';
+import {
+  belowNormalCdf,
+  cdfBound,
+  cdfBoundLogMiss,
+  normalCdfUpperIndex,
+  normalQuantile,
+  PhiloxStream,
+} from './random.js';
 
 /** Options of {@link SyntheticSource}; every field has the default of the sparse_coding experiments. */
 export interface SyntheticSourceOptions {
@@ -214,10 +221,17 @@ export class SyntheticSource implements GroundTruthSource {
       this.dim,
     );
     if (this.correlation > 0) {
-      this.#loadings = unitRows(
+      // unit-norm rows of L [numFeatures, rank], stored transposed ([rank, numFeatures]) for speed
+      const rows = unitRows(
         philoxNormal(this.numFeatures * this.correlationRank, this.seed, STREAM_LOADINGS),
         this.correlationRank,
       );
+      const lt = new Float32Array(rows.length);
+      for (let i = 0; i < this.numFeatures; i++) {
+        for (let k = 0; k < this.correlationRank; k++)
+          lt[k * this.numFeatures + i] = rows[i * this.correlationRank + k];
+      }
+      this.#loadings = lt;
       this.#thresholds = this.featureProbabilities.map(normalQuantile);
     }
 
@@ -378,22 +392,29 @@ export class SyntheticSource implements GroundTruthSource {
     const sr = Math.sqrt(this.correlation);
     const inv = 1 / Math.sqrt(1 - this.correlation);
     for (let k = 0; k < rank; k++) eta[k] = s.normal();
-    for (let i = 0; i < F; i++) {
-      let dot = 0;
-      const base = i * rank;
-      for (let k = 0; k < rank; k++) dot += L[base + k] * eta[k];
-      m[i] = (t[i] - sr * dot) * inv; // the argument of Φ
+    // m = L·η, column by column over the transposed loadings (contiguous, fast loops)
+    const e0 = eta[0];
+    for (let i = 0; i < F; i++) m[i] = L[i] * e0;
+    for (let k = 1; k < rank; k++) {
+      const ek = eta[k];
+      const base = k * F;
+      for (let i = 0; i < F; i++) m[i] += L[base + i] * ek;
     }
     for (let b = 0; b < F; b += CORRELATED_BLOCK) {
       const end = Math.min(F, b + CORRELATED_BLOCK);
       let top = Number.NEGATIVE_INFINITY;
-      for (let i = b; i < end; i++) if (m[i] > top) top = m[i];
-      const bound = normalCdfUpper(top);
+      for (let i = b; i < end; i++) {
+        const a = (t[i] - sr * m[i]) * inv; // the argument of Φ
+        m[i] = a;
+        if (a > top) top = a;
+      }
+      const k = normalCdfUpperIndex(top);
+      const bound = cdfBound(k);
       if (bound >= DIRECT_BOUND) {
         for (let j = b; j < end; j++) if (belowNormalCdf(s.uniform(), m[j])) active[count++] = j;
         continue;
       }
-      const logMiss = Math.log1p(-bound);
+      const logMiss = cdfBoundLogMiss(k);
       let j = b;
       for (;;) {
         j += Math.floor(Math.log(s.uniformPositive()) / logMiss);

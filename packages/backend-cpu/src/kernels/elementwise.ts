@@ -217,6 +217,13 @@ export function registerElementwise(ctx: CpuContext): void {
     applyBinary(reluGradLoop, arr(dy), dy.shape, arr(x), x.shape, dst, dy.shape);
     return out(dst, dy.shape, dy.dtype);
   });
+  // relu(x + b) with a row bias in one pass (the SAE encoder's bias and activation).
+  const biasReluLoop = binaryLoopOf('x + y === -Infinity ? 0 : (x + y) * (x + y > 0)');
+  ctx.kernel('biasRelu', ([x, b]) => {
+    const dst = ctx.alloc(x.dtype, x.size, false);
+    applyBinary(biasReluLoop, arr(x), x.shape, arr(b), b.shape, dst, x.shape);
+    return out(dst, x.shape, x.dtype);
+  });
   ctx.kernel('where', ([c, a, b], attrs) => {
     const shape = attrs.shape as number[];
     const size = shape.reduce((p, d) => p * d, 1);

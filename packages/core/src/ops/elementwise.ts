@@ -87,6 +87,33 @@ export function relu(x: Tensor): Tensor {
   return unary('relu', x, {}, (x, _y, dy) => reluGrad(dy, x));
 }
 
+/**
+ * relu(x + b) for x [..., n] and a bias b [n]: an SAE encoder's last step, which backends may
+ * fuse into one pass. Its gradient uses the output (y > 0 ⇔ x + b > 0).
+ */
+export function biasRelu(x: Tensor, b: Tensor): Tensor {
+  requireFloat('biasRelu', x);
+  requireFloat('biasRelu', b, 'bias');
+  check(
+    b.rank === 1 && x.rank >= 1 && b.shape[0] === x.shape[x.rank - 1],
+    'biasRelu',
+    () =>
+      `bias must be [${x.shape[x.rank - 1]}] for x of shape [${x.shape.join(', ')}], got [${b.shape.join(', ')}]`,
+  );
+  return runOp(
+    'biasRelu',
+    [x, b],
+    {},
+    {
+      composition: () => relu(add(x, b)),
+      grad: (_inputs, outputs) => (dys, needs) => {
+        const dpre = reluGrad(dys[0], outputs[0]);
+        return [dpre, needs[1] ? sumTo(dpre, [b.shape[0]]) : null];
+      },
+    },
+  )[0];
+}
+
 /** dy where x > 0, else 0: the gradient of {@link relu} (backends may fuse it into one pass). */
 export function reluGrad(dy: Tensor, x: Tensor): Tensor {
   return runOp('reluGrad', [dy, x], {}, { composition: () => mul(dy, greater(x, 0)) })[0];
