@@ -9,7 +9,10 @@ export default defineConfig({
     alias: [
       { find: /^@dictlearn\/core\/testing$/, replacement: here('packages/core/src/testing/index.ts') },
       { find: /^@dictlearn\/core$/, replacement: here('packages/core/src/index.ts') },
-      { find: /^@dictlearn\/arch-standard\/register$/, replacement: here('packages/arch-standard/src/register.ts') },
+      {
+        find: /^@dictlearn\/arch-standard\/register$/,
+        replacement: here('packages/arch-standard/src/register.ts'),
+      },
       { find: /^@dictlearn\/arch-standard$/, replacement: here('packages/arch-standard/src/index.ts') },
       { find: /^@dictlearn\/backend-cpu$/, replacement: here('packages/backend-cpu/src/index.ts') },
       { find: /^@dictlearn\/buffer\/register$/, replacement: here('packages/buffer/src/register.ts') },

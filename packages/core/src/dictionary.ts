@@ -1,6 +1,6 @@
 import pkg from '../package.json' with { type: 'json' };
 import { type ArchitecturePlugin, createArchitecture, type DictionarySizes, type Params } from './arch.js';
-import type { DictionaryLike } from './dictionary-types.js';
+import type { DictionaryLike, ForwardOutput } from './dictionary-types.js';
 import { keep, noGrad, scope } from './engine.js';
 import { DictlearnError, fmtShape } from './errors.js';
 import { tensor } from './ops/create.js';
@@ -13,8 +13,15 @@ export interface DictionaryConfig {
   format: 'dictlearn';
   /** Library version that wrote it. */
   version: string;
-  /** Architecture registry name, providing package and hyper-parameters. */
-  architecture: { name: string; package: string; config: object };
+  /** Which architecture, and its hyper-parameters. */
+  architecture: {
+    /** Registry name. */
+    name: string;
+    /** The npm package providing it. */
+    package: string;
+    /** Hyper-parameters (the plugin factory's config). */
+    config: object;
+  };
   /** Width d. */
   activationDim: number;
   /** Features F. */
@@ -23,7 +30,12 @@ export interface DictionaryConfig {
    * Activation normalisation used in training (REFERENCE: s = √(mean‖x‖²)/√d); already folded
    * into the saved parameters, so the dictionary works on raw activations.
    */
-  normalization: { scale: number; folded: true } | null;
+  normalization: {
+    /** The scale s (training ran on x / s). */
+    scale: number;
+    /** Always true: s is already folded into the saved parameters. */
+    folded: true;
+  } | null;
   /** Trainer settings and provenance (free-form, for people). */
   training?: Record<string, unknown>;
 }
@@ -32,7 +44,12 @@ export interface DictionaryConfig {
 export const LIBRARY_VERSION: string = pkg.version;
 
 /** File names of a saved dictionary. */
-export const DICTIONARY_FILES = { config: 'config.json', weights: 'sae.safetensors' } as const;
+export const DICTIONARY_FILES = {
+  /** The config (architecture, sizes, normalisation, provenance). */
+  config: 'config.json',
+  /** The parameters. */
+  weights: 'sae.safetensors',
+} as const;
 
 /**
  * A trained sparse dictionary: an architecture plugin plus its parameters, working on raw
@@ -148,10 +165,7 @@ export class Dictionary implements DictionaryLike {
   }
 
   /** `{ reconstruction, features }` of a batch. */
-  forward(
-    x: Tensor,
-    _options: { outputFeatures: true } = { outputFeatures: true },
-  ): { reconstruction: Tensor; features: Tensor } {
+  forward(x: Tensor, _options: { outputFeatures: true } = { outputFeatures: true }): ForwardOutput {
     const features = this.encode(x);
     return { reconstruction: this.decode(features), features };
   }

@@ -23,7 +23,7 @@ export {
   LIBRARY_VERSION as VERSION,
   parseConfig,
 } from './dictionary.js';
-export type { DictionaryLike } from './dictionary-types.js';
+export type { DictionaryLike, ForwardOutput } from './dictionary-types.js';
 export {
   type Attrs,
   collectTensors,
@@ -69,6 +69,7 @@ export {
   trainSAE,
 } from './train/train-sae.js';
 export {
+  type ResampleCounts,
   type ResolvedTrainerSettings,
   type StepLogs,
   Trainer,

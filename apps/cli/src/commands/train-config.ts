@@ -124,7 +124,7 @@ export function resolveConfig(c: Partial<RunConfig>): RunConfig {
   });
   const saveSteps = c.saveSteps ?? [];
   if (!Array.isArray(saveSteps)) throw new ConfigError("'saveSteps' must be a list of step numbers");
-  saveSteps.forEach((s, i) => int(`saveSteps[${i}]`, s, 1));
+  for (const [i, s] of saveSteps.entries()) int(`saveSteps[${i}]`, s, 1);
   if ((saveSteps.length > 0 || c.resume) && !c.out)
     throw new ConfigError("checkpoints ('saveSteps', 'resume') need 'out'");
   return {

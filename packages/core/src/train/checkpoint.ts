@@ -1,7 +1,7 @@
 import { DictlearnError } from '../errors.js';
 import { tensor } from '../ops/create.js';
 import type { Tensor } from '../tensor.js';
-import type { Trainer } from './trainer.js';
+import type { ResampleCounts, Trainer } from './trainer.js';
 
 /** What a training checkpoint records beside tensors (`state.json`). */
 export interface TrainerStateInfo {
@@ -20,7 +20,7 @@ export interface TrainerStateInfo {
   /** Normalisation scale. */
   scale: number;
   /** Resampling counters. */
-  resampled: { times: number; features: number };
+  resampled: ResampleCounts;
 }
 
 const STATE_TENSORS = 'state.safetensors';

@@ -61,6 +61,14 @@ export interface ResolvedTrainerSettings {
   seed: number;
 }
 
+/** Resampling counters of a trainer. */
+export interface ResampleCounts {
+  /** Resamples that replaced at least one feature. */
+  times: number;
+  /** Features replaced in total. */
+  features: number;
+}
+
 /** Numbers a trainer reports for one step. */
 export type StepLogs = Record<string, number>;
 
@@ -88,7 +96,7 @@ export class Trainer {
   /** Steps taken (the next step's index). */
   step = 0;
   /** How many resamples ran and features they replaced. */
-  resampled = { times: 0, features: 0 };
+  resampled: ResampleCounts = { times: 0, features: 0 };
 
   constructor(spec: TrainerSpec, activationDim: number, totalSteps: number, index = 0, backend?: string) {
     const arch = spec.architecture;
