@@ -1,14 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { saeProducts } from './commands/bench.js';
 import { main } from './main.js';
-
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  vi.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true));
-  vi.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
-  return { out, err };
-}
+import { captureOutput } from './test-io.js';
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -23,7 +16,7 @@ describe('dictlearn bench', () => {
   });
 
   it('--json prints a report with a row per backend and product, GFLOP/s = 2mnk / seconds', async () => {
-    const io = capture();
+    const io = captureOutput();
     const code = await main([
       'bench',
       '--json',
@@ -53,7 +46,7 @@ describe('dictlearn bench', () => {
   });
 
   it('bad flags give a short error and exit code 2, not a stack trace', async () => {
-    const io = capture();
+    const io = captureOutput();
     expect(await main(['bench', '--reps', 'zero'])).toBe(2);
     expect(io.err.join('')).toContain("dictlearn bench: --reps must be a positive integer, got 'zero'");
     expect(await main(['bench', '--bogus'])).toBe(2);

@@ -4,14 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from './main.js';
-
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  vi.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true));
-  vi.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
-  return { out, err };
-}
+import { captureOutput } from './test-io.js';
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -22,7 +15,7 @@ const small = ['--dim', '16', '--num-features', '24', '--dict-size', '48', '--ba
 describe('dictlearn train / eval', () => {
   it('trains a sweep, writes dictionaries, checkpoints and log.jsonl, and eval reads them back', async () => {
     const out = await mkdtemp(join(tmpdir(), 'dl-cli-'));
-    const io = capture();
+    const io = captureOutput();
     const code = await main([
       'train',
       ...small,
@@ -64,7 +57,7 @@ describe('dictlearn train / eval', () => {
     const log = (await readFile(join(out, 'log.jsonl'), 'utf8')).trim().split('\n');
     expect(log).toHaveLength(8); // 4 log steps × 2 trainers
 
-    const io2 = capture();
+    const io2 = captureOutput();
     const evalCode = await main([
       'eval',
       weak.savedTo,
@@ -111,7 +104,7 @@ describe('dictlearn train / eval', () => {
         'logEvery: 0',
       ].join('\n'),
     );
-    const io = capture();
+    const io = captureOutput();
     expect(await main(['train', '--config', path, '--steps', '6', '--json'])).toBe(0);
     const s = JSON.parse(io.out.join(''));
     expect(s.steps).toBe(6);
@@ -122,7 +115,7 @@ describe('dictlearn train / eval', () => {
   });
 
   it('bad input gives one clear line and a non-zero exit, not a stack trace', async () => {
-    const io = capture();
+    const io = captureOutput();
     expect(await main(['train', '--steps', 'many'])).toBe(2);
     expect(io.err.join('')).toContain("dictlearn train: --steps must be an integer, got 'many'");
     expect(await main(['train', '--arch', 'gated', '--steps', '1'])).toBe(1);

@@ -1,5 +1,30 @@
 import { arr, broadcastStrides, type CpuContext, out, strides } from './context.js';
 
+/**
+ * Fills `dst` (row-major, shape `shape`) from `src` read with per-axis strides `s`: a transpose
+ * when the strides are permuted, a broadcast when some are 0.
+ */
+function gatherStrided(
+  src: ArrayLike<number>,
+  s: readonly number[],
+  dst: { [i: number]: number; length: number },
+  shape: readonly number[],
+): void {
+  const rank = shape.length;
+  const idx = new Array<number>(rank).fill(0);
+  let o = 0;
+  for (let i = 0; i < dst.length; i++) {
+    dst[i] = src[o];
+    for (let ax = rank - 1; ax >= 0; ax--) {
+      idx[ax]++;
+      o += s[ax];
+      if (idx[ax] < shape[ax]) break;
+      o -= s[ax] * shape[ax];
+      idx[ax] = 0;
+    }
+  }
+}
+
 /** Registers transpose, slice, pad, concat and broadcastTo (copies between layouts). */
 export function registerLayout(ctx: CpuContext): void {
   ctx.kernel('transpose', ([x], attrs) => {
@@ -19,19 +44,12 @@ export function registerLayout(ctx: CpuContext): void {
       return out(dst, shape, x.dtype);
     }
     const inStrides = strides(x.shape);
-    const s = perm.map((p) => inStrides[p]);
-    const idx = new Array<number>(rank).fill(0);
-    let o = 0;
-    for (let i = 0; i < dst.length; i++) {
-      dst[i] = src[o];
-      for (let ax = rank - 1; ax >= 0; ax--) {
-        idx[ax]++;
-        o += s[ax];
-        if (idx[ax] < shape[ax]) break;
-        o -= s[ax] * shape[ax];
-        idx[ax] = 0;
-      }
-    }
+    gatherStrided(
+      src,
+      perm.map((p) => inStrides[p]),
+      dst,
+      shape,
+    );
     return out(dst, shape, x.dtype);
   });
 
@@ -142,20 +160,7 @@ export function registerLayout(ctx: CpuContext): void {
       for (let i = 0; i < dst.length; i += last) dst.set(src, i);
       return out(dst, shape, x.dtype);
     }
-    const s = broadcastStrides(x.shape, shape);
-    const rank = shape.length;
-    const idx = new Array<number>(rank).fill(0);
-    let o = 0;
-    for (let i = 0; i < dst.length; i++) {
-      dst[i] = src[o];
-      for (let ax = rank - 1; ax >= 0; ax--) {
-        idx[ax]++;
-        o += s[ax];
-        if (idx[ax] < shape[ax]) break;
-        o -= s[ax] * shape[ax];
-        idx[ax] = 0;
-      }
-    }
+    gatherStrided(src, broadcastStrides(x.shape, shape), dst, shape);
     return out(dst, shape, x.dtype);
   });
 }
