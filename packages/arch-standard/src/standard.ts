@@ -85,12 +85,15 @@ export function standard(config: Partial<StandardConfig> = {}): ArchitecturePlug
       const f = encodeRelu(x, p.b_dec, p.b_enc, { W_enc: p.W_enc });
       const xhat = decodeLinear(f, p.W_dec, p.b_dec);
       const mse = meanSquaredError(x, xhat);
-      const l1 = div(sum(f), x.shape[0]); // f ≥ 0, so ‖f‖₁ = Σ f
+      // f ≥ 0, so ‖f‖₁ = Σ f; summing per feature first also tells the trainer which fired.
+      const activity = sum(f, 0);
+      const l1 = div(sum(activity), x.shape[0]);
       return {
         loss: add(mse, mul(l1, cfg.l1Penalty * ctx.sparsityScale)),
         logs: { mse_loss: mse, sparsity_loss: l1, ...(ctx.withLogs ? { l2_loss: meanL2(x, xhat) } : {}) },
         features: f,
         reconstruction: xhat,
+        activity,
       };
     },
     decoderRows: (p) => add(p.W_dec, 0),
@@ -159,8 +162,10 @@ export function tied(config: Partial<StandardConfig> = {}): ArchitecturePlugin<S
       const f = encodeRelu(x, p.b_dec, p.b_enc, { W_dec: p.W_dec });
       const xhat = decodeLinear(f, p.W_dec, p.b_dec);
       const mse = meanSquaredError(x, xhat);
-      const l1 = div(sum(f), x.shape[0]);
+      const activity = sum(f, 0);
+      const l1 = div(sum(activity), x.shape[0]);
       return {
+        activity,
         loss: add(mse, mul(l1, base.config.l1Penalty * ctx.sparsityScale)),
         logs: { mse_loss: mse, sparsity_loss: l1, ...(ctx.withLogs ? { l2_loss: meanL2(x, xhat) } : {}) },
         features: f,

@@ -33,6 +33,12 @@ export interface LossOutput {
   features: Tensor;
   /** The reconstruction x̂ [B, d], for resampling and logging FVE. */
   reconstruction: Tensor;
+  /**
+   * Optional per-feature activity of the batch [F], non-zero exactly for features that fired
+   * (e.g. the column sums of non-negative features, which an L1 penalty computes anyway); saves
+   * the trainer a pass over [B, F] to find them.
+   */
+  activity?: Tensor;
 }
 
 /** Training defaults an architecture brings (REFERENCE values); a trainer may override each. */

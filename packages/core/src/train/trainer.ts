@@ -192,7 +192,7 @@ export class Trainer {
         value: out.loss,
         aux: {
           logs: out.logs,
-          fired: max(this.arch.nonNegativeFeatures ? out.features : abs(out.features), 0),
+          fired: out.activity ?? max(this.arch.nonNegativeFeatures ? out.features : abs(out.features), 0),
           l0: withLogs ? meanL0(out.features) : undefined,
           fve: withLogs ? fractionVarianceExplained(x, out.reconstruction) : undefined,
         },
