@@ -190,6 +190,9 @@ bc1, bc2 = 1 - h["beta1"] ** h["step"], 1 - h["beta2"] ** h["step"]
 p2 = d(ap) - (h["lr"] / bc1) * m2 / (np.sqrt(v2) / np.sqrt(bc2) + h["eps"])
 case("adamUpdate", "adamUpdate", [ap, ag, am, av], [p2, m2, v2], h, grad=False)
 
+br_x, br_b = f32(3, 4), f32(4)
+case("biasRelu", "biasRelu", [br_x, br_b], [np.maximum(d(br_x) + d(br_b), 0)])
+
 # fused helpers of training: relu's gradient and ConstrainedAdam's row operations
 rg_dy, rg_x = f32(3, 4), f32(3, 4)
 case("reluGrad", "reluGrad", [rg_dy, rg_x], [d(rg_dy) * (d(rg_x) > 0)], grad=False)

@@ -76,6 +76,7 @@ export const OP_TABLE: Record<string, OpRunner> = {
       a as unknown as { lr: number; beta1: number; beta2: number; eps: number; step: number },
     ),
   reluGrad: one(([dy, x]) => ops.reluGrad(dy, x)),
+  biasRelu: one(([x, b]) => ops.biasRelu(x, b)),
   normalizeRows: one(([w]) => normalizeRows(w)),
   removeParallelComponent: one(([w, g]) => removeParallelComponent(w, g)),
   clipByGlobalNorm: (xs, a) => {
