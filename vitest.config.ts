@@ -14,6 +14,11 @@ export default defineConfig({
         replacement: here('packages/arch-standard/src/register.ts'),
       },
       { find: /^@dictlearn\/arch-standard$/, replacement: here('packages/arch-standard/src/index.ts') },
+      {
+        find: /^@dictlearn\/backend-webgpu\/register$/,
+        replacement: here('packages/backend-webgpu/src/register.ts'),
+      },
+      { find: /^@dictlearn\/backend-webgpu$/, replacement: here('packages/backend-webgpu/src/index.ts') },
       { find: /^@dictlearn\/backend-cpu$/, replacement: here('packages/backend-cpu/src/index.ts') },
       { find: /^@dictlearn\/buffer\/register$/, replacement: here('packages/buffer/src/register.ts') },
       { find: /^@dictlearn\/buffer$/, replacement: here('packages/buffer/src/index.ts') },

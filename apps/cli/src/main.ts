@@ -1,4 +1,5 @@
 import '@dictlearn/backend-cpu/register';
+import '@dictlearn/backend-webgpu/register';
 import '@dictlearn/arch-standard/register';
 import '@dictlearn/buffer/register';
 import { parseArgs } from 'node:util';

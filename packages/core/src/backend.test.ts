@@ -38,6 +38,22 @@ describe('backend resolution', () => {
     unregisterPlugin('backend', cpu.name);
   });
 
+  it("'auto' passes over a backend that started but says why it should not be chosen", async () => {
+    const slow = registerBackend({
+      ...fakeBackend('fake-soft', 20_000, async () => {}),
+      autoSkipReason: 'software adapter',
+    });
+    const cpu = registerBackend(fakeBackend('fake-cpu2', 19_000, async () => {}));
+    const log = vi.fn();
+    expect(await useBackend('auto', { log })).toBe(cpu);
+    expect(log).toHaveBeenCalledWith(
+      "dictlearn: using backend 'fake-cpu2' ('fake-soft' passed over: software adapter)",
+    );
+    expect(await useBackend('fake-soft')).toBe(slow); // naming it still works
+    unregisterPlugin('backend', slow.name);
+    unregisterPlugin('backend', cpu.name);
+  });
+
   it('naming an unknown backend says which are registered and what to install', async () => {
     await expect(useBackend('cuda-missing')).rejects.toThrow(
       /no backend named 'cuda-missing' is registered .*install @dictlearn\/backend-cuda-missing/,

@@ -31,6 +31,12 @@ export interface Backend {
   bytesPerElement?(dtype: DType): number;
   /** Waits until queued work has finished (GPU backends); optional. */
   sync?(): Promise<void>;
+  /**
+   * Set (after `init()`) when `useBackend('auto')` should pass this backend over although it
+   * started, with the reason: e.g. a WebGPU adapter that is a CPU emulation (lavapipe,
+   * SwiftShader), slower than the CPU backend. Naming the backend still uses it.
+   */
+  readonly autoSkipReason?: string;
 }
 
 interface BackendState {
@@ -131,6 +137,10 @@ export async function useBackend(name: string, options: UseBackendOptions = {}):
     for (const b of candidates) {
       try {
         await initBackend(b);
+        if (b.autoSkipReason) {
+          skipped.push(`'${b.name}' passed over: ${b.autoSkipReason}`);
+          continue;
+        }
         current = b;
         if (skipped.length > 0) {
           (options.log ?? console.warn)(`dictlearn: using backend '${b.name}' (${skipped.join('; ')})`);

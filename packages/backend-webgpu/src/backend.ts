@@ -1,0 +1,96 @@
+import type { Backend, DType, HostArray, TensorValues } from '@dictlearn/core';
+import { findGpu, type GpuData, GpuDevice } from './device.js';
+import { registerWebGPUKernels } from './kernels.js';
+
+/** Options of {@link createWebGPUBackend}. */
+export interface WebGPUBackendOptions {
+  /** Name to register under (default `'webgpu'`). */
+  name?: string;
+  /** `useBackend('auto')` priority (default 200: above CPU, below CUDA). */
+  priority?: number;
+  /** A GPU object to use instead of `navigator.gpu` / the `webgpu` package. */
+  gpu?: GPU;
+  /** Adapter preference. */
+  powerPreference?: GPUPowerPreference;
+  /** Bytes of freed buffers kept for reuse (default 1 GiB). */
+  poolBytes?: number;
+}
+
+/** Adapters that emulate a GPU on the CPU: slower than the CPU backend, so 'auto' skips them. */
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|software|warp/i;
+
+/** The WebGPU backend, with the adapter it found. */
+export interface WebGPUBackend extends Backend {
+  /** Adapter description after `init()` (e.g. `llvmpipe (LLVM 15)` on lavapipe). */
+  readonly adapter: string | undefined;
+  /** The GPU object in use (kept referenced: Dawn's device dies with it). */
+  readonly gpu: GPU | undefined;
+}
+
+/**
+ * Creates the WebGPU backend: WGSL kernels for every core op; work is queued without waiting and
+ * only `data()` reads back. `init()` finds `navigator.gpu` (browsers) or the `webgpu` package
+ * (Dawn, Node) and fails with the reason (no adapter: e.g. no Vulkan driver) so that
+ * `useBackend('auto')` falls back to the CPU with a notice.
+ */
+export function createWebGPUBackend(options: WebGPUBackendOptions = {}): WebGPUBackend {
+  const name = options.name ?? 'webgpu';
+  let device: GpuDevice | undefined;
+  // Dawn's Node instance must stay reachable: if the GPU object is collected, its device dies.
+  let keepAlive: GPU | undefined;
+  const gpu = () => {
+    if (!device) throw new Error(`backend '${name}' is not started; await useBackend('${name}')`);
+    return device;
+  };
+  registerWebGPUKernels(name, gpu);
+  return {
+    name,
+    priority: options.priority ?? 200,
+    get adapter() {
+      return device?.adapterName;
+    },
+    async init() {
+      const g = options.gpu ?? (await findGpu());
+      keepAlive = g;
+      const adapter = await g.requestAdapter({ powerPreference: options.powerPreference });
+      if (!adapter) {
+        throw new Error(
+          'no WebGPU adapter (in Node this needs a Vulkan driver, e.g. Mesa lavapipe: mesa-vulkan-drivers)',
+        );
+      }
+      const limits = adapter.limits;
+      const dev = await adapter.requestDevice({
+        requiredLimits: {
+          maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+          maxBufferSize: limits.maxBufferSize,
+          maxStorageBuffersPerShaderStage: Math.min(limits.maxStorageBuffersPerShaderStage, 10),
+        },
+      });
+      const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
+      device = new GpuDevice(
+        dev,
+        info ? `${info.description || info.device || info.vendor}` : 'unknown adapter',
+        options.poolBytes,
+      );
+    },
+    upload(values: HostArray, dtype: DType) {
+      return gpu().upload(values, dtype);
+    },
+    read(data, dtype, _size): Promise<TensorValues> {
+      return gpu().read(data as GpuData, dtype);
+    },
+    free(data) {
+      device?.free(data as GpuData);
+    },
+    sync() {
+      return gpu().sync();
+    },
+    get gpu() {
+      return keepAlive;
+    },
+    get autoSkipReason() {
+      const a = device?.adapterName;
+      return a && SOFTWARE_ADAPTER.test(a) ? `the only WebGPU adapter is a CPU emulation (${a})` : undefined;
+    },
+  };
+}

@@ -1,0 +1,19 @@
+import { createCpuBackend } from '@dictlearn/backend-cpu';
+import { initBackend, registerBackend } from '@dictlearn/core';
+import { conformanceSuite } from '@dictlearn/core/testing';
+import { createWebGPUBackend } from './backend.js';
+
+// The core conformance suite on WebGPU in Node (Dawn; Mesa lavapipe where there is no GPU),
+// compared op by op with the CPU reference; gradients against float64 finite differences.
+registerBackend(createCpuBackend({ name: 'cpu', fastMatmul: false }));
+registerBackend(createCpuBackend({ name: 'cpu64', precision: 'float64' }));
+const webgpu = registerBackend(createWebGPUBackend());
+
+let skip: string | undefined;
+try {
+  await initBackend(webgpu);
+} catch (e) {
+  skip = `no WebGPU here: ${(e as Error).message}`;
+}
+
+conformanceSuite({ backend: 'webgpu', reference: 'cpu', gradientBackend: 'cpu64', skip });

@@ -1,0 +1,664 @@
+import {
+  type Attrs,
+  type DType,
+  type KernelOutput,
+  type KernelTensor,
+  philoxNormal,
+  philoxUniform,
+  registerKernel,
+} from '@dictlearn/core';
+import { f32bits, type GpuData, type GpuDevice, groupsFor } from './device.js';
+import { bindings, kernel1d, PRELUDE, stridedOffsets, wgslType } from './wgsl.js';
+
+type Kernel = (inputs: KernelTensor[], attrs: Attrs) => KernelOutput | KernelOutput[];
+
+const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+const buf = (t: KernelTensor) => (t.data as GpuData).buffer;
+
+function stridesOf(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i];
+  }
+  return s;
+}
+
+/** Strides of `shape` broadcast to `out` (0 along broadcast axes). */
+function broadcastStrides(shape: readonly number[], out: readonly number[]): number[] {
+  const own = stridesOf(shape);
+  const lead = out.length - shape.length;
+  return out.map((d, i) => (i < lead ? 0 : shape[i - lead] === 1 && d !== 1 ? 0 : own[i - lead]));
+}
+
+/** Elementwise expressions over `x` (unary) or `a`, `b` (binary), per element type. */
+const UNARY_F32: Record<string, string> = {
+  neg: '-x',
+  abs: 'abs(x)',
+  sign: 'select(sign(x), x, isnan_(x))',
+  square: 'x * x',
+  sqrt: 'select(sqrt(x), nan_(), x < 0.0)',
+  exp: 'select(exp(x), x, isnan_(x))',
+  log: 'select(select(log(x), ninf_(), x == 0.0), nan_(), x < 0.0 || isnan_(x))',
+  pow: 'pow_(x, f_(prm[1]), prm[3])',
+  relu: 'select(max(x, 0.0), x, isnan_(x))',
+  step: 'select(select(0.0, 1.0, x > f_(prm[2])), x, isnan_(x))',
+};
+const UNARY_I32: Record<string, string> = { neg: '-x', abs: 'abs(x)', sign: 'sign(x)', square: 'x * x' };
+
+const POW_FN = /* wgsl */ `
+fn pow_(x: f32, p: f32, flags: u32) -> f32 {
+  if (isnan_(x) || isnan_(p)) { return nan_(); }
+  if (p == 0.0) { return 1.0; }
+  if (x == 0.0) { return select(0.0, inf_(), p < 0.0); }
+  let r = pow(abs(x), p);
+  if (x < 0.0) {
+    if ((flags & 1u) == 0u) { return nan_(); }
+    return select(r, -r, (flags & 2u) != 0u);
+  }
+  return r;
+}`;
+
+const BINARY_F32: Record<string, string> = {
+  add: 'a + b',
+  sub: 'a - b',
+  mul: 'a * b',
+  div: 'a / b',
+  maximum: 'select(max(a, b), nan_(), isnan_(a) || isnan_(b))',
+  minimum: 'select(min(a, b), nan_(), isnan_(a) || isnan_(b))',
+  greater: 'select(0.0, 1.0, !(isnan_(a) || isnan_(b)) && a > b)',
+  greaterEqual: 'select(0.0, 1.0, !(isnan_(a) || isnan_(b)) && a >= b)',
+  less: 'select(0.0, 1.0, !(isnan_(a) || isnan_(b)) && a < b)',
+  lessEqual: 'select(0.0, 1.0, !(isnan_(a) || isnan_(b)) && a <= b)',
+  equal: 'select(0.0, 1.0, !(isnan_(a) || isnan_(b)) && a == b)',
+  notEqual: 'select(0.0, 1.0, isnan_(a) || isnan_(b) || a != b)',
+  reluGrad: 'select(0.0, a, !isnan_(b) && b > 0.0)',
+};
+const BINARY_I32: Record<string, string> = {
+  add: 'a + b',
+  sub: 'a - b',
+  mul: 'a * b',
+  maximum: 'max(a, b)',
+  minimum: 'min(a, b)',
+  greater: 'select(0.0, 1.0, a > b)',
+  greaterEqual: 'select(0.0, 1.0, a >= b)',
+  less: 'select(0.0, 1.0, a < b)',
+  lessEqual: 'select(0.0, 1.0, a <= b)',
+  equal: 'select(0.0, 1.0, a == b)',
+  notEqual: 'select(0.0, 1.0, a != b)',
+};
+const COMPARISONS = new Set(['greater', 'greaterEqual', 'less', 'lessEqual', 'equal', 'notEqual']);
+
+/** Registers every core op's kernel for a WebGPU backend named `name`. */
+export function registerWebGPUKernels(name: string, gpu: () => GpuDevice): void {
+  const reg = (op: string, k: Kernel) => registerKernel(op, name, k);
+  const output = (
+    shape: readonly number[],
+    dtype: DType,
+    op: string,
+  ): { data: GpuData; shape: number[]; dtype: DType } => ({
+    data: gpu().alloc(sizeOf(shape), op),
+    shape: [...shape],
+    dtype,
+  });
+
+  for (const op of Object.keys(UNARY_F32)) {
+    reg(op, ([x], attrs) => {
+      const t = wgslType(x.dtype);
+      const expr = (t === 'i32' ? UNARY_I32 : UNARY_F32)[op];
+      if (!expr) throw new Error(`${op}: no int32 kernel on WebGPU`);
+      const out = output(x.shape, x.dtype, op);
+      const p = (attrs.p as number | undefined) ?? 0;
+      const flags = Number.isInteger(p) ? 1 | (Math.abs(p) % 2 === 1 ? 2 : 0) : 0;
+      const code = kernel1d(bindings([['X', t]], [['O', t]]), `let x = X[i]; O[i] = ${expr};`, POW_FN);
+      gpu().dispatch(
+        code,
+        [buf(x), out.data.buffer],
+        [x.size, f32bits(p), f32bits((attrs.threshold as number) ?? 0), flags],
+        groupsFor(x.size),
+      );
+      return out;
+    });
+  }
+
+  const binary = (op: string) => {
+    reg(op, ([a, b], attrs) => {
+      const shape = (attrs.shape as number[] | undefined) ?? [...a.shape]; // reluGrad: dy's shape
+      const t = wgslType(a.dtype);
+      const expr = (t === 'i32' ? BINARY_I32 : BINARY_F32)[op];
+      if (!expr) throw new Error(`${op}: no ${a.dtype} kernel on WebGPU`);
+      const outDtype: DType = COMPARISONS.has(op) ? 'float32' : a.dtype;
+      const out = output(shape, outDtype, op);
+      const n = sizeOf(shape);
+      const code = kernel1d(
+        bindings(
+          [
+            ['A', t],
+            ['B', t],
+          ],
+          [['O', wgslType(outDtype)]],
+        ),
+        `${stridedOffsets(['ia', 'ib'])} let a = A[ia]; let b = B[ib]; O[i] = ${expr};`,
+      );
+      gpu().dispatch(
+        code,
+        [buf(a), buf(b), out.data.buffer],
+        [n, shape.length, ...shape, ...broadcastStrides(a.shape, shape), ...broadcastStrides(b.shape, shape)],
+        groupsFor(n),
+      );
+      return out;
+    });
+  };
+  for (const op of Object.keys(BINARY_F32)) binary(op);
+
+  reg('where', ([c, a, b], attrs) => {
+    const shape = attrs.shape as number[];
+    const n = sizeOf(shape);
+    const t = wgslType(a.dtype);
+    const out = output(shape, a.dtype, 'where');
+    const code = kernel1d(
+      bindings(
+        [
+          ['C', wgslType(c.dtype)],
+          ['A', t],
+          ['B', t],
+        ],
+        [['O', t]],
+      ),
+      `${stridedOffsets(['ic', 'ia', 'ib'])} O[i] = select(B[ib], A[ia], C[ic] != ${c.dtype === 'int32' ? '0' : '0.0'});`,
+    );
+    gpu().dispatch(
+      code,
+      [buf(c), buf(a), buf(b), out.data.buffer],
+      [
+        n,
+        shape.length,
+        ...shape,
+        ...broadcastStrides(c.shape, shape),
+        ...broadcastStrides(a.shape, shape),
+        ...broadcastStrides(b.shape, shape),
+      ],
+      groupsFor(n),
+    );
+    return out;
+  });
+
+  reg('cast', ([x], attrs) => {
+    const dtype = attrs.dtype as DType;
+    const out = output(x.shape, dtype, 'cast');
+    const expr =
+      dtype === 'int32'
+        ? 'select(i32(clamp(trunc(x), -2147483648.0, 2147483520.0)), 0, isnan_(x))'
+        : 'f32(x)';
+    const code = kernel1d(
+      bindings([['X', wgslType(x.dtype)]], [['O', wgslType(dtype)]]),
+      `let x = X[i]; O[i] = ${expr};`,
+    );
+    gpu().dispatch(code, [buf(x), out.data.buffer], [x.size], groupsFor(x.size));
+    return out;
+  });
+
+  // Reductions: one thread per output element walks its reduced elements in order.
+  const reduce = (kind: 'sum' | 'max' | 'min') => {
+    reg(kind, ([x], attrs) => {
+      const axes = attrs.axes as number[];
+      const shape = attrs.shape as number[];
+      const t = wgslType(x.dtype);
+      const out = output(shape, x.dtype, kind);
+      const xs = stridesOf(x.shape);
+      const kept = x.shape.map((_, i) => i).filter((i) => !axes.includes(i));
+      const nOut = sizeOf(shape);
+      const redSize = axes.reduce((p, a) => p * x.shape[a], 1);
+      const isF = t === 'f32';
+      const init =
+        kind === 'sum'
+          ? isF
+            ? '0.0'
+            : '0'
+          : kind === 'max'
+            ? isF
+              ? 'ninf_()'
+              : 'i32(-2147483647) - 1'
+            : isF
+              ? 'inf_()'
+              : '2147483647';
+      const step =
+        kind === 'sum' ? 'acc = acc + v;' : kind === 'max' ? 'acc = max(acc, v);' : 'acc = min(acc, v);';
+      const nanCheck = isF ? 'if (isnan_(v)) { sawNan = true; }' : '';
+      const body = `
+  let kr = prm[1]; let rr = prm[2]; let rs = prm[3];
+  var base = 0u; var rem = i;
+  for (var q = 0u; q < kr; q++) { let ax = kr - 1u - q; let d = prm[4u + ax]; base += (rem % d) * prm[4u + kr + ax]; rem = rem / d; }
+  var acc: ${t} = ${init}; var sawNan = false;
+  for (var r = 0u; r < rs; r++) {
+    var off = base; var rem2 = r;
+    for (var q = 0u; q < rr; q++) { let ax = rr - 1u - q; let d = prm[4u + 2u * kr + ax]; off += (rem2 % d) * prm[4u + 2u * kr + rr + ax]; rem2 = rem2 / d; }
+    let v = X[off]; ${nanCheck} ${step}
+  }
+  ${isF ? 'O[i] = select(acc, nan_(), sawNan);' : 'O[i] = acc;'}`;
+      const code = kernel1d(bindings([['X', t]], [['O', t]]), body);
+      const meta = [
+        nOut,
+        kept.length,
+        axes.length,
+        redSize,
+        ...kept.map((a) => x.shape[a]),
+        ...kept.map((a) => xs[a]),
+        ...axes.map((a) => x.shape[a]),
+        ...axes.map((a) => xs[a]),
+      ];
+      gpu().dispatch(code, [buf(x), out.data.buffer], meta, groupsFor(nOut));
+      return out;
+    });
+  };
+  reduce('sum');
+  reduce('max');
+  reduce('min');
+
+  reg('argmax', ([x], attrs) => {
+    const axis = attrs.axis as number;
+    const shape = attrs.shape as number[];
+    const n = x.shape[axis];
+    const inner = sizeOf(x.shape.slice(axis + 1));
+    const nOut = sizeOf(shape);
+    const out = output(shape, 'int32', 'argmax');
+    const body = `
+  let n = prm[1]; let inner = prm[2];
+  let base = (i / inner) * n * inner + (i % inner);
+  var best = 0u; var bv = X[base];
+  if (!isnan_(bv)) {
+    for (var r = 1u; r < n; r++) {
+      let v = X[base + r * inner];
+      if (isnan_(v)) { best = r; break; }
+      if (v > bv) { bv = v; best = r; }
+    }
+  }
+  O[i] = i32(best);`;
+    gpu().dispatch(
+      kernel1d(bindings([['X', 'f32']], [['O', 'i32']]), body),
+      [buf(x), out.data.buffer],
+      [nOut, n, inner],
+      groupsFor(nOut),
+    );
+    return out;
+  });
+
+  // Tiled matmul: 16×16 tiles in workgroup memory; batch on z; transposes by indexing.
+  const MATMUL = `${PRELUDE}
+${bindings(
+  [
+    ['A', 'f32'],
+    ['B', 'f32'],
+  ],
+  [['C', 'f32']],
+)}
+var<workgroup> As: array<array<f32, 16>, 16>;
+var<workgroup> Bs: array<array<f32, 16>, 16>;
+@compute @workgroup_size(16, 16)
+fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u) {
+  let M = prm[0]; let N = prm[1]; let K = prm[2]; let ta = prm[3]; let tb = prm[4];
+  let sA = prm[5]; let sB = prm[6];
+  let row = wid.y * 16u + lid.y; let col = wid.x * 16u + lid.x; let z = wid.z;
+  var acc = 0.0;
+  let tiles = (K + 15u) / 16u;
+  for (var t = 0u; t < tiles; t++) {
+    let ka = t * 16u + lid.x;
+    if (row < M && ka < K) { As[lid.y][lid.x] = A[z * sA + select(row * K + ka, ka * M + row, ta == 1u)]; } else { As[lid.y][lid.x] = 0.0; }
+    let kb = t * 16u + lid.y;
+    if (kb < K && col < N) { Bs[lid.y][lid.x] = B[z * sB + select(kb * N + col, col * K + kb, tb == 1u)]; } else { Bs[lid.y][lid.x] = 0.0; }
+    workgroupBarrier();
+    for (var k = 0u; k < 16u; k++) { acc = acc + As[lid.y][k] * Bs[k][lid.x]; }
+    workgroupBarrier();
+  }
+  if (row < M && col < N) { C[z * M * N + row * N + col] = acc; }
+}`;
+  reg('matmul', ([a, b], attrs) => {
+    const shape = attrs.shape as number[];
+    const transA = attrs.transA as boolean;
+    const transB = attrs.transB as boolean;
+    const batch = shape.length === 3 ? shape[0] : 1;
+    const M = shape[shape.length - 2];
+    const N = shape[shape.length - 1];
+    const K = transA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
+    const out = output(shape, 'float32', 'matmul');
+    const sA = a.shape.length === 3 ? M * K : 0;
+    const sB = b.shape.length === 3 ? K * N : 0;
+    if (K === 0) {
+      fillBuffer(out.data, 0);
+      return out;
+    }
+    gpu().dispatch(
+      MATMUL,
+      [buf(a), buf(b), out.data.buffer],
+      [M, N, K, transA ? 1 : 0, transB ? 1 : 0, sA, sB],
+      [Math.ceil(N / 16), Math.ceil(M / 16), batch],
+    );
+    return out;
+  });
+
+  // Layout: out[i] = X[base + Σ cᵢ·strideᵢ] covers transpose, slice and broadcastTo.
+  const gather = (
+    x: KernelTensor,
+    shape: readonly number[],
+    strides: readonly number[],
+    base: number,
+    op: string,
+  ) => {
+    const t = wgslType(x.dtype);
+    const out = output(shape, x.dtype, op);
+    const n = sizeOf(shape);
+    const code = kernel1d(
+      bindings([['X', t]], [['O', t]]),
+      `${stridedOffsets(['ix'])} O[i] = X[prm[2u + 2u * rank] + ix];`,
+    );
+    gpu().dispatch(
+      code,
+      [buf(x), out.data.buffer],
+      [n, shape.length, ...shape, ...strides, base],
+      groupsFor(n),
+    );
+    return out;
+  };
+  reg('transpose', ([x], attrs) => {
+    const perm = attrs.perm as number[];
+    const xs = stridesOf(x.shape);
+    return gather(
+      x,
+      attrs.shape as number[],
+      perm.map((p) => xs[p]),
+      0,
+      'transpose',
+    );
+  });
+  reg('slice', ([x], attrs) => {
+    const xs = stridesOf(x.shape);
+    const begin = attrs.begin as number[];
+    return gather(
+      x,
+      attrs.shape as number[],
+      xs,
+      begin.reduce((s, b, i) => s + b * xs[i], 0),
+      'slice',
+    );
+  });
+  reg('broadcastTo', ([x], attrs) => {
+    const shape = attrs.shape as number[];
+    return gather(x, shape, broadcastStrides(x.shape, shape), 0, 'broadcastTo');
+  });
+  reg('pad', ([x], attrs) => {
+    const shape = attrs.shape as number[];
+    const paddings = attrs.paddings as [number, number][];
+    const t = wgslType(x.dtype);
+    const out = output(shape, x.dtype, 'pad');
+    const n = sizeOf(shape);
+    const body = `
+  let rank = prm[1]; var rem = i; var off = 0u; var inside = true;
+  for (var q = 0u; q < rank; q++) {
+    let ax = rank - 1u - q; let d = prm[2u + ax]; let c = i32(rem % d); rem = rem / d;
+    let ci = c - i32(prm[2u + rank + ax]);
+    if (ci < 0 || ci >= i32(prm[2u + 2u * rank + ax])) { inside = false; } else { off += u32(ci) * prm[2u + 3u * rank + ax]; }
+  }
+  if (inside) { O[i] = X[off]; } else { O[i] = ${t === 'f32' ? '0.0' : '0'}; }`;
+    gpu().dispatch(
+      kernel1d(bindings([['X', t]], [['O', t]]), body),
+      [buf(x), out.data.buffer],
+      [n, shape.length, ...shape, ...paddings.map((p) => p[0]), ...x.shape, ...stridesOf(x.shape)],
+      groupsFor(n),
+    );
+    return out;
+  });
+  reg('concat', (xs, attrs) => {
+    const axis = attrs.axis as number;
+    const shape = attrs.shape as number[];
+    const t = wgslType(xs[0].dtype);
+    const out = output(shape, xs[0].dtype, 'concat');
+    const os = stridesOf(shape);
+    const code = kernel1d(
+      bindings([['X', t]], [['O', t]]),
+      `${stridedOffsets(['io'])} O[prm[2u + 2u * rank] + io] = X[i];`,
+    );
+    let offset = 0;
+    for (const x of xs) {
+      if (x.size > 0)
+        gpu().dispatch(
+          code,
+          [buf(x), out.data.buffer],
+          [x.size, x.shape.length, ...x.shape, ...os, offset * os[axis]],
+          groupsFor(x.size),
+        );
+      offset += x.shape[axis];
+    }
+    return out;
+  });
+
+  // Indexing. Out-of-range indices read 0 / are skipped (the CPU reference throws).
+  reg('gatherRows', ([x, idx], attrs) => {
+    const shape = attrs.shape as number[];
+    const t = wgslType(x.dtype);
+    const row = sizeOf(x.shape.slice(1));
+    const out = output(shape, x.dtype, 'gatherRows');
+    const n = sizeOf(shape);
+    const body = `let row = prm[1]; let r = i / row; let j = i % row; let src = IDX[r];
+  if (src < 0 || u32(src) >= prm[2]) { O[i] = ${t === 'f32' ? '0.0' : '0'}; } else { O[i] = X[u32(src) * row + j]; }`;
+    gpu().dispatch(
+      kernel1d(
+        bindings(
+          [
+            ['X', t],
+            ['IDX', 'i32'],
+          ],
+          [['O', t]],
+        ),
+        body,
+      ),
+      [buf(x), buf(idx), out.data.buffer],
+      [n, row, x.shape[0]],
+      groupsFor(n),
+    );
+    return out;
+  });
+  reg('scatterAddRows', ([x, idx, upd]) => {
+    const t = wgslType(x.dtype);
+    const row = sizeOf(x.shape.slice(1));
+    const out = output(x.shape, x.dtype, 'scatterAddRows');
+    // One thread per element of x adds, in index order, every update aimed at its row: deterministic.
+    const body = `let row = prm[1]; let r = i32(i / row); let j = i % row; var acc = X[i];
+  for (var u = 0u; u < prm[2]; u++) { if (IDX[u] == r) { acc = acc + U[u * row + j]; } }
+  O[i] = acc;`;
+    gpu().dispatch(
+      kernel1d(
+        bindings(
+          [
+            ['X', t],
+            ['IDX', 'i32'],
+            ['U', t],
+          ],
+          [['O', t]],
+        ),
+        body,
+      ),
+      [buf(x), buf(idx), buf(upd), out.data.buffer],
+      [x.size, row, idx.size],
+      groupsFor(x.size),
+    );
+    return out;
+  });
+  reg('indexColumns', ([x, idx], attrs) => {
+    const shape = attrs.shape as number[];
+    const t = wgslType(x.dtype);
+    const out = output(shape, x.dtype, 'indexColumns');
+    const n = sizeOf(shape);
+    const body = `let cols = prm[1]; let k = prm[2]; let r = i / k; let c = IDX[i % k];
+  if (c < 0 || u32(c) >= cols) { O[i] = ${t === 'f32' ? '0.0' : '0'}; } else { O[i] = X[r * cols + u32(c)]; }`;
+    gpu().dispatch(
+      kernel1d(
+        bindings(
+          [
+            ['X', t],
+            ['IDX', 'i32'],
+          ],
+          [['O', t]],
+        ),
+        body,
+      ),
+      [buf(x), buf(idx), out.data.buffer],
+      [n, x.shape[1], idx.size],
+      groupsFor(n),
+    );
+    return out;
+  });
+  reg('gatherLast', ([x, idx], attrs) => {
+    const shape = attrs.shape as number[];
+    const t = wgslType(x.dtype);
+    const width = x.shape[x.shape.length - 1];
+    const k = idx.shape[idx.shape.length - 1];
+    const out = output(shape, x.dtype, 'gatherLast');
+    const n = sizeOf(shape);
+    const body = `let width = prm[1]; let k = prm[2]; let r = i / k; let c = IDX[i];
+  if (c < 0 || u32(c) >= width) { O[i] = ${t === 'f32' ? '0.0' : '0'}; } else { O[i] = X[r * width + u32(c)]; }`;
+    gpu().dispatch(
+      kernel1d(
+        bindings(
+          [
+            ['X', t],
+            ['IDX', 'i32'],
+          ],
+          [['O', t]],
+        ),
+        body,
+      ),
+      [buf(x), buf(idx), out.data.buffer],
+      [n, width, k],
+      groupsFor(n),
+    );
+    return out;
+  });
+  reg('scatterLast', ([idx, vals], attrs) => {
+    const shape = attrs.shape as number[];
+    const width = attrs.width as number;
+    const k = idx.shape[idx.shape.length - 1];
+    const t = wgslType(vals.dtype);
+    const out = output(shape, vals.dtype, 'scatterLast');
+    const n = sizeOf(shape);
+    const body = `let width = prm[1]; let k = prm[2]; let r = i / width; let c = i32(i % width);
+  var acc: ${t} = ${t === 'f32' ? '0.0' : '0'};
+  for (var j = 0u; j < k; j++) { if (IDX[r * k + j] == c) { acc = acc + V[r * k + j]; } }
+  O[i] = acc;`;
+    gpu().dispatch(
+      kernel1d(
+        bindings(
+          [
+            ['IDX', 'i32'],
+            ['V', t],
+          ],
+          [['O', t]],
+        ),
+        body,
+      ),
+      [buf(idx), buf(vals), out.data.buffer],
+      [n, width, k],
+      groupsFor(n),
+    );
+    return out;
+  });
+  reg('topk', ([x], attrs) => {
+    const k = attrs.k as number;
+    const shape = attrs.shape as number[];
+    const n = x.shape[x.shape.length - 1];
+    const rows = n === 0 ? 0 : x.size / n;
+    const values = output(shape, 'float32', 'topk');
+    const indices = output(shape, 'int32', 'topk');
+    // One thread per row: k selection sweeps, each taking the best element ranked after the last.
+    const extra = `
+fn before(a: f32, ia: u32, b: f32, ib: u32) -> bool {
+  let na = isnan_(a); let nb = isnan_(b);
+  if (na || nb) { if (na && nb) { return ia < ib; } return na; }
+  return a > b || (a == b && ia < ib);
+}`;
+    const body = `let n = prm[1]; let k = prm[2]; let base = i * n;
+  var pv = 0.0; var pi = -1;
+  for (var j = 0u; j < k; j++) {
+    var bv = 0.0; var bi = -1;
+    for (var c = 0u; c < n; c++) {
+      let v = X[base + c];
+      if (pi >= 0 && !before(pv, u32(pi), v, c)) { continue; }
+      if (bi < 0 || before(v, c, bv, u32(bi))) { bv = v; bi = i32(c); }
+    }
+    VALS[i * k + j] = bv; IDXS[i * k + j] = bi; pv = bv; pi = bi;
+  }`;
+    if (rows > 0 && k > 0) {
+      gpu().dispatch(
+        kernel1d(
+          bindings(
+            [['X', 'f32']],
+            [
+              ['VALS', 'f32'],
+              ['IDXS', 'i32'],
+            ],
+          ),
+          body,
+          extra,
+        ),
+        [buf(x), values.data.buffer, indices.data.buffer],
+        [rows, n, k],
+        groupsFor(rows),
+      );
+    }
+    return [values, indices];
+  });
+
+  const fillBuffer = (d: GpuData, bits: number, dtype: DType = 'float32') => {
+    const t = wgslType(dtype);
+    const code = kernel1d(bindings([], [['O', t]]), `O[i] = bitcast<${t}>(prm[1]);`);
+    gpu().dispatch(code, [d.buffer], [d.size, bits], groupsFor(d.size));
+  };
+  reg('fill', (_i, attrs) => {
+    const dtype = attrs.dtype as DType;
+    const out = output(attrs.shape as number[], dtype, 'fill');
+    const v = attrs.value as number;
+    fillBuffer(out.data, dtype === 'int32' ? v >>> 0 : f32bits(v), dtype);
+    return out;
+  });
+  reg('arange', (_i, attrs) => {
+    const dtype = attrs.dtype as DType;
+    const n = attrs.n as number;
+    const out = output([n], dtype, 'arange');
+    const t = wgslType(dtype);
+    const body =
+      t === 'i32'
+        ? 'O[i] = bitcast<i32>(prm[1]) + i32(i) * bitcast<i32>(prm[2]);'
+        : 'O[i] = f_(prm[1]) + f32(i) * f_(prm[2]);';
+    const enc = (v: number) => (t === 'i32' ? v >>> 0 : f32bits(v));
+    gpu().dispatch(
+      kernel1d(bindings([], [['O', t]]), body),
+      [out.data.buffer],
+      [n, enc(attrs.start as number), enc(attrs.step as number)],
+      groupsFor(n),
+    );
+    return out;
+  });
+  // Random numbers come from core's Philox on the host and are uploaded: bit for bit the CPU stream.
+  reg('randomUniform', (_i, attrs) => {
+    const shape = attrs.shape as number[];
+    const v = philoxUniform(
+      sizeOf(shape),
+      attrs.seed as number,
+      attrs.stream as number,
+      attrs.low as number,
+      attrs.high as number,
+    );
+    return { data: gpu().upload(v, 'float32', 'randomUniform'), shape, dtype: 'float32' };
+  });
+  reg('randomNormal', (_i, attrs) => {
+    const shape = attrs.shape as number[];
+    const v = philoxNormal(
+      sizeOf(shape),
+      attrs.seed as number,
+      attrs.stream as number,
+      attrs.mean as number,
+      attrs.std as number,
+    );
+    return { data: gpu().upload(v, 'float32', 'randomNormal'), shape, dtype: 'float32' };
+  });
+}
