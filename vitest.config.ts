@@ -19,6 +19,10 @@ export default defineConfig({
         replacement: here('packages/backend-webgpu/src/register.ts'),
       },
       { find: /^@dictlearn\/backend-webgpu$/, replacement: here('packages/backend-webgpu/src/index.ts') },
+      {
+        find: /^@dictlearn\/backend-cpu\/register$/,
+        replacement: here('packages/backend-cpu/src/register.ts'),
+      },
       { find: /^@dictlearn\/backend-cpu$/, replacement: here('packages/backend-cpu/src/index.ts') },
       { find: /^@dictlearn\/buffer\/register$/, replacement: here('packages/buffer/src/register.ts') },
       { find: /^@dictlearn\/buffer$/, replacement: here('packages/buffer/src/index.ts') },

@@ -7,7 +7,7 @@ import {
   matmul,
   mul,
   type Params,
-  randomNormal,
+  randomUnitRows,
   reshape,
   scatterAddRows,
   square,
@@ -53,8 +53,7 @@ export function decodeLinear(f: Tensor, wDec: Tensor, bDec: Tensor): Tensor {
  * 0.1; W_enc = W_decᵀ; biases zero.
  */
 export function initDecoder(sizes: DictionarySizes, seed: number, backend?: string): Tensor {
-  const w = randomNormal([sizes.dictSize, sizes.activationDim], { seed, stream: 0, backend });
-  return mul(div(w, l2Norm(w, -1, true)), 0.1);
+  return randomUnitRows(sizes.dictSize, sizes.activationDim, { seed, stream: 0, norm: 0.1, backend });
 }
 
 /** Zero biases b_enc [F] and b_dec [d]. */

@@ -5,6 +5,7 @@ import {
   type KernelTensor,
   philoxNormal,
   philoxUniform,
+  philoxUnitRows,
   registerKernel,
 } from '@dictlearn/core';
 import { f32bits, type GpuData, type GpuDevice, groupsFor } from './device.js';
@@ -608,6 +609,66 @@ fn before(a: f32, ia: u32, b: f32, ib: u32) -> bool {
     return [values, indices];
   });
 
+  // Fused training kernels: the encoder's bias + ReLU, and one Adam update per parameter.
+  reg('biasRelu', ([x, b]) => {
+    const out = output(x.shape, 'float32', 'biasRelu');
+    const cols = b.size;
+    const code = kernel1d(
+      bindings(
+        [
+          ['X', 'f32'],
+          ['BIAS', 'f32'],
+        ],
+        [['O', 'f32']],
+      ),
+      'let v = X[i] + BIAS[i % prm[1]]; O[i] = select(max(v, 0.0), v, isnan_(v));',
+    );
+    gpu().dispatch(code, [buf(x), buf(b), out.data.buffer], [x.size, cols], groupsFor(x.size));
+    return out;
+  });
+  reg('adamUpdate', ([p, g, m, v], attrs) => {
+    const p2 = output(p.shape, 'float32', 'adamUpdate');
+    const m2 = output(p.shape, 'float32', 'adamUpdate');
+    const v2 = output(p.shape, 'float32', 'adamUpdate');
+    const body = `let b1 = f_(prm[1]); let b2 = f_(prm[2]); let stepSize = f_(prm[3]); let sqrtBc2 = f_(prm[4]); let eps = f_(prm[5]);
+  let gi = G[i];
+  let mi = b1 * M[i] + (1.0 - b1) * gi;
+  let vi = b2 * V[i] + (1.0 - b2) * gi * gi;
+  M2[i] = mi; V2[i] = vi;
+  P2[i] = P[i] - (stepSize * mi) / (sqrt(vi) / sqrtBc2 + eps);`;
+    const code = kernel1d(
+      bindings(
+        [
+          ['P', 'f32'],
+          ['G', 'f32'],
+          ['M', 'f32'],
+          ['V', 'f32'],
+        ],
+        [
+          ['P2', 'f32'],
+          ['M2', 'f32'],
+          ['V2', 'f32'],
+        ],
+      ),
+      body,
+    );
+    const meta = [
+      p.size,
+      f32bits(attrs.beta1 as number),
+      f32bits(attrs.beta2 as number),
+      f32bits((attrs.lr as number) / (attrs.bc1 as number)),
+      f32bits(Math.sqrt(attrs.bc2 as number)),
+      f32bits(attrs.eps as number),
+    ];
+    gpu().dispatch(
+      code,
+      [buf(p), buf(g), buf(m), buf(v), p2.data.buffer, m2.data.buffer, v2.data.buffer],
+      meta,
+      groupsFor(p.size),
+    );
+    return [p2, m2, v2];
+  });
+
   const fillBuffer = (d: GpuData, bits: number, dtype: DType = 'float32') => {
     const t = wgslType(dtype);
     const code = kernel1d(bindings([], [['O', t]]), `O[i] = bitcast<${t}>(prm[1]);`);
@@ -649,6 +710,11 @@ fn before(a: f32, ia: u32, b: f32, ib: u32) -> bool {
       attrs.high as number,
     );
     return { data: gpu().upload(v, 'float32', 'randomUniform'), shape, dtype: 'float32' };
+  });
+  reg('randomUnitRows', (_i, attrs) => {
+    const [rows, cols] = attrs.shape as number[];
+    const v = philoxUnitRows(rows, cols, attrs.seed as number, attrs.stream as number, attrs.norm as number);
+    return { data: gpu().upload(v, 'float32', 'randomUnitRows'), shape: [rows, cols], dtype: 'float32' };
   });
   reg('randomNormal', (_i, attrs) => {
     const shape = attrs.shape as number[];

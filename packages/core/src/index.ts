@@ -53,7 +53,7 @@ export * from './io/safetensors.js';
 export * from './ops/index.js';
 export * as ops from './ops/index.js';
 export * from './optim.js';
-export { philox4x32, philoxNormal, philoxUniform, philoxWords } from './random.js';
+export { philox4x32, philoxNormal, philoxUniform, philoxUnitRows, philoxWords } from './random.js';
 export * from './registry.js';
 export * from './schedule.js';
 export { broadcastShapes, normalizeAxes, reducedShape, sizeOf, stridesOf } from './shape.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { philox4x32, philoxNormal, philoxUniform, philoxWords } from './random.js';
+import { philox4x32, philoxNormal, philoxUniform, philoxUnitRows, philoxWords } from './random.js';
 
 describe('Philox-4x32-10', () => {
   // Known-answer vectors from Random123's kat_vectors (philox4x32_10).
@@ -42,6 +42,17 @@ describe('Philox-4x32-10', () => {
     const std = Math.sqrt(many.reduce((a, b) => a + (b - mean) ** 2, 0) / many.length);
     expect(Math.abs(mean)).toBeLessThan(0.01);
     expect(Math.abs(std - 1)).toBeLessThan(0.01);
+  });
+
+  it('unit rows: normals of the stream scaled to the requested norm, rounded once', () => {
+    const rows = philoxUnitRows(3, 5, 4, 1, 0.1);
+    const z = philoxNormal(15, 4, 1);
+    for (let r = 0; r < 3; r++) {
+      const row = Array.from(rows.subarray(r * 5, r * 5 + 5));
+      expect(Math.hypot(...row)).toBeCloseTo(0.1, 7);
+      const n = Math.hypot(...Array.from(z.subarray(r * 5, r * 5 + 5)));
+      expect(row[2]).toBe(Math.fround((z[r * 5 + 2] * 0.1) / n));
+    }
   });
 
   it('rejects seeds that are not non-negative safe integers', () => {

@@ -113,3 +113,20 @@ export function philoxNormal(n: number, seed: number, stream = 0, mean = 0, std 
   }
   return out;
 }
+
+/**
+ * Random directions: `rows` vectors of length `cols` from the normal stream, each scaled to L2
+ * norm `norm`. The norm is taken in float64 over the float32 normals and every value rounded once
+ * to float32, so every backend (which computes this on the host) gets the same bits.
+ */
+export function philoxUnitRows(rows: number, cols: number, seed: number, stream = 0, norm = 1): Float32Array {
+  const v = philoxNormal(rows * cols, seed, stream);
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    let ss = 0;
+    for (let j = 0; j < cols; j++) ss += v[r * cols + j] * v[r * cols + j];
+    const scale = ss > 0 ? norm / Math.sqrt(ss) : 0;
+    for (let j = 0; j < cols; j++) out[r * cols + j] = Math.fround(v[r * cols + j] * scale);
+  }
+  return out;
+}

@@ -1,4 +1,4 @@
-import { type DType, philoxNormal, philoxUniform } from '@dictlearn/core';
+import { type DType, philoxNormal, philoxUniform, philoxUnitRows } from '@dictlearn/core';
 import { type CpuContext, out } from './context.js';
 
 /** Registers fill, arange and the Philox random kernels. */
@@ -32,6 +32,19 @@ export function registerCreate(ctx: CpuContext): void {
     const dst = ctx.alloc('float32', values.length);
     dst.set(values);
     return out(dst, shape, 'float32');
+  });
+  ctx.kernel('randomUnitRows', (_inputs, attrs) => {
+    const [rows, cols] = attrs.shape as number[];
+    const values = philoxUnitRows(
+      rows,
+      cols,
+      attrs.seed as number,
+      attrs.stream as number,
+      attrs.norm as number,
+    );
+    const dst = ctx.alloc('float32', values.length);
+    dst.set(values);
+    return out(dst, [rows, cols], 'float32');
   });
   ctx.kernel('randomNormal', (_inputs, attrs) => {
     const shape = attrs.shape as number[];

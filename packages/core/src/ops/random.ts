@@ -60,3 +60,24 @@ export function randomNormal(
     backend: readyBackend(options.backend, 'randomNormal').name,
   })[0];
 }
+
+/**
+ * `rows` random directions of length `cols`, each with L2 norm `norm` (default 1): normals from
+ * the Philox stream, normalised in float64 on the host (see `philoxUnitRows`), so the result is
+ * bit-identical on every backend. The usual SAE decoder initialisation.
+ */
+export function randomUnitRows(
+  rows: number,
+  cols: number,
+  options: RandomOptions & { norm?: number },
+): Tensor {
+  checkShape('randomUnitRows', [rows, cols]);
+  checkSeed('randomUnitRows', options);
+  return runOp('randomUnitRows', [], {
+    shape: [rows, cols],
+    seed: options.seed,
+    stream: options.stream ?? 0,
+    norm: options.norm ?? 1,
+    backend: readyBackend(options.backend, 'randomUnitRows').name,
+  })[0];
+}

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { findBackend, initBackend, useBackend } from '../backend.js';
 import { fromHost, keep, scope, Variable, valueAndGrad } from '../engine.js';
 import * as ops from '../ops/index.js';
-import { philoxNormal, philoxUniform } from '../random.js';
+import { philoxNormal, philoxUniform, philoxUnitRows } from '../random.js';
 import { memory, type Tensor } from '../tensor.js';
 import { compareValues, type Tolerance } from './compare.js';
 import fixtures from './fixtures/ops.json' with { type: 'json' };
@@ -271,6 +271,8 @@ export function conformanceSuite(options: ConformanceOptions): void {
         expect(await read(u)).toEqual(Array.from(philoxUniform(15, 42, 3, -1, 2)));
         const nrm = ops.randomNormal([7], { seed: 2 ** 40 + 5, mean: 1, std: 0.5, backend: name });
         expect(await read(nrm)).toEqual(Array.from(philoxNormal(7, 2 ** 40 + 5, 0, 1, 0.5)));
+        const dirs = ops.randomUnitRows(3, 4, { seed: 8, norm: 0.1, backend: name });
+        expect(await read(dirs)).toEqual(Array.from(philoxUnitRows(3, 4, 8, 0, 0.1)));
         const other = ops.randomUniform([15], { seed: 42, stream: 4, backend: name });
         expect(await read(other)).not.toEqual(
           await read(ops.randomUniform([15], { seed: 42, stream: 3, backend: name })),
