@@ -87,12 +87,16 @@ export interface MatmulRow {
   numpyGflops?: number;
   /** gflops / numpyGflops. */
   ratioToNumpy?: number;
+  /** This backend's GFLOP/s over the CPU backend's for the same product. */
+  ratioToCpu?: number;
 }
 
 /** One row of the training-step table. */
 export interface StepRow {
   /** Backend name. */
   backend: string;
+  /** Sizes of the step timed. */
+  shape: string;
   /** Best seconds per step. */
   seconds: number;
   /** Activation rows per second. */
@@ -101,6 +105,8 @@ export interface StepRow {
   numpyTokensPerSecond?: number;
   /** tokensPerSecond / numpyTokensPerSecond. */
   ratioToNumpy?: number;
+  /** tokensPerSecond over the CPU backend's at the same sizes. */
+  ratioToCpu?: number;
 }
 
 /** The bench report (what `--json` prints). */
@@ -196,6 +202,17 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
       if (r.available) bestNumpyStep = Math.min(bestNumpyStep ?? Number.POSITIVE_INFINITY, r.seconds);
     }
   }
+  // CPU figures at other sizes, for the ratios of backends timed at reduced sizes.
+  const cpuCache = new Map<string, number>();
+  const cpuSeconds = async (key: string, time: (b: Backend) => Promise<number>) => {
+    const cpu = findBackend('cpu');
+    if (!cpu) return undefined;
+    if (!cpuCache.has(key)) {
+      await useBackend('cpu');
+      cpuCache.set(key, await time(cpu));
+    }
+    return cpuCache.get(key);
+  };
   for (const backend of listBackends()) {
     let status = 'ready';
     try {
@@ -204,17 +221,26 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
         .fastPath;
       if (fp)
         status = fp.active ? `ready, fast path: ${fp.description}` : `ready, plain TypeScript (${fp.reason})`;
+      const adapter = (backend as { adapter?: string }).adapter;
+      if (adapter) status = `ready, adapter: ${adapter}`;
     } catch (e) {
       report.backends.push({ name: backend.name, status: `unavailable: ${(e as Error).message}` });
       continue;
     }
+    // Plain TypeScript and CPU-emulated GPUs (lavapipe, SwiftShader) would take minutes at full
+    // size: they are timed at a quarter of the batch and of F, beside the CPU at that size.
+    const reduced = backend.name === 'cpu-ts' || backend.autoSkipReason !== undefined;
+    if (reduced) status += ' (timed at reduced size)';
     report.backends.push({ name: backend.name, status });
-    // The plain-TS path would take minutes on the full size; time it on a quarter-size batch.
-    const plain = backend.name === 'cpu-ts';
-    const specs = plain ? saeProducts(o.batch / 4, o.d, o.features / 4) : products;
+    const step = reduced
+      ? { ...o, batch: Math.max(1, o.batch / 4), features: Math.max(1, o.features / 4) }
+      : o;
+    const specs = reduced ? saeProducts(step.batch, step.d, step.features) : products;
+    const reps = reduced ? 1 : o.reps;
     for (let i = 0; i < specs.length; i++) {
       log(`timing ${backend.name}: ${specs[i].name}…`);
-      const seconds = await timeProduct(specs[i], backend, plain ? 1 : o.reps);
+      await useBackend(backend.name);
+      const seconds = await timeProduct(specs[i], backend, reps);
       const row: MatmulRow = {
         backend: backend.name,
         product: specs[i].name,
@@ -222,22 +248,35 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
         gflops: gflops(specs[i], seconds),
         seconds,
       };
-      if (bestNumpy && !plain) {
+      if (bestNumpy && !reduced) {
         row.numpyGflops = gflops(specs[i], bestNumpy[i]);
         row.ratioToNumpy = row.gflops / row.numpyGflops;
       }
+      if (backend.name !== 'cpu') {
+        const ref = await cpuSeconds(`mm:${row.shape}`, (cpu) => timeProduct(specs[i], cpu, reps));
+        if (ref) row.ratioToCpu = ref / seconds;
+      }
       report.matmul.push(row);
     }
-    if (!plain) {
-      log(`timing ${backend.name}: training step…`);
-      const seconds = await timeTrainingStep(o, backend);
-      const row: StepRow = { backend: backend.name, seconds, tokensPerSecond: o.batch / seconds };
-      if (bestNumpyStep) {
-        row.numpyTokensPerSecond = o.batch / bestNumpyStep;
-        row.ratioToNumpy = row.tokensPerSecond / row.numpyTokensPerSecond;
-      }
-      report.trainingStep.push(row);
+    if (backend.name === 'cpu-ts') continue;
+    log(`timing ${backend.name}: training step…`);
+    await useBackend(backend.name);
+    const seconds = await timeTrainingStep(step, backend);
+    const row: StepRow = {
+      backend: backend.name,
+      shape: `batch ${step.batch}, d ${step.d}, F ${step.features}`,
+      seconds,
+      tokensPerSecond: step.batch / seconds,
+    };
+    if (bestNumpyStep && !reduced) {
+      row.numpyTokensPerSecond = o.batch / bestNumpyStep;
+      row.ratioToNumpy = row.tokensPerSecond / row.numpyTokensPerSecond;
     }
+    if (backend.name !== 'cpu') {
+      const ref = await cpuSeconds(`step:${row.shape}`, (cpu) => timeTrainingStep(step, cpu));
+      if (ref) row.ratioToCpu = ref / seconds;
+    }
+    report.trainingStep.push(row);
   }
   return report;
 }
@@ -249,7 +288,7 @@ export function formatBench(r: BenchReport): string {
   for (const n of r.numpy)
     lines.push(n.available ? `numpy ${n.version} (${n.variant})` : `numpy: ${n.reason}`);
   lines.push('');
-  const head = ['backend', 'product', 'shape', 'GFLOP/s', 'numpy GFLOP/s', 'ratio'];
+  const head = ['backend', 'product', 'shape', 'GFLOP/s', 'numpy GFLOP/s', 'vs numpy', 'vs cpu'];
   const rows = r.matmul.map((m) => [
     m.backend,
     m.product,
@@ -257,22 +296,22 @@ export function formatBench(r: BenchReport): string {
     m.gflops.toFixed(1),
     m.numpyGflops?.toFixed(1) ?? '–',
     m.ratioToNumpy?.toFixed(2) ?? '–',
+    m.ratioToCpu?.toPrecision(2) ?? '–',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   const fmt = (row: string[]) => row.map((c, i) => c.padEnd(widths[i])).join('  ');
   lines.push(fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt));
   if (r.trainingStep.length > 0) {
-    lines.push(
-      '',
-      `training step (Standard, batch ${r.stepShape.batch}, d ${r.stepShape.d}, F ${r.stepShape.features})`,
-    );
-    const h2 = ['backend', 'ms/step', 'tokens/s', 'numpy tokens/s', 'ratio'];
+    lines.push('', 'training step (Standard: forward, backward, ConstrainedAdam)');
+    const h2 = ['backend', 'sizes', 'ms/step', 'tokens/s', 'numpy tokens/s', 'vs numpy', 'vs cpu'];
     const rows2 = r.trainingStep.map((t) => [
       t.backend,
+      t.shape,
       (t.seconds * 1000).toFixed(1),
       t.tokensPerSecond.toFixed(0),
       t.numpyTokensPerSecond?.toFixed(0) ?? '–',
       t.ratioToNumpy?.toFixed(2) ?? '–',
+      t.ratioToCpu?.toPrecision(2) ?? '–',
     ]);
     const w2 = h2.map((h, i) => Math.max(h.length, ...rows2.map((row) => row[i].length)));
     const fmt2 = (row: string[]) => row.map((c, i) => c.padEnd(w2[i])).join('  ');
