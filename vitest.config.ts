@@ -1,5 +1,11 @@
+/// <reference types="@vitest/browser/providers/playwright" />
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+
+/** Debian's Chromium, driven by Playwright for the browser tests (no browser download). */
+const CHROMIUM = process.env.DICTLEARN_CHROMIUM ?? '/usr/bin/chromium';
+const hasChromium = existsSync(CHROMIUM);
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
@@ -30,9 +36,55 @@ export default defineConfig({
     ],
   },
   test: {
-    include: ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts'],
     testTimeout: 60_000,
-    pool: 'forks',
     reporters: ['default', './scripts/summary-reporter.ts'],
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'node',
+          include: ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts'],
+          exclude: ['**/*.browser.test.ts', '**/node_modules/**'],
+          pool: 'forks',
+          env: { DICTLEARN_CHROMIUM_FOUND: hasChromium ? '1' : '' },
+        },
+      },
+      // Browser tests (WebGPU through Chromium's SwiftShader), where Chromium is installed; the
+      // node project reports them skipped, with the reason, where it is not.
+      ...(hasChromium
+        ? [
+            {
+              extends: true as const,
+              test: {
+                name: 'chromium',
+                include: ['packages/*/src/**/*.browser.test.ts'],
+                browser: {
+                  enabled: true,
+                  provider: 'playwright' as const,
+                  headless: true,
+                  screenshotFailures: false,
+                  instances: [
+                    {
+                      browser: 'chromium' as const,
+                      launch: {
+                        executablePath: CHROMIUM,
+                        args: [
+                          '--no-sandbox',
+                          '--enable-unsafe-webgpu',
+                          '--enable-features=Vulkan',
+                          '--use-webgpu-adapter=swiftshader',
+                          '--disable-background-networking',
+                          '--disable-component-update',
+                          '--no-first-run',
+                        ],
+                      },
+                    },
+                  ],
+                },
+              },
+            },
+          ]
+        : []),
+    ],
   },
 });
