@@ -1,40 +1,15 @@
 /// <reference types="@vitest/browser/providers/playwright" />
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+import { workspaceAliases } from './workspace-aliases.js';
 
 /** Debian's Chromium, driven by Playwright for the browser tests (no browser download). */
 const CHROMIUM = process.env.DICTLEARN_CHROMIUM ?? '/usr/bin/chromium';
 const hasChromium = existsSync(CHROMIUM);
 
-const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
-
 // Tests run against the TypeScript sources, so no build is needed first.
 export default defineConfig({
-  resolve: {
-    alias: [
-      { find: /^@dictlearn\/core\/testing$/, replacement: here('packages/core/src/testing/index.ts') },
-      { find: /^@dictlearn\/core$/, replacement: here('packages/core/src/index.ts') },
-      {
-        find: /^@dictlearn\/arch-standard\/register$/,
-        replacement: here('packages/arch-standard/src/register.ts'),
-      },
-      { find: /^@dictlearn\/arch-standard$/, replacement: here('packages/arch-standard/src/index.ts') },
-      {
-        find: /^@dictlearn\/backend-webgpu\/register$/,
-        replacement: here('packages/backend-webgpu/src/register.ts'),
-      },
-      { find: /^@dictlearn\/backend-webgpu$/, replacement: here('packages/backend-webgpu/src/index.ts') },
-      {
-        find: /^@dictlearn\/backend-cpu\/register$/,
-        replacement: here('packages/backend-cpu/src/register.ts'),
-      },
-      { find: /^@dictlearn\/backend-cpu$/, replacement: here('packages/backend-cpu/src/index.ts') },
-      { find: /^@dictlearn\/buffer\/register$/, replacement: here('packages/buffer/src/register.ts') },
-      { find: /^@dictlearn\/buffer$/, replacement: here('packages/buffer/src/index.ts') },
-      { find: /^@dictlearn\/eval$/, replacement: here('packages/eval/src/index.ts') },
-    ],
-  },
+  resolve: { alias: workspaceAliases() },
   test: {
     testTimeout: 60_000,
     reporters: ['default', './scripts/summary-reporter.ts'],
