@@ -424,21 +424,19 @@ function backward(t: Tape, value: Tensor, params: Tensor[]): Tensor[] {
   });
 }
 
-// Filled in by ops/ to avoid an import cycle (engine must not import ops).
-let onesLike: (t: Tensor) => Tensor = () => {
-  throw new Error('ops not loaded');
-};
-let zerosLikeFn: (t: Tensor) => Tensor = onesLike;
-let addFn: (a: Tensor, b: Tensor) => Tensor = onesLike as never;
-/** @internal */
-export function installGradHelpers(h: {
-  onesLike: (t: Tensor) => Tensor;
-  zerosLike: (t: Tensor) => Tensor;
-  add: (a: Tensor, b: Tensor) => Tensor;
-}): void {
-  onesLike = h.onesLike;
-  zerosLikeFn = h.zerosLike;
-  addFn = h.add;
+// Gradient seeds and accumulation use kernels directly: engine must not import ops (a cycle),
+// and a hook installed by ops/ as a side effect would be dropped by bundlers (sideEffects: false).
+function fillLike(t: Tensor, value: number): Tensor {
+  return runOp('fill', [], { shape: [...t.shape], value, dtype: t.dtype, backend: t.backend })[0];
+}
+function onesLike(t: Tensor): Tensor {
+  return fillLike(t, 1);
+}
+function zerosLikeFn(t: Tensor): Tensor {
+  return fillLike(t, 0);
+}
+function addFn(a: Tensor, b: Tensor): Tensor {
+  return runOp('add', [a, b], { shape: [...a.shape] })[0];
 }
 
 let idProbe = 0;
