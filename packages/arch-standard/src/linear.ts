@@ -1,9 +1,9 @@
 import {
   add,
-  biasRelu,
   type DictionarySizes,
   div,
   l2Norm,
+  linearBiasRelu,
   matmul,
   mul,
   type Params,
@@ -37,10 +37,9 @@ export function encodeRelu(
   bEnc: Tensor,
   enc: { W_enc: Tensor } | { W_dec: Tensor },
 ): Tensor {
-  const project = (t: Tensor) =>
-    'W_enc' in enc ? matmul(t, enc.W_enc) : matmul(t, enc.W_dec, { transB: true });
-  const shift = sub(bEnc, reshape(project(reshape(bDec, [1, -1])), [-1]));
-  return biasRelu(project(x), shift);
+  const [w, transB] = 'W_enc' in enc ? [enc.W_enc, false] : [enc.W_dec, true];
+  const shift = sub(bEnc, reshape(matmul(reshape(bDec, [1, -1]), w, { transB }), [-1]));
+  return linearBiasRelu(x, w, shift, { transB });
 }
 
 /** f W_dec + b_dec. */

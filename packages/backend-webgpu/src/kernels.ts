@@ -286,12 +286,19 @@ export function registerWebGPUKernels(name: string, gpu: () => GpuDevice): void 
   });
 
   // Tiled matmul: 16×16 tiles in workgroup memory; batch on z; transposes by indexing.
-  const MATMUL = `${PRELUDE}
+  /** The tiled product; with `epilogue`, C = relu(C + bias) before the store (the SAE encoder). */
+  const matmulShader = (epilogue: boolean) => `${PRELUDE}
 ${bindings(
-  [
-    ['A', 'f32'],
-    ['B', 'f32'],
-  ],
+  epilogue
+    ? [
+        ['A', 'f32'],
+        ['B', 'f32'],
+        ['BIAS', 'f32'],
+      ]
+    : [
+        ['A', 'f32'],
+        ['B', 'f32'],
+      ],
   [['C', 'f32']],
 )}
 var<workgroup> As: array<array<f32, 16>, 16>;
@@ -312,8 +319,12 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
     for (var k = 0u; k < 16u; k++) { acc = acc + As[lid.y][k] * Bs[k][lid.x]; }
     workgroupBarrier();
   }
-  if (row < M && col < N) { C[z * M * N + row * N + col] = acc; }
+  if (row < M && col < N) {
+    ${epilogue ? 'let v = acc + BIAS[col]; C[z * M * N + row * N + col] = select(max(v, 0.0), v, isnan_(v));' : 'C[z * M * N + row * N + col] = acc;'}
+  }
 }`;
+  const MATMUL = matmulShader(false);
+  const MATMUL_BIAS_RELU = matmulShader(true);
   reg('matmul', ([a, b], attrs) => {
     const shape = attrs.shape as number[];
     const transA = attrs.transA as boolean;
@@ -334,6 +345,21 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
       [buf(a), buf(b), out.data.buffer],
       [M, N, K, transA ? 1 : 0, transB ? 1 : 0, sA, sB],
       [Math.ceil(N / 16), Math.ceil(M / 16), batch],
+    );
+    return out;
+  });
+
+  reg('linearBiasRelu', ([x, w, bias], attrs) => {
+    const shape = attrs.shape as number[];
+    const transB = attrs.transB as boolean;
+    const [M, N] = shape;
+    const K = x.shape[1];
+    const out = output(shape, 'float32', 'linearBiasRelu');
+    gpu().dispatch(
+      MATMUL_BIAS_RELU,
+      [buf(x), buf(w), buf(bias), out.data.buffer],
+      [M, N, K, 0, transB ? 1 : 0, 0, 0],
+      [Math.ceil(N / 16), Math.ceil(M / 16), 1],
     );
     return out;
   });

@@ -193,6 +193,11 @@ case("adamUpdate", "adamUpdate", [ap, ag, am, av], [p2, m2, v2], h, grad=False)
 br_x, br_b = f32(3, 4), f32(4)
 case("biasRelu", "biasRelu", [br_x, br_b], [np.maximum(d(br_x) + d(br_b), 0)])
 
+lx, lw, lb = f32(5, 3), f32(3, 4), f32(4)
+case("linearBiasRelu", "linearBiasRelu", [lx, lw, lb], [np.maximum(d(lx) @ d(lw) + d(lb), 0)], {"transB": False})
+lwt = f32(4, 3)
+case("linearBiasRelu_tB", "linearBiasRelu", [lx, lwt, lb], [np.maximum(d(lx) @ d(lwt).T + d(lb), 0)], {"transB": True})
+
 # fused helpers of training: relu's gradient and ConstrainedAdam's row operations
 rg_dy, rg_x = f32(3, 4), f32(3, 4)
 case("reluGrad", "reluGrad", [rg_dy, rg_x], [d(rg_dy) * (d(rg_x) > 0)], grad=False)

@@ -1,3 +1,4 @@
+import type { Attrs, KernelTensor } from '@dictlearn/core';
 import type { FastMatmul } from '../fast/ort-matmul.js';
 import { arr, type CpuContext, type FloatArray, out } from './context.js';
 
@@ -54,7 +55,22 @@ export const FAST_MATMUL_MIN_WORK = 32 * 32 * 32;
 
 /** Registers matmul: the fast path for large float32 products when present, plain TS otherwise. */
 export function registerMatmul(ctx: CpuContext, fast: () => FastMatmul | undefined): void {
-  ctx.kernel('matmul', ([a, b], attrs) => {
+  // The encoder: the product, then bias + ReLU in place over the fresh output (one pass, no copy).
+  ctx.kernel('linearBiasRelu', ([x, w, bias], attrs) => {
+    const o = product(x, w, { transA: false, transB: attrs.transB, shape: attrs.shape });
+    const C = o.data as FloatArray;
+    const B = arr(bias);
+    const cols = (attrs.shape as number[])[1];
+    for (let i = 0; i < C.length; i += cols) {
+      for (let j = 0; j < cols; j++) {
+        const v = C[i + j] + B[j];
+        C[i + j] = v === Number.NEGATIVE_INFINITY ? 0 : v * +(v > 0);
+      }
+    }
+    return o;
+  });
+  ctx.kernel('matmul', ([a, b], attrs) => product(a, b, attrs));
+  function product(a: KernelTensor, b: KernelTensor, attrs: Attrs) {
     const transA = attrs.transA as boolean;
     const transB = attrs.transB as boolean;
     const shape = attrs.shape as number[];
@@ -106,5 +122,5 @@ export function registerMatmul(ctx: CpuContext, fast: () => FastMatmul | undefin
       matmulTS(Aq, Bq, C.subarray(q * m * n, (q + 1) * m * n), m, n, k);
     }
     return out(C, shape, 'float32');
-  });
+  }
 }

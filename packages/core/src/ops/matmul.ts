@@ -1,7 +1,7 @@
 import { runOp } from '../engine.js';
 import { check, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { requireFloat } from './elementwise.js';
+import { biasRelu, reluGrad, requireFloat } from './elementwise.js';
 import { sum } from './reduce.js';
 
 /** Transpose flags of {@link matmul}. */
@@ -78,4 +78,59 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
 function reduceBatch(g: Tensor, like: Tensor): Tensor {
   if (g.rank === like.rank) return g;
   return sum(g, 0);
+}
+
+/**
+ * The SAE encoder in one op: relu(x·op(W) + b) for x [B, d], W [d, F] (or [F, d] with `transB`),
+ * b [F]. Backends fuse the bias and ReLU into the product's epilogue; the gradient uses the
+ * output (y > 0 ⇔ pre-activation > 0).
+ */
+export function linearBiasRelu(x: Tensor, w: Tensor, b: Tensor, options: { transB?: boolean } = {}): Tensor {
+  const transB = options.transB ?? false;
+  check(
+    x.rank === 2 && w.rank === 2,
+    'linearBiasRelu',
+    () => `x and W must be 2-D, got ${fmtShape(x.shape)} and ${fmtShape(w.shape)}`,
+  );
+  const F = transB ? w.shape[0] : w.shape[1];
+  check(
+    b.rank === 1 && b.shape[0] === F,
+    'linearBiasRelu',
+    () => `bias must be [${F}] for W ${fmtShape(w.shape)}${transB ? 'ᵀ' : ''}, got ${fmtShape(b.shape)}`,
+  );
+  const shape = [x.shape[0], F];
+  for (const [what, t] of [
+    ['x', x],
+    ['W', w],
+    ['bias', b],
+  ] as const) {
+    requireFloat('linearBiasRelu', t, what);
+  }
+  const k = transB ? w.shape[1] : w.shape[0];
+  check(
+    x.shape[1] === k,
+    'linearBiasRelu',
+    () =>
+      `inner dimensions differ: x ${fmtShape(x.shape)} has ${x.shape[1]}, W${transB ? 'ᵀ' : ''} ${fmtShape(w.shape)} has ${k}`,
+  );
+  return runOp(
+    'linearBiasRelu',
+    [x, w, b],
+    { transB, shape },
+    {
+      composition: () => biasRelu(matmul(x, w, { transB }), b),
+      grad: (inputs, outputs) => (dys, needs) => {
+        const dpre = reluGrad(dys[0], outputs[0]);
+        return [
+          needs[0] ? matmul(dpre, inputs[1], { transB: !transB }) : null,
+          needs[1]
+            ? transB
+              ? matmul(dpre, inputs[0], { transA: true })
+              : matmul(inputs[0], dpre, { transA: true })
+            : null,
+          needs[2] ? sum(dpre, 0) : null,
+        ];
+      },
+    },
+  )[0];
 }

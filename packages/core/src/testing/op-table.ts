@@ -77,6 +77,7 @@ export const OP_TABLE: Record<string, OpRunner> = {
     ),
   reluGrad: one(([dy, x]) => ops.reluGrad(dy, x)),
   biasRelu: one(([x, b]) => ops.biasRelu(x, b)),
+  linearBiasRelu: one(([x, w, b], a) => ops.linearBiasRelu(x, w, b, { transB: a.transB as boolean })),
   normalizeRows: one(([w]) => normalizeRows(w)),
   removeParallelComponent: one(([w, g]) => removeParallelComponent(w, g)),
   clipByGlobalNorm: (xs, a) => {
