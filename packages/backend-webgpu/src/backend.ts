@@ -14,6 +14,8 @@ export interface WebGPUBackendOptions {
   powerPreference?: GPUPowerPreference;
   /** Bytes of freed buffers kept for reuse (default 1 GiB). */
   poolBytes?: number;
+  /** Use subgroup operations where the adapter has them (default true; false forces the fallback). */
+  subgroups?: boolean;
 }
 
 /** Adapters that emulate a GPU on the CPU: slower than the CPU backend, so 'auto' skips them. */
@@ -25,6 +27,8 @@ export interface WebGPUBackend extends Backend {
   readonly adapter: string | undefined;
   /** The GPU object in use (kept referenced: Dawn's device dies with it). */
   readonly gpu: GPU | undefined;
+  /** Subgroup width the matmul uses (0: the workgroup-memory fallback). */
+  readonly subgroupSize: number;
 }
 
 /**
@@ -59,18 +63,36 @@ export function createWebGPUBackend(options: WebGPUBackendOptions = {}): WebGPUB
         );
       }
       const limits = adapter.limits;
+      const info = (
+        adapter as GPUAdapter & {
+          info?: GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+        }
+      ).info;
+      // Subgroups for the matmul when the adapter has them at one fixed width (a workgroup of
+      // exactly one subgroup then has a known lane layout); otherwise the workgroup-memory kernel.
+      const sgMin = info?.subgroupMinSize ?? 0;
+      const sgMax = info?.subgroupMaxSize ?? 0;
+      const subgroupSize =
+        options.subgroups !== false &&
+        adapter.features.has('subgroups') &&
+        sgMin === sgMax &&
+        sgMin >= 4 &&
+        sgMin <= 64
+          ? sgMin
+          : 0;
       const dev = await adapter.requestDevice({
+        requiredFeatures: subgroupSize ? (['subgroups'] as GPUFeatureName[]) : [],
         requiredLimits: {
           maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
           maxBufferSize: limits.maxBufferSize,
           maxStorageBuffersPerShaderStage: Math.min(limits.maxStorageBuffersPerShaderStage, 10),
         },
       });
-      const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
       device = new GpuDevice(
         dev,
         info ? `${info.description || info.device || info.vendor}` : 'unknown adapter',
         options.poolBytes,
+        subgroupSize,
       );
     },
     upload(values: HostArray, dtype: DType) {
@@ -87,6 +109,9 @@ export function createWebGPUBackend(options: WebGPUBackendOptions = {}): WebGPUB
     },
     get gpu() {
       return keepAlive;
+    },
+    get subgroupSize() {
+      return device?.subgroupSize ?? 0;
     },
     get autoSkipReason() {
       const a = device?.adapterName;

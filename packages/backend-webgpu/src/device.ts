@@ -52,6 +52,8 @@ export class GpuDevice {
     device: GPUDevice,
     adapterName: string,
     readonly poolLimitBytes = 1 << 30,
+    /** Width of the subgroups kernels may use (0 = none). */
+    readonly subgroupSize = 0,
   ) {
     this.device = device;
     this.adapterName = adapterName;

@@ -323,8 +323,62 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
     ${epilogue ? 'let v = acc + BIAS[col]; C[z * M * N + row * N + col] = select(max(v, 0.0), v, isnan_(v));' : 'C[z * M * N + row * N + col] = acc;'}
   }
 }`;
-  const MATMUL = matmulShader(false);
-  const MATMUL_BIAS_RELU = matmulShader(true);
+  /**
+   * The subgroup product: a workgroup is one subgroup of SG lanes computing an 8 × SG tile of C;
+   * lane l owns column l of the tile. For each chunk of SG values of k, lane l loads A[r, k0 + l]
+   * for the tile's 8 rows, and `subgroupShuffle` hands every lane the A value of each k in turn,
+   * instead of a round trip through workgroup memory and two barriers.
+   */
+  const subgroupShader = (epilogue: boolean, SG: number) => `enable subgroups;
+${PRELUDE}
+${bindings(
+  epilogue
+    ? [
+        ['A', 'f32'],
+        ['B', 'f32'],
+        ['BIAS', 'f32'],
+      ]
+    : [
+        ['A', 'f32'],
+        ['B', 'f32'],
+      ],
+  [['C', 'f32']],
+)}
+const SG = ${SG}u;
+const R = 8u;
+@compute @workgroup_size(${SG})
+fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3u) {
+  let M = prm[0]; let N = prm[1]; let K = prm[2]; let ta = prm[3]; let tb = prm[4];
+  let sA = prm[5]; let sB = prm[6];
+  let col = wid.x * SG + lane; let row0 = wid.y * R; let z = wid.z;
+  var acc: array<f32, 8>;
+  var a: array<f32, 8>;
+  for (var k0 = 0u; k0 < K; k0 += SG) {
+    let ka = k0 + lane;
+    for (var r = 0u; r < R; r++) {
+      let row = row0 + r;
+      var v = 0.0;
+      if (row < M && ka < K) { v = A[z * sA + select(row * K + ka, ka * M + row, ta == 1u)]; }
+      a[r] = v;
+    }
+    for (var j = 0u; j < SG; j++) {
+      let kb = k0 + j;
+      var b = 0.0;
+      if (kb < K && col < N) { b = B[z * sB + select(kb * N + col, col * K + kb, tb == 1u)]; }
+      for (var r = 0u; r < R; r++) { acc[r] = acc[r] + subgroupShuffle(a[r], j) * b; }
+    }
+  }
+  for (var r = 0u; r < R; r++) {
+    let row = row0 + r;
+    if (row < M && col < N) {
+      ${epilogue ? 'let v = acc[r] + BIAS[col]; C[z * M * N + row * N + col] = select(max(v, 0.0), v, isnan_(v));' : 'C[z * M * N + row * N + col] = acc[r];'}
+    }
+  }
+}`;
+  const sg = () => gpu().subgroupSize;
+  const matmulCode = (epilogue: boolean) => (sg() ? subgroupShader(epilogue, sg()) : matmulShader(epilogue));
+  const matmulGroups = (M: number, N: number, batch: number): [number, number, number] =>
+    sg() ? [Math.ceil(N / sg()), Math.ceil(M / 8), batch] : [Math.ceil(N / 16), Math.ceil(M / 16), batch];
   reg('matmul', ([a, b], attrs) => {
     const shape = attrs.shape as number[];
     const transA = attrs.transA as boolean;
@@ -341,10 +395,10 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
       return out;
     }
     gpu().dispatch(
-      MATMUL,
+      matmulCode(false),
       [buf(a), buf(b), out.data.buffer],
       [M, N, K, transA ? 1 : 0, transB ? 1 : 0, sA, sB],
-      [Math.ceil(N / 16), Math.ceil(M / 16), batch],
+      matmulGroups(M, N, batch),
     );
     return out;
   });
@@ -356,10 +410,10 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
     const K = x.shape[1];
     const out = output(shape, 'float32', 'linearBiasRelu');
     gpu().dispatch(
-      MATMUL_BIAS_RELU,
+      matmulCode(true),
       [buf(x), buf(w), buf(bias), out.data.buffer],
       [M, N, K, 0, transB ? 1 : 0, 0, 0],
-      [Math.ceil(N / 16), Math.ceil(M / 16), 1],
+      matmulGroups(M, N, 1),
     );
     return out;
   });
