@@ -1,11 +1,10 @@
 /// <reference types="@vitest/browser/providers/playwright" />
 import { existsSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from './scripts/chromium.js';
 import { workspaceAliases } from './workspace-aliases.js';
 
-/** Debian's Chromium, driven by Playwright for the browser tests (no browser download). */
-const CHROMIUM = process.env.DICTLEARN_CHROMIUM ?? '/usr/bin/chromium';
-const hasChromium = existsSync(CHROMIUM);
+const hasChromium = existsSync(CHROMIUM_PATH);
 
 // Tests run against the TypeScript sources, so no build is needed first.
 export default defineConfig({
@@ -41,18 +40,7 @@ export default defineConfig({
                   instances: [
                     {
                       browser: 'chromium' as const,
-                      launch: {
-                        executablePath: CHROMIUM,
-                        args: [
-                          '--no-sandbox',
-                          '--enable-unsafe-webgpu',
-                          '--enable-features=Vulkan',
-                          '--use-webgpu-adapter=swiftshader',
-                          '--disable-background-networking',
-                          '--disable-component-update',
-                          '--no-first-run',
-                        ],
-                      },
+                      launch: { executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS },
                     },
                   ],
                 },

@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { build } from 'vite';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../../../scripts/chromium.js';
 
-const CHROMIUM = process.env.DICTLEARN_CHROMIUM ?? '/usr/bin/chromium';
 const app = fileURLToPath(new URL('..', import.meta.url));
 const artifacts = fileURLToPath(new URL('../../../artifacts', import.meta.url));
 const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css' };
@@ -33,8 +33,8 @@ async function serve(dir: string): Promise<string> {
   return `http://127.0.0.1:${(server!.address() as AddressInfo).port}/`;
 }
 
-describe.skipIf(!existsSync(CHROMIUM))(
-  `playground in headless Chromium${existsSync(CHROMIUM) ? '' : ` (skipped: no Chromium at ${CHROMIUM})`}`,
+describe.skipIf(!existsSync(CHROMIUM_PATH))(
+  `playground in headless Chromium${existsSync(CHROMIUM_PATH) ? '' : ` (skipped: no Chromium at ${CHROMIUM_PATH})`}`,
   () => {
     it('trains on WebGPU in the page and shows the recovery figure', { timeout: 300_000 }, async () => {
       const outDir = join(app, 'dist');
@@ -46,16 +46,8 @@ describe.skipIf(!existsSync(CHROMIUM))(
       });
       const url = await serve(outDir);
       const browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: [
-          '--no-sandbox',
-          '--enable-unsafe-webgpu',
-          '--enable-features=Vulkan',
-          '--use-webgpu-adapter=swiftshader',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--no-first-run',
-        ],
+        executablePath: CHROMIUM_PATH,
+        args: CHROMIUM_ARGS,
       });
       try {
         const page = await browser.newPage({ viewport: { width: 1150, height: 900 } });

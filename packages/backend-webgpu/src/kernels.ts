@@ -1,5 +1,6 @@
 import {
   type Attrs,
+  broadcastStrides,
   type DType,
   type KernelOutput,
   type KernelTensor,
@@ -7,6 +8,7 @@ import {
   philoxUniform,
   philoxUnitRows,
   registerKernel,
+  stridesOf,
 } from '@dictlearn/core';
 import { f32bits, type GpuData, type GpuDevice, groupsFor } from './device.js';
 import { bindings, kernel1d, PRELUDE, stridedOffsets, wgslType } from './wgsl.js';
@@ -15,23 +17,6 @@ type Kernel = (inputs: KernelTensor[], attrs: Attrs) => KernelOutput | KernelOut
 
 const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 const buf = (t: KernelTensor) => (t.data as GpuData).buffer;
-
-function stridesOf(shape: readonly number[]): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= shape[i];
-  }
-  return s;
-}
-
-/** Strides of `shape` broadcast to `out` (0 along broadcast axes). */
-function broadcastStrides(shape: readonly number[], out: readonly number[]): number[] {
-  const own = stridesOf(shape);
-  const lead = out.length - shape.length;
-  return out.map((d, i) => (i < lead ? 0 : shape[i - lead] === 1 && d !== 1 ? 0 : own[i - lead]));
-}
 
 /** Elementwise expressions over `x` (unary) or `a`, `b` (binary), per element type. */
 const UNARY_F32: Record<string, string> = {
@@ -285,28 +270,37 @@ export function registerWebGPUKernels(name: string, gpu: () => GpuDevice): void 
     return out;
   });
 
+  // Shared by both matmul kernels: parameters, bindings, and the store with its optional epilogue.
+  const MATMUL_PARAMS =
+    'let M = prm[0]; let N = prm[1]; let K = prm[2]; let ta = prm[3]; let tb = prm[4]; let sA = prm[5]; let sB = prm[6];';
+  const matmulBindings = (epilogue: boolean) =>
+    bindings(
+      epilogue
+        ? [
+            ['A', 'f32'],
+            ['B', 'f32'],
+            ['BIAS', 'f32'],
+          ]
+        : [
+            ['A', 'f32'],
+            ['B', 'f32'],
+          ],
+      [['C', 'f32']],
+    );
+  const storeC = (epilogue: boolean, acc: string) =>
+    epilogue
+      ? `let v = ${acc} + BIAS[col]; C[z * M * N + row * N + col] = select(max(v, 0.0), v, isnan_(v));`
+      : `C[z * M * N + row * N + col] = ${acc};`;
+
   // Tiled matmul: 16×16 tiles in workgroup memory; batch on z; transposes by indexing.
   /** The tiled product; with `epilogue`, C = relu(C + bias) before the store (the SAE encoder). */
   const matmulShader = (epilogue: boolean) => `${PRELUDE}
-${bindings(
-  epilogue
-    ? [
-        ['A', 'f32'],
-        ['B', 'f32'],
-        ['BIAS', 'f32'],
-      ]
-    : [
-        ['A', 'f32'],
-        ['B', 'f32'],
-      ],
-  [['C', 'f32']],
-)}
+${matmulBindings(epilogue)}
 var<workgroup> As: array<array<f32, 16>, 16>;
 var<workgroup> Bs: array<array<f32, 16>, 16>;
 @compute @workgroup_size(16, 16)
 fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u) {
-  let M = prm[0]; let N = prm[1]; let K = prm[2]; let ta = prm[3]; let tb = prm[4];
-  let sA = prm[5]; let sB = prm[6];
+  ${MATMUL_PARAMS}
   let row = wid.y * 16u + lid.y; let col = wid.x * 16u + lid.x; let z = wid.z;
   var acc = 0.0;
   let tiles = (K + 15u) / 16u;
@@ -320,7 +314,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
     workgroupBarrier();
   }
   if (row < M && col < N) {
-    ${epilogue ? 'let v = acc + BIAS[col]; C[z * M * N + row * N + col] = select(max(v, 0.0), v, isnan_(v));' : 'C[z * M * N + row * N + col] = acc;'}
+    ${storeC(epilogue, 'acc')}
   }
 }`;
   /**
@@ -331,25 +325,12 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
    */
   const subgroupShader = (epilogue: boolean, SG: number) => `enable subgroups;
 ${PRELUDE}
-${bindings(
-  epilogue
-    ? [
-        ['A', 'f32'],
-        ['B', 'f32'],
-        ['BIAS', 'f32'],
-      ]
-    : [
-        ['A', 'f32'],
-        ['B', 'f32'],
-      ],
-  [['C', 'f32']],
-)}
+${matmulBindings(epilogue)}
 const SG = ${SG}u;
 const R = 8u;
 @compute @workgroup_size(${SG})
 fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3u) {
-  let M = prm[0]; let N = prm[1]; let K = prm[2]; let ta = prm[3]; let tb = prm[4];
-  let sA = prm[5]; let sB = prm[6];
+  ${MATMUL_PARAMS}
   let col = wid.x * SG + lane; let row0 = wid.y * R; let z = wid.z;
   var acc: array<f32, 8>;
   var a: array<f32, 8>;
@@ -371,7 +352,7 @@ fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: 
   for (var r = 0u; r < R; r++) {
     let row = row0 + r;
     if (row < M && col < N) {
-      ${epilogue ? 'let v = acc[r] + BIAS[col]; C[z * M * N + row * N + col] = select(max(v, 0.0), v, isnan_(v));' : 'C[z * M * N + row * N + col] = acc[r];'}
+      ${storeC(epilogue, 'acc[r]')}
     }
   }
 }`;

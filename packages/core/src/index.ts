@@ -56,7 +56,14 @@ export * from './optim.js';
 export { philox4x32, philoxNormal, philoxUniform, philoxUnitRows, philoxWords } from './random.js';
 export * from './registry.js';
 export * from './schedule.js';
-export { broadcastShapes, normalizeAxes, reducedShape, sizeOf, stridesOf } from './shape.js';
+export {
+  broadcastShapes,
+  broadcastStrides,
+  normalizeAxes,
+  reducedShape,
+  sizeOf,
+  stridesOf,
+} from './shape.js';
 export type { ActivationSource, BatchOptions, GroundTruthSource, SourceFactory } from './source.js';
 export { type BackendMemory, type MemoryInfo, memory, nest, Tensor } from './tensor.js';
 export { loadTrainerState, saveTrainerState, type TrainerStateInfo } from './train/checkpoint.js';

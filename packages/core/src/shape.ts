@@ -82,3 +82,17 @@ export function reducedShape(shape: Shape, axes: readonly number[], keepDims: bo
   });
   return out;
 }
+
+/**
+ * Strides of an array of `shape` read as if broadcast to `out`: 0 along axes it is broadcast
+ * over (missing leading axes, or size 1 where `out` is larger), its own stride elsewhere.
+ */
+export function broadcastStrides(shape: Shape, out: Shape): number[] {
+  const own = stridesOf(shape);
+  const lead = out.length - shape.length;
+  return out.map((d, i) => {
+    if (i < lead) return 0;
+    const sd = shape[i - lead];
+    return sd === 1 && d !== 1 ? 0 : own[i - lead];
+  });
+}

@@ -79,28 +79,3 @@ export function arr(t: KernelTensor): CpuArray {
 export function out(data: CpuArray, shape: readonly number[], dtype: DType): KernelOutput {
   return { data, shape, dtype };
 }
-
-/** Row-major strides of a shape. */
-export function strides(shape: readonly number[]): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= shape[i];
-  }
-  return s;
-}
-
-/**
- * Strides of an input broadcast to `outShape`: 0 on the axes it is broadcast along
- * (missing leading axes or size 1), its own stride elsewhere.
- */
-export function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
-  const own = strides(shape);
-  const lead = outShape.length - shape.length;
-  return outShape.map((d, i) => {
-    if (i < lead) return 0;
-    const sd = shape[i - lead];
-    return sd === 1 && d !== 1 ? 0 : own[i - lead];
-  });
-}

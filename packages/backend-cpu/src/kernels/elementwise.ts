@@ -1,5 +1,6 @@
 import type { DType } from '@dictlearn/core';
-import { arr, broadcastStrides, type CpuArray, type CpuContext, out } from './context.js';
+import { broadcastStrides } from '@dictlearn/core';
+import { arr, type CpuArray, type CpuContext, out } from './context.js';
 
 /**
  * Every elementwise op as one expression over `x` (and `y`); attributes are `p` and `t`.

@@ -1,4 +1,5 @@
-import { arr, broadcastStrides, type CpuContext, out, strides } from './context.js';
+import { broadcastStrides, stridesOf as strides } from '@dictlearn/core';
+import { arr, type CpuContext, out } from './context.js';
 
 /**
  * Fills `dst` (row-major, shape `shape`) from `src` read with per-axis strides `s`: a transpose

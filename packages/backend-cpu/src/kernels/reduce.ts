@@ -1,4 +1,5 @@
-import { arr, type CpuArray, type CpuContext, out, strides } from './context.js';
+import { stridesOf as strides } from '@dictlearn/core';
+import { arr, type CpuArray, type CpuContext, out } from './context.js';
 
 type Combine = 'sum' | 'max' | 'min';
 
