@@ -212,18 +212,12 @@ export function registerWebGPUKernels(name: string, gpu: () => GpuDevice): void 
       const step =
         kind === 'sum' ? 'acc = acc + v;' : kind === 'max' ? 'acc = max(acc, v);' : 'acc = min(acc, v);';
       const nanCheck = isF ? 'if (isnan_(v)) { sawNan = true; }' : '';
-      const body = `
-  let kr = prm[1]; let rr = prm[2]; let rs = prm[3];
-  var base = 0u; var rem = i;
-  for (var q = 0u; q < kr; q++) { let ax = kr - 1u - q; let d = prm[4u + ax]; base += (rem % d) * prm[4u + kr + ax]; rem = rem / d; }
-  var acc: ${t} = ${init}; var sawNan = false;
-  for (var r = 0u; r < rs; r++) {
-    var off = base; var rem2 = r;
-    for (var q = 0u; q < rr; q++) { let ax = rr - 1u - q; let d = prm[4u + 2u * kr + ax]; off += (rem2 % d) * prm[4u + 2u * kr + rr + ax]; rem2 = rem2 / d; }
-    let v = X[off]; ${nanCheck} ${step}
-  }
-  ${isF ? 'O[i] = select(acc, nan_(), sawNan);' : 'O[i] = acc;'}`;
-      const code = kernel1d(bindings([['X', t]], [['O', t]]), body);
+      // Offsets: the output element's base over the kept axes, then each reduced element's.
+      const baseOf = (o: string) => `let kr = prm[1]; let rr = prm[2]; let rs = prm[3];
+  var base = 0u; var rem = ${o};
+  for (var q = 0u; q < kr; q++) { let ax = kr - 1u - q; let d = prm[4u + ax]; base += (rem % d) * prm[4u + kr + ax]; rem = rem / d; }`;
+      const offsetOf = `var off = base; var rem2 = r;
+    for (var q = 0u; q < rr; q++) { let ax = rr - 1u - q; let d = prm[4u + 2u * kr + ax]; off += (rem2 % d) * prm[4u + 2u * kr + rr + ax]; rem2 = rem2 / d; }`;
       const meta = [
         nOut,
         kept.length,
@@ -234,6 +228,52 @@ export function registerWebGPUKernels(name: string, gpu: () => GpuDevice): void 
         ...axes.map((a) => x.shape[a]),
         ...axes.map((a) => xs[a]),
       ];
+      // Few outputs over many elements (a loss, a bias gradient): a workgroup of 64 threads per
+      // output, striding over its elements, then a tree in workgroup memory. Otherwise one thread
+      // per output walks its elements in order.
+      if (redSize > 64 && nOut <= 65535 * 64) {
+        const combine =
+          kind === 'sum'
+            ? 'a + b'
+            : isF
+              ? `select(${kind}(a, b), nan_(), isnan_(a) || isnan_(b))`
+              : `${kind}(a, b)`;
+        const code = `${PRELUDE}
+${bindings([['X', t]], [['O', t]])}
+var<workgroup> part: array<${t}, 64>;
+fn comb(a: ${t}, b: ${t}) -> ${t} { return ${combine}; }
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let o = wid.x + wid.y * nwg.x;
+  let live = o < prm[0];
+  ${baseOf('select(0u, o, live)')}
+  var acc: ${t} = ${init}; var sawNan = false;
+  if (live) {
+    for (var r = lid.x; r < rs; r += 64u) {
+      ${offsetOf}
+      let v = X[off]; ${nanCheck} ${step}
+    }
+  }
+  ${isF ? 'part[lid.x] = select(acc, nan_(), sawNan);' : 'part[lid.x] = acc;'}
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    if (lid.x < s) { part[lid.x] = comb(part[lid.x], part[lid.x + s]); }
+    workgroupBarrier();
+  }
+  if (live && lid.x == 0u) { O[o] = part[0]; }
+}`;
+        gpu().dispatch(code, [buf(x), out.data.buffer], meta, nOut);
+        return out;
+      }
+      const body = `
+  ${baseOf('i')}
+  var acc: ${t} = ${init}; var sawNan = false;
+  for (var r = 0u; r < rs; r++) {
+    ${offsetOf}
+    let v = X[off]; ${nanCheck} ${step}
+  }
+  ${isF ? 'O[i] = select(acc, nan_(), sawNan);' : 'O[i] = acc;'}`;
+      const code = kernel1d(bindings([['X', t]], [['O', t]]), body);
       gpu().dispatch(code, [buf(x), out.data.buffer], meta, groupsFor(nOut));
       return out;
     });

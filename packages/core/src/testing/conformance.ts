@@ -266,6 +266,35 @@ export function conformanceSuite(options: ConformanceOptions): void {
         expect(await read(ops.argmax(t([3, Number.NaN, 5], [1, 3]), -1))).toEqual([1]);
       });
 
+      it('large reductions (hundreds of elements per output) match a float64 reference, NaN included', async () => {
+        const [R, C] = [300, 70];
+        const v = philoxUniform(R * C, 77, 0, -1, 1);
+        v[5 * C + 3] = Number.NaN; // column 3, row 5
+        const x = t(v, [R, C]);
+        const ref = (axis: 0 | 1 | undefined, kind: 'sum' | 'max' | 'min') => {
+          const outN = axis === undefined ? 1 : axis === 0 ? C : R;
+          const res: number[] = [];
+          for (let o = 0; o < outN; o++) {
+            let acc = kind === 'sum' ? 0 : kind === 'max' ? -Infinity : Infinity;
+            const n = axis === undefined ? R * C : axis === 0 ? R : C;
+            for (let r = 0; r < n; r++) {
+              const val = axis === undefined ? v[r] : axis === 0 ? v[r * C + o] : v[o * C + r];
+              acc = kind === 'sum' ? acc + val : kind === 'max' ? Math.max(acc, val) : Math.min(acc, val);
+            }
+            res.push(acc);
+          }
+          return res;
+        };
+        for (const axis of [undefined, 0, 1] as const) {
+          for (const kind of ['sum', 'max', 'min'] as const) {
+            const got = await read(ops[kind](x, axis));
+            // float32 sums of ≤ 21000 terms of |v| < 1: error ≲ n·ε·Σ|v| ≈ 3e-3 absolute at most
+            const tolerance = kind === 'sum' ? { rtol: 1e-4, atol: 3e-3 } : { rtol: 0, atol: 0 };
+            expect(compareValues(got, ref(axis, kind), tolerance, `${kind} axis ${axis}`)).toBeNull();
+          }
+        }
+      });
+
       it('random streams are the Philox stream bit for bit and differ between streams', async () => {
         const u = ops.randomUniform([3, 5], { seed: 42, stream: 3, low: -1, high: 2, backend: name });
         expect(await read(u)).toEqual(Array.from(philoxUniform(15, 42, 3, -1, 2)));
