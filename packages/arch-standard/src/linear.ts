@@ -2,6 +2,8 @@ import {
   add,
   type DictionarySizes,
   div,
+  type LossContext,
+  type LossOutput,
   l2Norm,
   linearBiasRelu,
   matmul,
@@ -112,4 +114,22 @@ export function resampleLinear(p: Params, dead: Int32Array, inputs: Tensor, tied
     transpose(scatterAddRows(zeros([F, d], { backend }), idx, encRows)),
   );
   return out;
+}
+
+/**
+ * The standard SAE loss from features f ≥ 0: mean‖x − x̂‖² + λ·s(t)·mean‖f‖₁, with x̂ decoded by
+ * W_dec. The per-feature sums of f (needed for ‖f‖₁ anyway) double as the firing activity.
+ */
+export function reluL1Loss(p: Params, x: Tensor, f: Tensor, l1Penalty: number, ctx: LossContext): LossOutput {
+  const xhat = decodeLinear(f, p.W_dec, p.b_dec);
+  const mse = meanSquaredError(x, xhat);
+  const activity = sum(f, 0);
+  const l1 = div(sum(activity), x.shape[0]);
+  return {
+    loss: add(mse, mul(l1, l1Penalty * ctx.sparsityScale)),
+    logs: { mse_loss: mse, sparsity_loss: l1, ...(ctx.withLogs ? { l2_loss: meanL2(x, xhat) } : {}) },
+    features: f,
+    reconstruction: xhat,
+    activity,
+  };
 }

@@ -2,7 +2,6 @@ import {
   type ArchitectureFactory,
   type ArchitecturePlugin,
   add,
-  div,
   l2Norm,
   mean,
   mul,
@@ -19,6 +18,7 @@ import {
   initDecoder,
   meanL2,
   meanSquaredError,
+  reluL1Loss,
   resampleLinear,
   scaleBiases,
 } from './linear.js';
@@ -81,21 +81,8 @@ export function standard(config: Partial<StandardConfig> = {}): ArchitecturePlug
     },
     encode: (p, x) => encodeRelu(x, p.b_dec, p.b_enc, { W_enc: p.W_enc }),
     decode: (p, f) => decodeLinear(f, p.W_dec, p.b_dec),
-    loss(p, x, ctx) {
-      const f = encodeRelu(x, p.b_dec, p.b_enc, { W_enc: p.W_enc });
-      const xhat = decodeLinear(f, p.W_dec, p.b_dec);
-      const mse = meanSquaredError(x, xhat);
-      // f ≥ 0, so ‖f‖₁ = Σ f; summing per feature first also tells the trainer which fired.
-      const activity = sum(f, 0);
-      const l1 = div(sum(activity), x.shape[0]);
-      return {
-        loss: add(mse, mul(l1, cfg.l1Penalty * ctx.sparsityScale)),
-        logs: { mse_loss: mse, sparsity_loss: l1, ...(ctx.withLogs ? { l2_loss: meanL2(x, xhat) } : {}) },
-        features: f,
-        reconstruction: xhat,
-        activity,
-      };
-    },
+    loss: (p, x, ctx) =>
+      reluL1Loss(p, x, encodeRelu(x, p.b_dec, p.b_enc, { W_enc: p.W_enc }), cfg.l1Penalty, ctx),
     decoderRows: (p) => add(p.W_dec, 0),
     foldScale: scaleBiases,
     unfoldScale: (p, s) => scaleBiases(p, 1 / s),
@@ -158,20 +145,8 @@ export function tied(config: Partial<StandardConfig> = {}): ArchitecturePlugin<S
       return { W_dec: initDecoder(sizes, seed, backend), ...initBiases(sizes, backend) };
     },
     encode: (p, x) => encodeRelu(x, p.b_dec, p.b_enc, { W_dec: p.W_dec }),
-    loss(p, x, ctx) {
-      const f = encodeRelu(x, p.b_dec, p.b_enc, { W_dec: p.W_dec });
-      const xhat = decodeLinear(f, p.W_dec, p.b_dec);
-      const mse = meanSquaredError(x, xhat);
-      const activity = sum(f, 0);
-      const l1 = div(sum(activity), x.shape[0]);
-      return {
-        activity,
-        loss: add(mse, mul(l1, base.config.l1Penalty * ctx.sparsityScale)),
-        logs: { mse_loss: mse, sparsity_loss: l1, ...(ctx.withLogs ? { l2_loss: meanL2(x, xhat) } : {}) },
-        features: f,
-        reconstruction: xhat,
-      };
-    },
+    loss: (p, x, ctx) =>
+      reluL1Loss(p, x, encodeRelu(x, p.b_dec, p.b_enc, { W_dec: p.W_dec }), base.config.l1Penalty, ctx),
     resample: (p, dead, inputs) => resampleLinear(p, dead, inputs, true),
   };
 }

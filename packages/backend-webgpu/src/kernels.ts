@@ -4,9 +4,8 @@ import {
   type DType,
   type KernelOutput,
   type KernelTensor,
-  philoxNormal,
-  philoxUniform,
-  philoxUnitRows,
+  RANDOM_OPS,
+  randomValues,
   registerKernel,
   stridesOf,
 } from '@dictlearn/core';
@@ -801,31 +800,11 @@ fn before(a: f32, ia: u32, b: f32, ib: u32) -> bool {
     return out;
   });
   // Random numbers come from core's Philox on the host and are uploaded: bit for bit the CPU stream.
-  reg('randomUniform', (_i, attrs) => {
-    const shape = attrs.shape as number[];
-    const v = philoxUniform(
-      sizeOf(shape),
-      attrs.seed as number,
-      attrs.stream as number,
-      attrs.low as number,
-      attrs.high as number,
-    );
-    return { data: gpu().upload(v, 'float32', 'randomUniform'), shape, dtype: 'float32' };
-  });
-  reg('randomUnitRows', (_i, attrs) => {
-    const [rows, cols] = attrs.shape as number[];
-    const v = philoxUnitRows(rows, cols, attrs.seed as number, attrs.stream as number, attrs.norm as number);
-    return { data: gpu().upload(v, 'float32', 'randomUnitRows'), shape: [rows, cols], dtype: 'float32' };
-  });
-  reg('randomNormal', (_i, attrs) => {
-    const shape = attrs.shape as number[];
-    const v = philoxNormal(
-      sizeOf(shape),
-      attrs.seed as number,
-      attrs.stream as number,
-      attrs.mean as number,
-      attrs.std as number,
-    );
-    return { data: gpu().upload(v, 'float32', 'randomNormal'), shape, dtype: 'float32' };
-  });
+  for (const op of RANDOM_OPS) {
+    reg(op, (_i, attrs) => ({
+      data: gpu().upload(randomValues(op, attrs), 'float32', op),
+      shape: [...(attrs.shape as number[])],
+      dtype: 'float32',
+    }));
+  }
 }

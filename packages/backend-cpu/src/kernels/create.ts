@@ -1,4 +1,4 @@
-import { type DType, philoxNormal, philoxUniform, philoxUnitRows } from '@dictlearn/core';
+import { type DType, RANDOM_OPS, randomValues } from '@dictlearn/core';
 import { type CpuContext, out } from './context.js';
 
 /** Registers fill, arange and the Philox random kernels. */
@@ -20,43 +20,12 @@ export function registerCreate(ctx: CpuContext): void {
     for (let i = 0; i < n; i++) dst[i] = start + i * step;
     return out(dst, [n], dtype);
   });
-  ctx.kernel('randomUniform', (_inputs, attrs) => {
-    const shape = attrs.shape as number[];
-    const values = philoxUniform(
-      sizeOf(shape),
-      attrs.seed as number,
-      attrs.stream as number,
-      attrs.low as number,
-      attrs.high as number,
-    );
-    const dst = ctx.alloc('float32', values.length);
-    dst.set(values);
-    return out(dst, shape, 'float32');
-  });
-  ctx.kernel('randomUnitRows', (_inputs, attrs) => {
-    const [rows, cols] = attrs.shape as number[];
-    const values = philoxUnitRows(
-      rows,
-      cols,
-      attrs.seed as number,
-      attrs.stream as number,
-      attrs.norm as number,
-    );
-    const dst = ctx.alloc('float32', values.length);
-    dst.set(values);
-    return out(dst, [rows, cols], 'float32');
-  });
-  ctx.kernel('randomNormal', (_inputs, attrs) => {
-    const shape = attrs.shape as number[];
-    const values = philoxNormal(
-      sizeOf(shape),
-      attrs.seed as number,
-      attrs.stream as number,
-      attrs.mean as number,
-      attrs.std as number,
-    );
-    const dst = ctx.alloc('float32', values.length);
-    dst.set(values);
-    return out(dst, shape, 'float32');
-  });
+  for (const op of RANDOM_OPS) {
+    ctx.kernel(op, (_inputs, attrs) => {
+      const values = randomValues(op, attrs);
+      const dst = ctx.alloc('float32', values.length, false);
+      dst.set(values);
+      return out(dst, attrs.shape as number[], 'float32');
+    });
+  }
 }

@@ -1,6 +1,7 @@
 import { readyBackend } from '../backend.js';
-import { runOp } from '../engine.js';
+import { type Attrs, runOp } from '../engine.js';
 import { check } from '../errors.js';
+import { philoxNormal, philoxUniform, philoxUnitRows } from '../random.js';
 import { checkShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 
@@ -80,4 +81,23 @@ export function randomUnitRows(
     norm: options.norm ?? 1,
     backend: readyBackend(options.backend, 'randomUnitRows').name,
   })[0];
+}
+
+/** The random ops a backend implements, by name. */
+export const RANDOM_OPS = ['randomUniform', 'randomNormal', 'randomUnitRows'] as const;
+
+/**
+ * The values a random op produces for its attrs, computed on the host from the Philox stream.
+ * Every backend uploads these (bit-identical across backends); GPU backends may instead
+ * reproduce `randomUniform` on device from the same stream definition.
+ */
+export function randomValues(op: (typeof RANDOM_OPS)[number], attrs: Attrs): Float32Array {
+  const shape = attrs.shape as number[];
+  const seed = attrs.seed as number;
+  const stream = attrs.stream as number;
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (op === 'randomUniform')
+    return philoxUniform(n, seed, stream, attrs.low as number, attrs.high as number);
+  if (op === 'randomNormal') return philoxNormal(n, seed, stream, attrs.mean as number, attrs.std as number);
+  return philoxUnitRows(shape[0], shape[1], seed, stream, attrs.norm as number);
 }
