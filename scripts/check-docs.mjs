@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// Checks the conventions every workspace package keeps (see DESIGN.md, "Tooling"):
+// Checks the conventions every workspace package keeps (the design's "Tooling" conventions):
 //   - a README.md with a runnable example in a fenced ```ts block;
 //   - "type": "module" in package.json;
 //   - packages/ only: an `exports` map in which every condition object lists `types` first;
 //   - co-located tests: a package with a src/ folder has at least one src/**/*.test.ts.
+// And at the root: the README's "Set up" block holds exactly two commands, and .ci/run runs the
+// second one verbatim (CI must run what a user runs).
 // Prints one line per failure and exits 1 when there is any.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -126,6 +128,27 @@ const libraries = packageDirs('packages');
 const apps = packageDirs('apps');
 for (const dir of libraries) checkPackage(dir, { library: true });
 for (const dir of apps) checkPackage(dir, { library: false });
+
+/** The root README's set-up commands: the non-comment lines of the first sh block under "## Set up". */
+function checkSetUpCommands() {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const section = readme.split(/^## Set up\s*$/m)[1];
+  const block = section && /```sh\n([\s\S]*?)```/.exec(section);
+  if (!block) {
+    fail(root, 'README.md has no "## Set up" section with a ```sh block');
+    return;
+  }
+  const commands = block[1].split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'));
+  if (commands.length !== 2) {
+    fail(root, `README.md "Set up" holds ${commands.length} commands, expected exactly 2`);
+    return;
+  }
+  const ci = readFileSync(join(root, '.ci/run'), 'utf8');
+  if (!ci.split('\n').some((l) => l.trim() === commands[1].trim())) {
+    fail(root, `.ci/run does not run the README's command 2 verbatim: ${commands[1].trim()}`);
+  }
+}
+checkSetUpCommands();
 
 if (failures.length > 0) {
   for (const f of failures) console.error(`check-docs: ${f}`);

@@ -6,9 +6,19 @@ import { parseArgs } from 'node:util';
 import { DictlearnError } from '@dictlearn/core';
 import { formatBench, runBench } from './commands/bench.js';
 import { formatMetrics, runEval } from './commands/eval.js';
-import { formatSummary, runTrain } from './commands/train.js';
+import {
+  catchInterrupts,
+  formatSummary,
+  interruptedMessage,
+  type RunControl,
+  RunStateError,
+  runStateMessage,
+  runTrain,
+  TrainInterruptedError,
+} from './commands/train.js';
 import {
   ConfigError,
+  flagNumber,
   numberList,
   type RunConfig,
   readConfigFile,
@@ -22,6 +32,7 @@ With no command: the synthetic ground-truth demo (trains standard SAEs at severa
 penalties in one pass and reports how many true features each recovered).
 
 commands:
+  demo      the same demo with another seed: --seed N (data and init; default 0), --json
   train     train dictionaries
             --config FILE         JSON or YAML run config (flags below override it)
             --source NAME         synthetic (default), npy, safetensors
@@ -29,8 +40,12 @@ commands:
             --dim D --num-features N --mean-active K --noise S --data-seed N   synthetic data
             --arch NAME           standard (default), april-update, tied; comma list for several
             --l1 L                sparsity penalty; a comma list trains one dictionary per value
-            --dict-size F         features per dictionary (default 4·d)
+            --dict-size F         features per dictionary (default 4·d; d from the file header)
             --steps N --batch-size B --lr LR --warmup-steps N --sparsity-warmup-steps N
+            --epochs N            passes over npy/safetensors data, reshuffled each (seed: --data-seed);
+                                  default: as many as --steps needs, or 1 without --steps
+            --eval-data FILE      held-out activation file(s) the final table is scored on (repeatable)
+            --max-memory GB       refuse a run estimated to need more (default: the memory free now)
             --resample-steps N    resample dead features every N steps
             --seed N              init seed
             --normalize           train on activations scaled to mean squared norm d
@@ -38,10 +53,15 @@ commands:
             --backend NAME        auto (default), cpu, ...
             --out DIR             write dictionaries, checkpoints and log.jsonl here
             --save-steps N,N      checkpoint after these steps;  --resume  continue from the latest
+            --resume-or-start     resume if --out has a checkpoint, else start
+            --restart             discard the run already in --out;  --allow-config-change  resume anyway
             --log-every N         --json  print the final table as JSON
   eval      dictlearn eval DIR --source NAME [--data FILE ...] [source flags] [--batches N] [--json]
   bench     matmul GFLOP/s and one training step per backend, beside numpy
             --json --reps N --batch B --d D --features F --include-ts --no-numpy
+
+--debug (anywhere): print the stack trace of an error. Errors are one line; exit code 2 for a bad
+flag or config, 1 for a run that failed (bad data, unwritable --out, not enough memory).
 `;
 
 const SOURCE_FLAGS = {
@@ -59,31 +79,31 @@ const SOURCE_FLAGS = {
 
 type Values = Record<string, string | boolean | string[] | undefined>;
 
-function num(flag: string, v: string | undefined, integer = false): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) {
-    throw new ConfigError(`--${flag} must be ${integer ? 'an integer' : 'a number'}, got '${v}'`);
-  }
-  return n;
-}
-
 function sourceFromFlags(values: Values, base?: RunConfig['source']): RunConfig['source'] {
   const type = (values.source as string | undefined) ?? base?.type ?? 'synthetic';
   const src: RunConfig['source'] = { ...(base && base.type === type ? base : {}), type };
   const files = values.data as string[] | undefined;
   if (files) src.files = files;
-  const set = (key: string, flag: string, integer: boolean) => {
-    const v = num(flag, values[flag] as string | undefined, integer);
+  const set = (key: string, flag: string) => {
+    const v = flagNumber(flag, values[flag] as string | undefined);
     if (v !== undefined) src[key] = v;
   };
-  set('dim', 'dim', true);
-  set('numFeatures', 'num-features', true);
-  set('meanActive', 'mean-active', false);
-  set('noise', 'noise', false);
-  set('seed', 'data-seed', true);
-  if ((type === 'npy' || type === 'safetensors') && !src.files) {
-    throw new ConfigError(`--source ${type} needs --data FILE (one or more activation files)`);
+  set('dim', 'dim');
+  set('numFeatures', 'num-features');
+  set('meanActive', 'mean-active');
+  set('noise', 'noise');
+  set('seed', 'data-seed');
+  if (type === 'npy' || type === 'safetensors') {
+    if (!src.files)
+      throw new ConfigError(`--source ${type} needs --data FILE (one or more activation files)`);
+    const synthetic = ['num-features', 'mean-active', 'noise'].filter((f) => values[f] !== undefined);
+    if (synthetic.length > 0) {
+      throw new ConfigError(
+        `--${synthetic[0]} describes synthetic data; --source ${type} reads its activations from --data`,
+      );
+    }
+  } else if (files) {
+    throw new ConfigError(`--data names activation files for --source npy or safetensors, not ${type}`);
   }
   return src;
 }
@@ -108,32 +128,37 @@ async function trainCommand(args: string[]): Promise<number> {
       out: { type: 'string' },
       'save-steps': { type: 'string' },
       resume: { type: 'boolean' },
+      'resume-or-start': { type: 'boolean' },
+      restart: { type: 'boolean' },
+      'allow-config-change': { type: 'boolean' },
       'log-every': { type: 'string' },
+      epochs: { type: 'string' },
+      'eval-data': { type: 'string', multiple: true },
+      'max-memory': { type: 'string' },
     },
     strict: true,
   });
   const base: Partial<RunConfig> = values.config ? await readConfigFile(values.config) : {};
   const cfg: Partial<RunConfig> = { ...base };
   cfg.source = sourceFromFlags(values, base.source);
-  const dim = (cfg.source.dim as number | undefined) ?? 256;
   if (values.arch || values.l1 || values['dict-size'] || !base.trainers) {
     const archs = ((values.arch as string | undefined) ?? 'standard').split(',').map((s) => s.trim());
     const l1s = values.l1 ? numberList('l1', values.l1 as string) : [undefined];
-    const dictSize = num('dict-size', values['dict-size'] as string | undefined, true) ?? 4 * dim;
+    // undefined: 4·d, with d known once the source is open (a file's header)
+    const dictSize = flagNumber('dict-size', values['dict-size'] as string | undefined);
     cfg.trainers = archs.flatMap((architecture) =>
       l1s.map((l1) => ({ architecture, dictSize, config: l1 === undefined ? {} : { l1Penalty: l1 } })),
     );
   }
   const perTrainer = {
-    lr: num('lr', values.lr as string | undefined),
-    warmupSteps: num('warmup-steps', values['warmup-steps'] as string | undefined, true),
-    sparsityWarmupSteps: num(
+    lr: flagNumber('lr', values.lr as string | undefined),
+    warmupSteps: flagNumber('warmup-steps', values['warmup-steps'] as string | undefined),
+    sparsityWarmupSteps: flagNumber(
       'sparsity-warmup-steps',
       values['sparsity-warmup-steps'] as string | undefined,
-      true,
     ),
-    resampleSteps: num('resample-steps', values['resample-steps'] as string | undefined, true),
-    seed: num('seed', values.seed as string | undefined, true),
+    resampleSteps: flagNumber('resample-steps', values['resample-steps'] as string | undefined),
+    seed: flagNumber('seed', values.seed as string | undefined),
   };
   cfg.trainers = (cfg.trainers ?? []).map((t) => {
     const merged = { ...t };
@@ -144,29 +169,73 @@ async function trainCommand(args: string[]): Promise<number> {
   const pick = <K extends keyof RunConfig>(key: K, v: RunConfig[K] | undefined) => {
     if (v !== undefined) cfg[key] = v;
   };
-  pick('steps', num('steps', values.steps as string | undefined, true));
-  pick('batchSize', num('batch-size', values['batch-size'] as string | undefined, true));
+  pick('steps', flagNumber('steps', values.steps as string | undefined));
+  pick('batchSize', flagNumber('batch-size', values['batch-size'] as string | undefined));
   pick('backend', values.backend as string | undefined);
   pick('out', values.out as string | undefined);
-  pick('logEvery', num('log-every', values['log-every'] as string | undefined, true));
+  pick('logEvery', flagNumber('log-every', values['log-every'] as string | undefined));
   if (values['save-steps']) cfg.saveSteps = numberList('save-steps', values['save-steps'] as string);
   pick('resume', values.resume as boolean | undefined);
   pick('normalize', values.normalize as boolean | undefined);
-  pick('bufferRows', num('buffer-rows', values['buffer-rows'] as string | undefined, true));
-  return runAndPrint(resolveConfig(cfg), values.json as boolean);
+  pick('bufferRows', flagNumber('buffer-rows', values['buffer-rows'] as string | undefined));
+  pick('epochs', flagNumber('epochs', values.epochs as string | undefined));
+  pick('evalData', values['eval-data'] as string[] | undefined);
+  pick('maxMemory', flagNumber('max-memory', values['max-memory'] as string | undefined));
+  return runAndPrint(resolveConfig(cfg), values.json as boolean, args, {
+    resumeOrStart: values['resume-or-start'] as boolean | undefined,
+    restart: values.restart as boolean | undefined,
+    allowConfigChange: values['allow-config-change'] as boolean | undefined,
+  });
 }
 
-async function runAndPrint(cfg: RunConfig, json: boolean): Promise<number> {
+async function runAndPrint(
+  cfg: RunConfig,
+  json: boolean,
+  trainArgs?: string[],
+  control: RunControl = {},
+): Promise<number> {
   const tty = process.stderr.isTTY;
-  const summary = await runTrain(cfg, {
-    progress(text, live) {
-      if (live) {
-        if (tty) process.stderr.write(`\r\x1b[2K${text.slice(0, (process.stderr.columns ?? 160) - 1)}`);
-      } else process.stderr.write(`${tty ? '\r\x1b[2K' : ''}${text}\n`);
-    },
+  const say = (text: string) => process.stderr.write(`${tty ? '\r\x1b[2K' : ''}${text}\n`);
+  // Ctrl-C stops after the current step with a checkpoint; a second one quits at once.
+  const interrupts = catchInterrupts(say);
+  try {
+    const summary = await runTrain(
+      cfg,
+      {
+        progress(text, live) {
+          if (live) {
+            if (tty) process.stderr.write(`\r\x1b[2K${text.slice(0, (process.stderr.columns ?? 160) - 1)}`);
+          } else say(text);
+        },
+      },
+      { ...control, signal: interrupts.signal },
+    );
+    process.stdout.write(json ? `${JSON.stringify(summary, null, 2)}\n` : `${formatSummary(summary)}\n`);
+    return 0;
+  } catch (e) {
+    if (e instanceof TrainInterruptedError) {
+      say(interruptedMessage(e, cfg.out, trainArgs));
+      return interrupts.exitCode();
+    }
+    if (e instanceof RunStateError) {
+      say(`dictlearn train: ${runStateMessage(e, cfg.out)}`);
+      return 1;
+    }
+    throw e;
+  } finally {
+    interrupts.dispose();
+  }
+}
+
+/** `dictlearn demo --seed N`: the no-argument demo with its data and init seeds set to N. */
+async function demoCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { seed: { type: 'string' }, json: { type: 'boolean', default: false } },
+    strict: true,
   });
-  process.stdout.write(json ? `${JSON.stringify(summary, null, 2)}\n` : `${formatSummary(summary)}\n`);
-  return 0;
+  const seed = flagNumber('seed', values.seed) ?? 0;
+  return runAndPrint(resolveConfig(demoConfig(seed)), values.json as boolean);
 }
 
 async function evalCommand(args: string[]): Promise<number> {
@@ -178,12 +247,18 @@ async function evalCommand(args: string[]): Promise<number> {
   });
   if (positionals.length !== 1)
     throw new ConfigError('usage: dictlearn eval DIR --source NAME [--data FILE ...]');
+  if (values.source === undefined) {
+    throw new ConfigError(
+      'name the data to evaluate on: --source npy --data FILE, --source safetensors --data FILE, or --source synthetic --dim D (with the --data-seed, --num-features ... it was trained with)',
+    );
+  }
   const metrics = await runEval({
     checkpoint: positionals[0],
     source: sourceFromFlags(values),
-    batchSize: num('batch-size', values['batch-size'] as string | undefined, true) ?? 4096,
-    batches: num('batches', values.batches as string | undefined, true) ?? 8,
+    batchSize: flagNumber('batch-size', values['batch-size'] as string | undefined) ?? 4096,
+    batches: flagNumber('batches', values.batches as string | undefined) ?? 8,
     backend: (values.backend as string | undefined) ?? 'auto',
+    notice: (text) => process.stderr.write(`${text}\n`),
   });
   process.stdout.write(values.json ? `${JSON.stringify(metrics, null, 2)}\n` : `${formatMetrics(metrics)}\n`);
   return 0;
@@ -228,8 +303,36 @@ async function benchCommand(args: string[]): Promise<number> {
   return 0;
 }
 
+/** The message of an error on one line (a YAML excerpt or a nested cause may hold newlines). */
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+/**
+ * Prints an error as one line, `dictlearn <command>: <message>`, and returns the exit code: 2
+ * for a bad flag or config (ConfigError, parseArgs), 1 for a refusal of the data or the run
+ * (DictlearnError) and for anything unexpected (which says how to see the stack). With
+ * `--debug` the stack follows the line.
+ */
+function reportError(command: string | undefined, e: unknown, debug: boolean): number {
+  const head = command ? `dictlearn ${command}` : 'dictlearn';
+  const err = e instanceof Error ? e : new Error(String(e));
+  const usage = e instanceof ConfigError || (e as { code?: string })?.code?.startsWith?.('ERR_PARSE_ARGS');
+  const known = usage || e instanceof DictlearnError;
+  const hint = known || debug ? '' : ' (run with --debug for the stack)';
+  const what = known ? err.message : `${err.name}: ${err.message}`;
+  process.stderr.write(`${head}: ${oneLine(what)}${hint}\n`);
+  if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
+  return usage ? 2 : 1;
+}
+
 /** Parses the command line and runs a command; returns the exit code. Errors print one clear line. */
 export async function main(argv: string[]): Promise<number> {
+  // --debug is accepted anywhere before a `--` terminator
+  const end = argv.indexOf('--');
+  const head = end < 0 ? argv : argv.slice(0, end);
+  const debug = head.includes('--debug');
+  if (debug) argv = [...head.filter((a) => a !== '--debug'), ...(end < 0 ? [] : argv.slice(end))];
   const [command, ...rest] = argv;
   if (command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(USAGE);
@@ -237,23 +340,16 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     if (command === undefined) return await runAndPrint(resolveConfig(demoConfig()), false);
+    if (command === 'demo') return await demoCommand(rest);
     if (command === 'train') return await trainCommand(rest);
     if (command === 'eval') return await evalCommand(rest);
     if (command === 'bench') return await benchCommand(rest);
-    process.stderr.write(`dictlearn: unknown command '${command}'\n\n${USAGE}`);
+    process.stderr.write(
+      `dictlearn: unknown command '${command}' (commands: demo, train, eval, bench; dictlearn --help for the options)\n`,
+    );
     return 2;
   } catch (e) {
-    if (e instanceof ConfigError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`dictlearn ${command}: ${(e as Error).message}\n`);
-      return 2;
-    }
-    if (e instanceof DictlearnError) {
-      process.stderr.write(
-        `dictlearn ${command ?? ''}: ${e.message}\n`.replace('dictlearn : ', 'dictlearn: '),
-      );
-      return 1;
-    }
-    throw e;
+    return reportError(command, e, debug);
   }
 }
 

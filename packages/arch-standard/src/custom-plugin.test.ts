@@ -50,7 +50,7 @@ function sqrtPenalty(config: { lambda: number }): ArchitecturePlugin<{ lambda: n
     }),
     featureAxes: () => ({ W_enc: 1, b_enc: 0, W_dec: 0 }),
     init({ activationDim: d, dictSize: F }, { seed, backend }) {
-      const w = randomNormal([F, d], { seed, backend });
+      const w = randomNormal([F, d], { seed, purpose: 'init', backend });
       const W_dec = div(w, l2Norm(w, -1, true));
       return {
         W_enc: transpose(W_dec),
@@ -96,10 +96,11 @@ it('the README template trains and recovers synthetic features', async () => {
   const r = await groundTruthRecovery(rows, truth, 0.9);
   // Trained with core ops only, the template gets gradients, ConstrainedAdam and checkpoints for
   // free. A random 96-row dictionary in 32 dimensions has MMCS ≈ 0.55 to the truth and recovers
-  // nothing at cosine 0.9; training must do far better.
-  // (Measured: MMCS 0.83, 35% recovered after these 1500 steps.)
-  expect(r.mmcs).toBeGreaterThan(0.75);
-  expect(r.fractionRecovered).toBeGreaterThan(0.25);
+  // nothing at cosine 0.9; training must do far better. The init draws from the 'init' key
+  // domain, so it cannot start on the truth. Measured after these 1500 steps, data seeds 1/2/3:
+  // MMCS 0.80/0.77/0.77, recovered 12.5/18.8/14.6% (6–9 of 48 features).
+  expect(r.mmcs).toBeGreaterThan(0.72);
+  expect(r.fractionRecovered).toBeGreaterThanOrEqual(4 / 48);
   for (const t of [rows, truth]) t.dispose();
   dictionaries[0].dispose();
 });

@@ -9,6 +9,8 @@
  * ```
  * @packageDocumentation
  */
+
+export type { EncoderBiasInit } from './linear.js';
 export {
   type AprilUpdateConfig,
   aprilUpdate,

@@ -1,5 +1,6 @@
 import {
   add,
+  type DeadFeatures,
   type DictionarySizes,
   div,
   type LossContext,
@@ -9,6 +10,7 @@ import {
   matmul,
   mul,
   type Params,
+  randomUniform,
   randomUnitRows,
   reshape,
   scatterAddRows,
@@ -50,16 +52,51 @@ export function decodeLinear(f: Tensor, wDec: Tensor, bDec: Tensor): Tensor {
 }
 
 /**
- * REFERENCE init: W_dec [F, d] random normal (Philox stream of the seed), rows scaled to norm
- * 0.1; W_enc = W_decᵀ; biases zero.
+ * REFERENCE init: W_dec [F, d] random normal (the `'init'` Philox domain of the seed, which no
+ * data or ground-truth draw shares), rows scaled to norm 0.1; W_enc = W_decᵀ.
  */
 export function initDecoder(sizes: DictionarySizes, seed: number, backend?: string): Tensor {
-  return randomUnitRows(sizes.dictSize, sizes.activationDim, { seed, stream: 0, norm: 0.1, backend });
+  return randomUnitRows(sizes.dictSize, sizes.activationDim, {
+    seed,
+    stream: 0,
+    purpose: 'init',
+    norm: 0.1,
+    backend,
+  });
 }
 
-/** Zero biases b_enc [F] and b_dec [d]. */
-export function initBiases(sizes: DictionarySizes, backend?: string): { b_enc: Tensor; b_dec: Tensor } {
-  return { b_enc: zeros([sizes.dictSize], { backend }), b_dec: zeros([sizes.activationDim], { backend }) };
+/**
+ * How b_enc starts: `'zero'` (REFERENCE, the default) or `'torch'`, uniform in ±1/√d as torch's
+ * `nn.Linear` leaves it, which dictionary_learning's `AutoEncoder` keeps (to reproduce its runs).
+ */
+export type EncoderBiasInit = 'zero' | 'torch';
+
+/** Checks an `encoderBiasInit` config value (for `validateConfig`). */
+export const checkEncoderBiasInit = (v: string): string | null =>
+  v === 'zero' || v === 'torch' ? null : "must be 'zero' or 'torch'";
+
+/**
+ * Biases b_enc [F] and b_dec [d]: b_dec zero; b_enc zero, or with `'torch'` uniform in
+ * [−1/√d, 1/√d) from stream 1 of the seed's `'init'` domain.
+ */
+export function initBiases(
+  sizes: DictionarySizes,
+  backend?: string,
+  encoderBias: { init: EncoderBiasInit; seed: number } = { init: 'zero', seed: 0 },
+): { b_enc: Tensor; b_dec: Tensor } {
+  const bound = 1 / Math.sqrt(sizes.activationDim);
+  const b_enc =
+    encoderBias.init === 'torch'
+      ? randomUniform([sizes.dictSize], {
+          seed: encoderBias.seed,
+          stream: 1,
+          purpose: 'init',
+          low: -bound,
+          high: bound,
+          backend,
+        })
+      : zeros([sizes.dictSize], { backend });
+  return { b_enc, b_dec: zeros([sizes.activationDim], { backend }) };
 }
 
 /** mean_b ‖x − x̂‖² (squared error summed over d, averaged over the batch). */
@@ -77,38 +114,39 @@ export function scaleBiases(p: Params, s: number): Params {
   return { b_enc: mul(p.b_enc, s), b_dec: mul(p.b_dec, s) };
 }
 
-/** 1 for features kept, 0 for `dead` ones, as a host array of length F. */
-export function keepMask(dictSize: number, dead: Int32Array): Float32Array {
+/** 1 for every feature, 0 for those listed in `features`, as a host array of length F. */
+export function keepMask(dictSize: number, features: Int32Array): Float32Array {
   const m = new Float32Array(dictSize).fill(1);
-  for (const j of dead) m[j] = 0;
+  for (const j of features) m[j] = 0;
   return m;
 }
 
 /**
- * REFERENCE resampling of a ReLU SAE: for each dead feature j (paired with one chosen input x),
- * encoder direction ← x · 0.2 · (mean norm of the alive encoder directions), decoder row ←
- * x/‖x‖, b_enc[j] ← 0. `encoder` is W_enc [d, F] (untied) or absent (tied: the decoder is the
- * encoder). Returns the replaced parameters.
+ * REFERENCE resampling of a ReLU SAE (dictionary_learning's `resample_neurons`): each feature
+ * `replace[i]` is rebuilt from input row x_i: encoder direction ← x_i · 0.2 · (mean norm of the
+ * alive encoder directions), decoder row ← x_i/‖x_i‖, b_enc ← 0. Alive means not in `dead`: every
+ * dead feature is left out of that mean, also those not rebuilt this time (their directions are
+ * stale and often far larger or smaller). With no alive feature the mean is taken as 1.
+ * `tied`: one matrix W_dec [F, d] (the decoder is the encoder), so only the decoder row is set.
+ * Returns the replaced parameters.
  */
-export function resampleLinear(p: Params, dead: Int32Array, inputs: Tensor, tied: boolean): Params {
+export function resampleLinear(p: Params, features: DeadFeatures, inputs: Tensor, tied: boolean): Params {
   const [F, d] = p.W_dec.shape;
   const backend = p.W_dec.backend;
-  const keep = keepMask(F, dead);
-  const keepRows = tensor(keep, [F, 1], { backend });
-  const idx = tensor(dead, [dead.length], { dtype: 'int32', backend });
+  const keepRows = tensor(keepMask(F, features.replace), [F, 1], { backend });
+  const idx = tensor(features.replace, [features.replace.length], { dtype: 'int32', backend });
   const unit = div(inputs, l2Norm(inputs, -1, true));
   const out: Params = { b_enc: mul(p.b_enc, reshape(keepRows, [F])) };
-  if (tied) {
-    // One matrix: the decoder row is both directions.
-    out.W_dec = add(mul(p.W_dec, keepRows), scatterAddRows(zeros([F, d], { backend }), idx, unit));
-    return out;
-  }
-  const encNorms = l2Norm(p.W_enc, 0); // [F]: norm of each feature's encoder direction
-  const alive = keep.reduce((a, b) => a + b, 0);
-  const aliveNorm =
-    alive > 0 ? div(sum(mul(encNorms, reshape(keepRows, [F]))), alive) : tensor([1], [], { backend });
-  const encRows = mul(inputs, mul(aliveNorm, 0.2));
   out.W_dec = add(mul(p.W_dec, keepRows), scatterAddRows(zeros([F, d], { backend }), idx, unit));
+  if (tied) return out;
+  const alive = keepMask(F, features.dead);
+  const aliveCount = alive.reduce((a, b) => a + b, 0);
+  const encNorms = l2Norm(p.W_enc, 0); // [F]: norm of each feature's encoder direction
+  const aliveNorm =
+    aliveCount > 0
+      ? div(sum(mul(encNorms, tensor(alive, [F], { backend }))), aliveCount)
+      : tensor([1], [], { backend });
+  const encRows = mul(inputs, mul(aliveNorm, 0.2));
   out.W_enc = add(
     mul(p.W_enc, reshape(keepRows, [1, F])),
     transpose(scatterAddRows(zeros([F, d], { backend }), idx, encRows)),

@@ -128,7 +128,7 @@ describe('plugins', () => {
       "standard: field 'l1Penalty' must be a finite number",
     );
     expect(() => standard({ lambda: 1 } as never)).toThrow(
-      "standard: unknown field 'lambda' (known: l1Penalty)",
+      "standard: unknown field 'lambda' (known: l1Penalty, encoderBiasInit)",
     );
   });
 

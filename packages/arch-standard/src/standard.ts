@@ -12,7 +12,9 @@ import {
   validateConfig,
 } from '@dictlearn/core';
 import {
+  checkEncoderBiasInit,
   decodeLinear,
+  type EncoderBiasInit,
   encodeRelu,
   initBiases,
   initDecoder,
@@ -29,12 +31,19 @@ const PACKAGE = '@dictlearn/arch-standard';
 export interface StandardConfig {
   /** λ, the L1 penalty coefficient (REFERENCE default 0.1). */
   l1Penalty: number;
+  /**
+   * How b_enc starts (default `'zero'`, REFERENCE); `'torch'`: uniform in ±1/√d, as
+   * dictionary_learning's `AutoEncoder` leaves it (see {@link EncoderBiasInit}).
+   */
+  encoderBiasInit: EncoderBiasInit;
 }
 
 /** Hyper-parameters of the April-update SAE. */
 export interface AprilUpdateConfig {
   /** λ of the decoder-norm-weighted L1 penalty Σ_i f_i·‖W_dec,i‖. */
   l1Penalty: number;
+  /** How b_enc starts (default `'zero'`; `'torch'`: uniform in ±1/√d, as dictionary_learning). */
+  encoderBiasInit: EncoderBiasInit;
 }
 
 const positive = (v: number) => (v >= 0 ? null : 'must be ≥ 0');
@@ -66,6 +75,7 @@ function untiedShapes(s: { activationDim: number; dictSize: number }): Record<st
 export function standard(config: Partial<StandardConfig> = {}): ArchitecturePlugin<StandardConfig> {
   const cfg = validateConfig<StandardConfig>('standard', config, {
     l1Penalty: { kind: 'number', default: 0.1, check: positive },
+    encoderBiasInit: { kind: 'string', default: 'zero', check: checkEncoderBiasInit },
   });
   return {
     name: 'standard',
@@ -77,7 +87,11 @@ export function standard(config: Partial<StandardConfig> = {}): ArchitecturePlug
     featureAxes: () => ({ W_enc: 1, b_enc: 0, W_dec: 0 }),
     init(sizes, { seed, backend }) {
       const W_dec = initDecoder(sizes, seed, backend);
-      return { W_enc: transpose(W_dec), W_dec, ...initBiases(sizes, backend) };
+      return {
+        W_enc: transpose(W_dec),
+        W_dec,
+        ...initBiases(sizes, backend, { init: cfg.encoderBiasInit, seed }),
+      };
     },
     encode: (p, x) => encodeRelu(x, p.b_dec, p.b_enc, { W_enc: p.W_enc }),
     decode: (p, f) => decodeLinear(f, p.W_dec, p.b_dec),
@@ -86,7 +100,7 @@ export function standard(config: Partial<StandardConfig> = {}): ArchitecturePlug
     decoderRows: (p) => add(p.W_dec, 0),
     foldScale: scaleBiases,
     unfoldScale: (p, s) => scaleBiases(p, 1 / s),
-    resample: (p, dead, inputs) => resampleLinear(p, dead, inputs, false),
+    resample: (p, features, inputs) => resampleLinear(p, features, inputs, false),
   };
 }
 
@@ -99,8 +113,9 @@ export function standard(config: Partial<StandardConfig> = {}): ArchitecturePlug
 export function aprilUpdate(config: Partial<AprilUpdateConfig> = {}): ArchitecturePlugin<AprilUpdateConfig> {
   const cfg = validateConfig<AprilUpdateConfig>('april-update', config, {
     l1Penalty: { kind: 'number', default: 0.1, check: positive },
+    encoderBiasInit: { kind: 'string', default: 'zero', check: checkEncoderBiasInit },
   });
-  const base = standard({ l1Penalty: cfg.l1Penalty });
+  const base = standard(cfg);
   return {
     ...base,
     name: 'april-update',
@@ -142,12 +157,15 @@ export function tied(config: Partial<StandardConfig> = {}): ArchitecturePlugin<S
     }),
     featureAxes: () => ({ b_enc: 0, W_dec: 0 }),
     init(sizes, { seed, backend }) {
-      return { W_dec: initDecoder(sizes, seed, backend), ...initBiases(sizes, backend) };
+      return {
+        W_dec: initDecoder(sizes, seed, backend),
+        ...initBiases(sizes, backend, { init: base.config.encoderBiasInit, seed }),
+      };
     },
     encode: (p, x) => encodeRelu(x, p.b_dec, p.b_enc, { W_dec: p.W_dec }),
     loss: (p, x, ctx) =>
       reluL1Loss(p, x, encodeRelu(x, p.b_dec, p.b_enc, { W_dec: p.W_dec }), base.config.l1Penalty, ctx),
-    resample: (p, dead, inputs) => resampleLinear(p, dead, inputs, true),
+    resample: (p, features, inputs) => resampleLinear(p, features, inputs, true),
   };
 }
 

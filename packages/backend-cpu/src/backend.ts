@@ -2,7 +2,7 @@ import type { Backend, DType, HostArray, TensorValues } from '@dictlearn/core';
 import type { FastMatmul } from './fast/ort-matmul.js';
 import { type CpuArray, createContext } from './kernels/context.js';
 import { registerCreate } from './kernels/create.js';
-import { registerElementwise } from './kernels/elementwise.js';
+import { codegenAllowed, registerElementwise } from './kernels/elementwise.js';
 import { registerIndexing } from './kernels/indexing.js';
 import { registerLayout } from './kernels/layout.js';
 import { registerMatmul } from './kernels/matmul.js';
@@ -34,6 +34,12 @@ export interface CpuBackendOptions {
   poolBytes?: number;
   /** `useBackend('auto')` priority (default 100, below GPU backends). */
   priority?: number;
+  /**
+   * Compile one specialised loop per elementwise op with `new Function` (default true). Where
+   * the runtime forbids it (a content-security policy without 'unsafe-eval') the backend
+   * notices once and uses closures instead, whatever this says; `false` forces the closures.
+   */
+  codegen?: boolean;
 }
 
 /** Which native matmul route a CPU backend uses, or why it uses none. */
@@ -55,33 +61,32 @@ export type FastPathStatus =
 export interface CpuBackend extends Backend {
   /** The matmul fast path in use, or why there is none (filled in by `init()`). */
   readonly fastPath: FastPathStatus;
+  /**
+   * Whether elementwise loops are generated code (`new Function`); false where a
+   * content-security policy forbids it or `codegen: false` was passed (closures then).
+   */
+  readonly codegen: boolean;
 }
 
 const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 let noticeShown = false;
 
 /**
- * Creates a CPU backend and registers its kernels under its name. Register it with
- * `registerBackend` and start it with `useBackend` (or import `@dictlearn/backend-cpu/register`).
+ * Creates a CPU backend with its own kernels (registered on this instance: creating another
+ * backend under the same name never touches them). Register it with `registerBackend` and
+ * start it with `useBackend` (or import `@dictlearn/backend-cpu/register`).
  */
 export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
   const name = options.name ?? 'cpu';
   const precision = options.precision ?? 'float32';
-  const ctx = createContext(name, precision, options.poolBytes);
+  const codegen = options.codegen !== false && codegenAllowed();
   let fast: FastMatmul | undefined;
   let fastPath: FastPathStatus = { active: false, reason: 'not started' };
-
-  registerCreate(ctx);
-  registerElementwise(ctx);
-  registerReduce(ctx);
-  registerLayout(ctx);
-  registerIndexing(ctx);
-  registerMatmul(ctx, () => fast);
-  registerOptim(ctx);
 
   const backend: CpuBackend = {
     name,
     priority: options.priority ?? 100,
+    codegen,
     get fastPath() {
       return fastPath;
     },
@@ -145,6 +150,14 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
     },
     bytesPerElement: (dtype) => (dtype === 'float32' && precision === 'float64' ? 8 : 4),
   };
+  const ctx = createContext(backend, precision, codegen, options.poolBytes);
+  registerCreate(ctx);
+  registerElementwise(ctx);
+  registerReduce(ctx);
+  registerLayout(ctx);
+  registerIndexing(ctx);
+  registerMatmul(ctx, () => fast);
+  registerOptim(ctx);
   return backend;
 }
 

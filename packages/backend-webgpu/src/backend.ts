@@ -46,8 +46,7 @@ export function createWebGPUBackend(options: WebGPUBackendOptions = {}): WebGPUB
     if (!device) throw new Error(`backend '${name}' is not started; await useBackend('${name}')`);
     return device;
   };
-  registerWebGPUKernels(name, gpu);
-  return {
+  const backend: WebGPUBackend = {
     name,
     priority: options.priority ?? 200,
     get adapter() {
@@ -118,4 +117,7 @@ export function createWebGPUBackend(options: WebGPUBackendOptions = {}): WebGPUB
       return a && SOFTWARE_ADAPTER.test(a) ? `the only WebGPU adapter is a CPU emulation (${a})` : undefined;
     },
   };
+  // Kernels belong to this instance: another backend created under the same name gets its own.
+  registerWebGPUKernels(backend, gpu);
+  return backend;
 }

@@ -1,9 +1,11 @@
 import {
-  type Attrs,
+  type Backend,
   broadcastStrides,
   type DType,
   type KernelOutput,
   type KernelTensor,
+  type OpAttrs,
+  type OpName,
   RANDOM_OPS,
   randomValues,
   registerKernel,
@@ -12,13 +14,17 @@ import {
 import { f32bits, type GpuData, type GpuDevice, groupsFor } from './device.js';
 import { bindings, kernel1d, PRELUDE, stridedOffsets, wgslType } from './wgsl.js';
 
-type Kernel = (inputs: KernelTensor[], attrs: Attrs) => KernelOutput | KernelOutput[];
+type Kernel<Op extends OpName> = (
+  inputs: KernelTensor[],
+  attrs: OpAttrs[Op],
+) => KernelOutput | KernelOutput[];
 
 const sizeOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 const buf = (t: KernelTensor) => (t.data as GpuData).buffer;
 
 /** Elementwise expressions over `x` (unary) or `a`, `b` (binary), per element type. */
-const UNARY_F32: Record<string, string> = {
+type UnaryOp = 'neg' | 'abs' | 'sign' | 'square' | 'sqrt' | 'exp' | 'log' | 'pow' | 'relu' | 'step';
+const UNARY_F32: Record<UnaryOp, string> = {
   neg: '-x',
   abs: 'abs(x)',
   sign: 'select(sign(x), x, isnan_(x))',
@@ -30,7 +36,12 @@ const UNARY_F32: Record<string, string> = {
   relu: 'select(max(x, 0.0), x, isnan_(x))',
   step: 'select(select(0.0, 1.0, x > f_(prm[2])), x, isnan_(x))',
 };
-const UNARY_I32: Record<string, string> = { neg: '-x', abs: 'abs(x)', sign: 'sign(x)', square: 'x * x' };
+const UNARY_I32: Partial<Record<UnaryOp, string>> = {
+  neg: '-x',
+  abs: 'abs(x)',
+  sign: 'sign(x)',
+  square: 'x * x',
+};
 
 const POW_FN = /* wgsl */ `
 fn pow_(x: f32, p: f32, flags: u32) -> f32 {
@@ -45,7 +56,21 @@ fn pow_(x: f32, p: f32, flags: u32) -> f32 {
   return r;
 }`;
 
-const BINARY_F32: Record<string, string> = {
+type BinaryOp =
+  | 'add'
+  | 'sub'
+  | 'mul'
+  | 'div'
+  | 'maximum'
+  | 'minimum'
+  | 'greater'
+  | 'greaterEqual'
+  | 'less'
+  | 'lessEqual'
+  | 'equal'
+  | 'notEqual'
+  | 'reluGrad';
+const BINARY_F32: Record<BinaryOp, string> = {
   add: 'a + b',
   sub: 'a - b',
   mul: 'a * b',
@@ -60,7 +85,7 @@ const BINARY_F32: Record<string, string> = {
   notEqual: 'select(0.0, 1.0, isnan_(a) || isnan_(b) || a != b)',
   reluGrad: 'select(0.0, a, !isnan_(b) && b > 0.0)',
 };
-const BINARY_I32: Record<string, string> = {
+const BINARY_I32: Partial<Record<BinaryOp, string>> = {
   add: 'a + b',
   sub: 'a - b',
   mul: 'a * b',
@@ -75,9 +100,9 @@ const BINARY_I32: Record<string, string> = {
 };
 const COMPARISONS = new Set(['greater', 'greaterEqual', 'less', 'lessEqual', 'equal', 'notEqual']);
 
-/** Registers every core op's kernel for a WebGPU backend named `name`. */
-export function registerWebGPUKernels(name: string, gpu: () => GpuDevice): void {
-  const reg = (op: string, k: Kernel) => registerKernel(op, name, k);
+/** Registers every core op's kernel on a WebGPU backend instance. */
+export function registerWebGPUKernels(backend: Backend, gpu: () => GpuDevice): void {
+  const reg = <Op extends OpName>(op: Op, k: Kernel<Op>) => registerKernel(op, backend, k);
   const output = (
     shape: readonly number[],
     dtype: DType,
@@ -88,28 +113,28 @@ export function registerWebGPUKernels(name: string, gpu: () => GpuDevice): void 
     dtype,
   });
 
-  for (const op of Object.keys(UNARY_F32)) {
+  for (const op of Object.keys(UNARY_F32) as UnaryOp[]) {
     reg(op, ([x], attrs) => {
       const t = wgslType(x.dtype);
       const expr = (t === 'i32' ? UNARY_I32 : UNARY_F32)[op];
       if (!expr) throw new Error(`${op}: no int32 kernel on WebGPU`);
       const out = output(x.shape, x.dtype, op);
-      const p = (attrs.p as number | undefined) ?? 0;
+      const { p = 0, threshold = 0 } = attrs as { p?: number; threshold?: number };
       const flags = Number.isInteger(p) ? 1 | (Math.abs(p) % 2 === 1 ? 2 : 0) : 0;
       const code = kernel1d(bindings([['X', t]], [['O', t]]), `let x = X[i]; O[i] = ${expr};`, POW_FN);
       gpu().dispatch(
         code,
         [buf(x), out.data.buffer],
-        [x.size, f32bits(p), f32bits((attrs.threshold as number) ?? 0), flags],
+        [x.size, f32bits(p), f32bits(threshold), flags],
         groupsFor(x.size),
       );
       return out;
     });
   }
 
-  const binary = (op: string) => {
+  const binary = (op: BinaryOp) => {
     reg(op, ([a, b], attrs) => {
-      const shape = (attrs.shape as number[] | undefined) ?? [...a.shape]; // reluGrad: dy's shape
+      const shape = (attrs as { shape?: number[] }).shape ?? [...a.shape]; // reluGrad: dy's shape
       const t = wgslType(a.dtype);
       const expr = (t === 'i32' ? BINARY_I32 : BINARY_F32)[op];
       if (!expr) throw new Error(`${op}: no ${a.dtype} kernel on WebGPU`);
@@ -135,7 +160,7 @@ export function registerWebGPUKernels(name: string, gpu: () => GpuDevice): void 
       return out;
     });
   };
-  for (const op of Object.keys(BINARY_F32)) binary(op);
+  for (const op of Object.keys(BINARY_F32) as BinaryOp[]) binary(op);
 
   reg('where', ([c, a, b], attrs) => {
     const shape = attrs.shape as number[];

@@ -4,6 +4,7 @@ import {
   DictlearnError,
   fmtShape,
   philoxWords,
+  seedFor,
   Tensor,
   tensor,
 } from '@dictlearn/core';
@@ -110,7 +111,8 @@ function positiveInt(name: string, v: number): number {
  * yielded rows leave the reservoir (DL's read mask). Memory is bounded by `capacity` rows plus
  * one source batch.
  *
- * Row sampling is reproducible: batch b draws its rows with `philoxWords(2·batchSize, seed, b)`
+ * Row sampling is reproducible: batch b draws its rows with
+ * `philoxWords(2·batchSize, seedFor('sampling', seed), b)`
  * (core's Philox), each row index from 53 random bits. Given the same source and seed the
  * buffer yields the same batches.
  *
@@ -262,7 +264,7 @@ export class ActivationBuffer implements AsyncIterable<Tensor> {
     const d = this.dim;
     const rows = this.#rows;
     const out = new Float32Array(n * d);
-    const words = philoxWords(2 * n, this.seed, this.#batches % 2 ** 32);
+    const words = philoxWords(2 * n, seedFor('sampling', this.seed), this.#batches % 2 ** 32);
     let held = this.#held;
     for (let t = 0; t < n; t++) {
       const u = ((words[2 * t] >>> 0) * 2 ** 21 + (words[2 * t + 1] >>> 11)) / 2 ** 53;

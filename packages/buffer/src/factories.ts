@@ -1,7 +1,7 @@
-import { type ActivationSource, DictlearnError, type SourceFactory } from '@dictlearn/core';
+import { type ActivationSource, closestName, DictlearnError, type SourceFactory } from '@dictlearn/core';
 import { SyntheticSource, type SyntheticSourceOptions } from './synthetic.js';
 
-type FieldKind = 'number' | 'integer' | 'string' | 'paths' | 'count';
+type FieldKind = 'number' | 'integer' | 'string' | 'paths' | 'count' | 'boolean';
 
 function opOf(name: string): string {
   return `source '${name}'`;
@@ -26,9 +26,12 @@ function parseOptions(
   for (const [key, raw] of Object.entries(options)) {
     const kind = fields[key];
     if (!kind) {
+      const near = closestName(key, Object.keys(fields));
       throw new DictlearnError(
         op,
-        `unknown option '${key}'; expected one of ${Object.keys(fields)
+        `unknown option '${key}'${near ? ` (did you mean '${near}'?)` : ''}; expected one of ${Object.keys(
+          fields,
+        )
           .map((k) => `'${k}'`)
           .join(', ')}`,
       );
@@ -45,6 +48,10 @@ function parseOptions(
 function parseField(op: string, key: string, kind: FieldKind, raw: unknown): unknown {
   const show = JSON.stringify(raw);
   switch (kind) {
+    case 'boolean':
+      if (raw === true || raw === 'true') return true;
+      if (raw === false || raw === 'false') return false;
+      throw new DictlearnError(op, `option '${key}' must be true or false, got ${show}`);
     case 'number':
     case 'integer':
     case 'count': {
@@ -108,14 +115,17 @@ const FILE_FIELDS: Record<string, FieldKind> = {
   files: 'paths',
   dim: 'integer',
   epochs: 'count',
+  shuffle: 'boolean',
+  seed: 'integer',
   readBytes: 'integer',
+  stripeBytes: 'integer',
 };
 
-/** `npy`: {@link NpySource} over `files` (required), with `dim`, `epochs`, `readBytes`. */
+/** `npy`: {@link NpySource} over `files` (required), with `dim`, `epochs`, `shuffle`, `seed`, `readBytes`, `stripeBytes`. */
 export const npySourceFactory: SourceFactory = {
   name: 'npy',
   description:
-    'activations in .npy files (float32/float16/float64, [rows, d]): files (required), dim, epochs, readBytes',
+    'activations in .npy files (float32/float16/float64, [rows, d]): files (required), dim, epochs, shuffle, seed, readBytes, stripeBytes',
   async create(options: Record<string, unknown>): Promise<ActivationSource> {
     const { files, ...rest } = parseOptions('npy', options, FILE_FIELDS, ['files']);
     const { NpySource } = await import('./files.js');
@@ -123,11 +133,11 @@ export const npySourceFactory: SourceFactory = {
   },
 };
 
-/** `safetensors`: {@link SafetensorsSource} over `files` (required), with `key`, `dim`, `epochs`, `readBytes`. */
+/** `safetensors`: {@link SafetensorsSource} over `files` (required), with `key` and the options of `npy`. */
 export const safetensorsSourceFactory: SourceFactory = {
   name: 'safetensors',
   description:
-    'activations in safetensors files, one tensor each (F32/F16/BF16/F64, [rows, d]): files (required), key, dim, epochs, readBytes',
+    'activations in safetensors files, one tensor each (F32/F16/BF16/F64, [rows, d]): files (required), key, dim, epochs, shuffle, seed, readBytes, stripeBytes',
   async create(options: Record<string, unknown>): Promise<ActivationSource> {
     const { files, ...rest } = parseOptions('safetensors', options, { ...FILE_FIELDS, key: 'string' }, [
       'files',

@@ -11,8 +11,11 @@ import {
   float16ToFloat32,
   fmtShape,
   parseSafetensorsHeader,
+  philox4x32,
+  philoxKey,
   type SafetensorsDType,
   safetensorsHeaderLength,
+  seedFor,
   type Tensor,
   tensor,
 } from '@dictlearn/core';
@@ -51,8 +54,43 @@ export interface FileSourceOptions {
   dim?: number;
   /** Passes over the files (default 1; `Infinity` repeats them forever). */
   epochs?: number;
-  /** Most bytes read from disk at once (default 16 MiB); memory is one batch plus this. */
+  /**
+   * Most bytes of rows held at once (default 16 MiB): the size of a shuffle chunk, and of one
+   * read. Memory is one batch plus at most twice this (a chunk, and a conversion buffer for
+   * float16, bfloat16 and float64 files).
+   */
   readBytes?: number;
+  /**
+   * Reshuffle the rows every epoch (default false: rows come in file order). The order of epoch
+   * e depends only on (`seed`, e); see the shuffle guarantee on {@link NpySource} and the package README.
+   */
+  shuffle?: boolean;
+  /** Seed of the shuffle (default 0), a non-negative safe integer; draws use the `'shuffle'` key domain. */
+  seed?: number;
+  /** Bytes of a stripe, the unit the shuffle permutes across files (default 64 KiB; at least one row). */
+  stripeBytes?: number;
+}
+
+/** Options of a file source's `batches()`. */
+export interface FileBatchOptions extends BatchOptions {
+  /**
+   * Position in the stream to start at (default 0): epoch ⌊start / rows⌋, then `start mod rows`
+   * rows into that epoch's order, so `batches({ start: k })` yields what `batches()` yields after
+   * its first k rows (without reading them).
+   */
+  start?: number;
+}
+
+/** How a file source cuts its rows for reading and shuffling (see the shuffle guarantee in the package README). */
+export interface FileSourceLayout {
+  /** Consecutive rows in one stripe, the unit whose order the shuffle permutes (the last may be shorter). */
+  stripeRows: number;
+  /** Stripes in one chunk, the unit read into memory and shuffled row by row. */
+  stripesPerChunk: number;
+  /** Number of stripes, ⌈rows / stripeRows⌉. */
+  stripes: number;
+  /** Number of chunks per epoch, ⌈stripes / stripesPerChunk⌉. */
+  chunks: number;
 }
 
 /** Options of {@link SafetensorsSource}. */
@@ -127,7 +165,16 @@ async function expandPaths(
 }
 
 function checkOptions(op: string, options: FileSourceOptions): void {
-  const { dim, epochs, readBytes } = options;
+  const { dim, epochs, readBytes, shuffle, seed, stripeBytes } = options;
+  if (shuffle !== undefined && typeof shuffle !== 'boolean') {
+    throw new DictlearnError(op, `option 'shuffle' must be true or false, got ${JSON.stringify(shuffle)}`);
+  }
+  if (seed !== undefined && (!Number.isSafeInteger(seed) || seed < 0)) {
+    throw new DictlearnError(op, `option 'seed' must be a non-negative integer, got ${seed}`);
+  }
+  if (stripeBytes !== undefined && (!Number.isSafeInteger(stripeBytes) || stripeBytes < 1)) {
+    throw new DictlearnError(op, `option 'stripeBytes' must be a positive integer, got ${stripeBytes}`);
+  }
   if (dim !== undefined && (!Number.isSafeInteger(dim) || dim < 1)) {
     throw new DictlearnError(op, `option 'dim' must be a positive integer, got ${dim}`);
   }
@@ -160,10 +207,280 @@ function commonDim(files: ActivationFile[], expected: number | undefined): numbe
   return dim;
 }
 
+/** Default bytes of a stripe: large enough for efficient reads, small enough to mix many per chunk. */
+const STRIPE_BYTES = 64 * 1024;
+/** Files kept open at once while streaming (a run over thousands of shards must not run out of descriptors). */
+const OPEN_FILES = 8;
+/** Feistel rounds of the stripe permutation (Luby–Rackoff needs 4 for a pseudorandom permutation). */
+const FEISTEL_ROUNDS = 6;
+/** Counter word 3 of the shuffle's two draws, so the stripe order and the row order never share a Philox block. */
+const STRIPE_TAG = 1;
+const ROW_TAG = 2;
+
 /**
- * Base of the file sources: streams the rows of a list of files, in order, as [batchSize, dim]
- * float32 batches (a batch may span two files; the last one may be smaller), converting
- * float16, bfloat16 and float64 on the fly. Memory holds one batch and one read.
+ * A keyed pseudorandom permutation of 0 … n−1 without a table: a balanced Feistel network over
+ * the smallest even number of bits that covers n, its round function a Philox-4x32-10 block of
+ * (value, round, epoch, tag) under the shuffle key, with cycle walking to stay below n (fewer
+ * than 4 rounds of the network on average). Memory O(1), any position and its inverse in O(1).
+ */
+class StripePermutation {
+  readonly #n: number;
+  readonly #half: number;
+  readonly #key: [number, number];
+  readonly #epoch: number;
+  readonly #counter = [0, 0, 0, STRIPE_TAG];
+  readonly #out = new Uint32Array(4);
+
+  constructor(n: number, key: [number, number], epoch: number) {
+    this.#n = n;
+    let bits = Math.max(1, Math.ceil(Math.log2(n)));
+    if (2 ** bits < n) bits++; // guard the float log
+    if (bits % 2 === 1) bits++;
+    this.#half = 2 ** (bits / 2);
+    this.#key = key;
+    this.#epoch = epoch;
+  }
+
+  #round(r: number, x: number): number {
+    const c = this.#counter;
+    c[0] = x;
+    c[1] = r;
+    c[2] = this.#epoch >>> 0;
+    philox4x32(c, this.#key, this.#out);
+    return this.#out[0] % this.#half;
+  }
+
+  #encrypt(x: number): number {
+    const h = this.#half;
+    let l = Math.floor(x / h);
+    let r = x % h;
+    for (let i = 0; i < FEISTEL_ROUNDS; i++) {
+      const t = (l ^ this.#round(i, r)) >>> 0;
+      l = r;
+      r = t;
+    }
+    return l * h + r;
+  }
+
+  #decrypt(y: number): number {
+    const h = this.#half;
+    let l = Math.floor(y / h);
+    let r = y % h;
+    for (let i = FEISTEL_ROUNDS - 1; i >= 0; i--) {
+      const t = (r ^ this.#round(i, l)) >>> 0;
+      r = l;
+      l = t;
+    }
+    return l * h + r;
+  }
+
+  /** The stripe at position `p` of the order. */
+  at(p: number): number {
+    if (this.#n <= 1) return p;
+    let y = this.#encrypt(p);
+    while (y >= this.#n) y = this.#encrypt(y);
+    return y;
+  }
+
+  /** The position of stripe `k` in the order (the inverse of {@link at}). */
+  positionOf(k: number): number {
+    if (this.#n <= 1) return k;
+    let x = this.#decrypt(k);
+    while (x >= this.#n) x = this.#decrypt(x);
+    return x;
+  }
+}
+
+/** A uniform Fisher–Yates permutation of 0 … m−1 from the Philox blocks (b, chunk, epoch, ROW_TAG). */
+function shuffledRows(m: number, key: [number, number], epoch: number, chunk: number): Uint32Array {
+  const perm = new Uint32Array(m);
+  for (let i = 0; i < m; i++) perm[i] = i;
+  const counter = [0, chunk >>> 0, epoch >>> 0, ROW_TAG];
+  const block = new Uint32Array(4);
+  let b = 0;
+  for (let i = m - 1; i > 0; i -= 2) {
+    counter[0] = b++;
+    philox4x32(counter, key, block);
+    // 53-bit uniforms from word pairs: the modulo bias of 32 bits would be up to m/2³²
+    const u1 = ((block[0] >>> 5) * 67108864 + (block[1] >>> 6)) / 9007199254740992;
+    const j1 = Math.floor(u1 * (i + 1));
+    const t1 = perm[i];
+    perm[i] = perm[j1];
+    perm[j1] = t1;
+    if (i - 1 > 0) {
+      const u2 = ((block[2] >>> 5) * 67108864 + (block[3] >>> 6)) / 9007199254740992;
+      const j2 = Math.floor(u2 * i);
+      const t2 = perm[i - 1];
+      perm[i - 1] = perm[j2];
+      perm[j2] = t2;
+    }
+  }
+  return perm;
+}
+
+/** The first non-finite value of `v` (x − x is NaN exactly for NaN and ±Infinity), or −1. */
+function firstNonFinite(v: Float32Array): number {
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (x - x !== 0) return i;
+  }
+  return -1;
+}
+
+/**
+ * Reads global row ranges of a list of files (the files' rows concatenated) into float32,
+ * converting on the fly and refusing non-finite values with the file, row and column named.
+ * Keeps up to {@link OPEN_FILES} handles open.
+ */
+class RowReader {
+  readonly #files: readonly ActivationFile[];
+  readonly #starts: number[];
+  readonly #dim: number;
+  readonly #readBytes: number;
+  readonly #fs: Fs;
+  readonly #open = new Map<number, FileHandle>();
+  #raw: Uint8Array | undefined;
+
+  constructor(files: readonly ActivationFile[], dim: number, readBytes: number, fs: Fs) {
+    this.#files = files;
+    this.#dim = dim;
+    this.#readBytes = readBytes;
+    this.#fs = fs;
+    this.#starts = [0];
+    for (const f of files) this.#starts.push(this.#starts[this.#starts.length - 1] + f.rows);
+  }
+
+  async #handle(i: number): Promise<FileHandle> {
+    const open = this.#open.get(i);
+    if (open) {
+      this.#open.delete(i); // re-insert: the map's order is the least recently used first
+      this.#open.set(i, open);
+      return open;
+    }
+    if (this.#open.size >= OPEN_FILES) {
+      const [oldest, h] = this.#open.entries().next().value as [number, FileHandle];
+      this.#open.delete(oldest);
+      await h.close();
+    }
+    const path = this.#files[i].path;
+    let h: FileHandle;
+    try {
+      h = await this.#fs.open(path, 'r');
+    } catch (e) {
+      throw new DictlearnError(path, `cannot open the file: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    this.#open.set(i, h);
+    return h;
+  }
+
+  /** The file holding global row `g` (binary search over the files' first rows). */
+  #fileOf(g: number): number {
+    let lo = 0;
+    let hi = this.#files.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.#starts[mid] <= g) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  /** Reads global rows [g, g + count) into `target` from row `at` on. */
+  async read(g: number, count: number, target: Float32Array, at: number): Promise<void> {
+    const d = this.#dim;
+    while (count > 0) {
+      const fi = this.#fileOf(g);
+      const file = this.#files[fi];
+      const local = g - this.#starts[fi];
+      if (local >= file.rows) {
+        g = this.#starts[fi + 1]; // an empty file: nothing to read
+        continue;
+      }
+      const take = Math.min(count, file.rows - local);
+      const handle = await this.#handle(fi);
+      const bytesPer = FILE_DTYPE_BYTES[file.dtype];
+      const rowBytes = d * bytesPer;
+      if (file.dtype === 'float32' && LITTLE_ENDIAN) {
+        const view = new Uint8Array(target.buffer, target.byteOffset + at * d * 4, take * rowBytes);
+        await readFully(handle, view, file.dataOffset + local * rowBytes, file.path);
+      } else {
+        const pieceRows = Math.max(1, Math.floor(this.#readBytes / rowBytes));
+        for (let done = 0; done < take; ) {
+          const n = Math.min(pieceRows, take - done);
+          const need = n * rowBytes;
+          if (!this.#raw || this.#raw.byteLength < need) {
+            this.#raw = new Uint8Array(Math.min(pieceRows, take) * rowBytes);
+          }
+          const raw = this.#raw.subarray(0, need);
+          await readFully(handle, raw, file.dataOffset + (local + done) * rowBytes, file.path);
+          convert(file.dtype, raw, target.subarray((at + done) * d, (at + done + n) * d));
+          done += n;
+        }
+      }
+      const bad = firstNonFinite(target.subarray(at * d, (at + take) * d));
+      if (bad >= 0) {
+        const row = local + Math.floor(bad / d);
+        const value = target[at * d + bad];
+        throw new DictlearnError(
+          file.path,
+          `row ${row}${rowIndex(file.shape, row)}, column ${bad % d} holds ${value}; activations must be finite numbers`,
+        );
+      }
+      g += take;
+      at += take;
+      count -= take;
+    }
+  }
+
+  async close(): Promise<void> {
+    const handles = [...this.#open.values()];
+    this.#open.clear();
+    for (const h of handles) await h.close();
+  }
+}
+
+/** ` (index [i, j] of shape [a, b, d])` for a row of a file with more than two axes, else ''. */
+function rowIndex(shape: readonly number[], row: number): string {
+  if (shape.length <= 2) return '';
+  const idx: number[] = [];
+  let r = row;
+  for (let a = shape.length - 2; a >= 0; a--) {
+    idx.unshift(r % shape[a]);
+    r = Math.floor(r / shape[a]);
+  }
+  return ` (index ${fmtShape(idx)} of shape ${fmtShape(shape)})`;
+}
+
+/** What the user should be told about files with more than two axes (read as rows of their last axis). */
+function flattenNotices(files: readonly ActivationFile[], dim: number): string[] {
+  const deep = files.filter((f) => f.shape.length > 2);
+  if (deep.length === 0) return [];
+  const f = deep[0];
+  const more =
+    deep.length > 1 ? ` (and ${deep.length - 1} more file${deep.length > 2 ? 's' : ''} likewise)` : '';
+  return [
+    `${f.path}: reading shape ${fmtShape(f.shape)} as ${f.rows} rows of ${dim} (every axis but the last counts rows)${more}`,
+  ];
+}
+
+/**
+ * Base of the file sources: streams the rows of a list of files as [batchSize, dim] float32
+ * batches (a batch may span files and epochs; the very last one may be smaller), converting
+ * float16, bfloat16 and float64 on the fly, and refusing NaN/±Infinity with the file, row and
+ * column named.
+ *
+ * Rows are cut into stripes of `stripeRows` consecutive rows (about `stripeBytes`, 64 KiB) and
+ * stripes are grouped into chunks of at most `readBytes` (16 MiB) of float32 rows, the unit held
+ * in memory. Without `shuffle` the rows come in file order. With `shuffle`, epoch e visits the
+ * stripes in the order of a keyed pseudorandom permutation of all stripes of all files (a
+ * Feistel network over Philox, key from (`seed`, `'shuffle'`), tweaked by e), reads them a chunk
+ * at a time, and yields each chunk's rows in a uniformly random order (Fisher–Yates over Philox).
+ *
+ * Guarantee: every epoch yields every row exactly once; the order depends only on (seed, epoch),
+ * so it is reproducible and replayable (`start`), and differs between epochs. Rows of one stripe
+ * stay in one chunk, so the shuffle is a full permutation of the stripes but not of the rows:
+ * two rows closer than a stripe always land within a chunk of each other. Memory: one batch, one
+ * chunk, one conversion buffer.
  */
 abstract class FileSource implements ActivationSource {
   /** A short description, e.g. `npy(3 files, 120000 rows, d=512)`. */
@@ -176,75 +493,124 @@ abstract class FileSource implements ActivationSource {
   readonly files: readonly ActivationFile[];
   /** Passes over the files. */
   readonly epochs: number;
+  /** Whether each epoch is reshuffled. */
+  readonly shuffle: boolean;
+  /** Seed of the shuffle. */
+  readonly seed: number;
+  /** How rows are cut into stripes and chunks. */
+  readonly layout: FileSourceLayout;
+  /**
+   * Things the user should know about how the files are read (one line each), e.g. that a
+   * `[8, 128, 512]` array is read as 1024 rows of 512. The CLI prints them.
+   */
+  readonly notices: readonly string[];
   readonly #readBytes: number;
+  readonly #key: [number, number];
 
   protected constructor(kind: string, files: ActivationFile[], dim: number, options: FileSourceOptions) {
     this.files = files;
     this.dim = dim;
     this.rows = files.reduce((s, f) => s + f.rows, 0);
     this.epochs = options.epochs ?? 1;
+    this.shuffle = options.shuffle === true;
+    this.seed = options.seed ?? 0;
     this.#readBytes = options.readBytes ?? 16 * 2 ** 20;
-    this.name = `${kind}(${files.length} file${files.length === 1 ? '' : 's'}, ${this.rows} rows, d=${dim})`;
+    this.#key = philoxKey(seedFor('shuffle', this.seed));
+    const rowBytes = 4 * dim;
+    const chunkRows = Math.max(1, Math.floor(this.#readBytes / rowBytes));
+    const stripeRows = Math.max(
+      1,
+      Math.min(chunkRows, Math.floor((options.stripeBytes ?? STRIPE_BYTES) / rowBytes)),
+    );
+    const stripes = Math.ceil(this.rows / stripeRows);
+    const stripesPerChunk = Math.max(1, Math.floor(chunkRows / stripeRows));
+    this.layout = Object.freeze({
+      stripeRows,
+      stripesPerChunk,
+      stripes,
+      chunks: Math.ceil(stripes / stripesPerChunk),
+    });
+    this.notices = Object.freeze(flattenNotices(files, dim));
+    const shuffled = this.shuffle ? `, shuffled with seed ${this.seed}` : '';
+    this.name = `${kind}(${files.length} file${files.length === 1 ? '' : 's'}, ${this.rows} rows, d=${dim}${shuffled})`;
   }
 
-  /** Yields [batchSize, dim] batches of consecutive rows until every epoch is read. */
-  async *batches(options: BatchOptions): AsyncGenerator<Tensor> {
+  /** Rows of epoch order before chunk `j` (the only short stripe, the last, may sit in any chunk). */
+  #rowsBefore(j: number, lastStripePosition: number): number {
+    const { stripeRows: s, stripesPerChunk: c, stripes } = this.layout;
+    const short = stripes * s - this.rows;
+    return j * c * s - (short > 0 && lastStripePosition < j * c ? short : 0);
+  }
+
+  /** Yields [batchSize, dim] batches until every epoch is read (from position `start`). */
+  async *batches(options: FileBatchOptions): AsyncGenerator<Tensor> {
     const batchSize = options?.batchSize;
     if (!Number.isSafeInteger(batchSize) || batchSize < 1) {
       throw new DictlearnError(this.name, `batchSize must be a positive integer, got ${batchSize}`);
     }
+    const start = options.start ?? 0;
+    if (!Number.isSafeInteger(start) || start < 0) {
+      throw new DictlearnError(this.name, `start must be a non-negative integer, got ${start}`);
+    }
+    const n = this.rows;
+    if (n === 0) return;
     const fs = await nodeFs(this.name);
     const d = this.dim;
+    const { stripeRows: s, stripesPerChunk: c, stripes, chunks } = this.layout;
+    const reader = new RowReader(this.files, d, this.#readBytes, fs);
+    const chunk = new Float32Array(Math.min(c * s, n) * d);
     let out = new Float32Array(batchSize * d);
     let filled = 0;
-    for (let epoch = 0; epoch < this.epochs; epoch++) {
-      if (this.rows === 0) return;
-      for (const file of this.files) {
-        if (file.rows === 0) continue;
-        const bytesPer = FILE_DTYPE_BYTES[file.dtype];
-        const rowBytes = d * bytesPer;
-        const maxRows = Math.max(1, Math.floor(this.#readBytes / rowBytes));
-        let handle: FileHandle;
-        try {
-          handle = await fs.open(file.path, 'r');
-        } catch (e) {
-          throw new DictlearnError(
-            file.path,
-            `cannot open the file: ${e instanceof Error ? e.message : String(e)}`,
-          );
-        }
-        try {
-          let row = 0;
-          while (row < file.rows) {
-            const take = Math.min(batchSize - filled, file.rows - row, maxRows);
-            const position = file.dataOffset + row * rowBytes;
-            const target = out.subarray(filled * d, (filled + take) * d);
-            if (file.dtype === 'float32' && LITTLE_ENDIAN) {
-              await readFully(
-                handle,
-                new Uint8Array(out.buffer, target.byteOffset, take * rowBytes),
-                position,
-                file.path,
-              );
-            } else {
-              const raw = new Uint8Array(take * rowBytes);
-              await readFully(handle, raw, position, file.path);
-              convert(file.dtype, raw, target);
+    let skip = start % n;
+    try {
+      for (let epoch = Math.floor(start / n); epoch < this.epochs; epoch++) {
+        const order = this.shuffle ? new StripePermutation(stripes, this.#key, epoch) : undefined;
+        const lastAt = order ? order.positionOf(stripes - 1) : stripes - 1;
+        // the chunk holding position `skip` of this epoch's order
+        let j = Math.min(chunks - 1, Math.floor(skip / (c * s)));
+        while (j > 0 && this.#rowsBefore(j, lastAt) > skip) j--;
+        while (j + 1 < chunks && this.#rowsBefore(j + 1, lastAt) <= skip) j++;
+        let offset = skip - this.#rowsBefore(j, lastAt);
+        skip = 0;
+        for (; j < chunks; j++) {
+          let m = 0;
+          const last = Math.min((j + 1) * c, stripes);
+          if (!order) {
+            m = Math.min(last * s, n) - j * c * s;
+            await reader.read(j * c * s, m, chunk, 0);
+          } else {
+            for (let p = j * c; p < last; p++) {
+              const k = order.at(p);
+              const rows = Math.min(s, n - k * s);
+              await reader.read(k * s, rows, chunk, m);
+              m += rows;
             }
-            filled += take;
-            row += take;
+          }
+          const perm = order ? shuffledRows(m, this.#key, epoch, j) : undefined;
+          for (let r = offset; r < m; ) {
+            if (perm) {
+              const src = perm[r++];
+              out.set(chunk.subarray(src * d, (src + 1) * d), filled * d);
+              filled++;
+            } else {
+              const take = Math.min(m - r, batchSize - filled);
+              out.set(chunk.subarray(r * d, (r + take) * d), filled * d);
+              filled += take;
+              r += take;
+            }
             if (filled === batchSize) {
               yield tensor(out, [batchSize, d], { backend: options.backend });
               out = new Float32Array(batchSize * d);
               filled = 0;
             }
           }
-        } finally {
-          await handle.close();
+          offset = 0;
         }
       }
+      if (filled > 0) yield tensor(out.subarray(0, filled * d), [filled, d], { backend: options.backend });
+    } finally {
+      await reader.close();
     }
-    if (filled > 0) yield tensor(out.subarray(0, filled * d), [filled, d], { backend: options.backend });
   }
 }
 
@@ -272,13 +638,14 @@ function convert(dtype: FileDType, raw: Uint8Array, target: Float32Array): void 
 
 /**
  * Activations stored in `.npy` files (numpy's format, versions 1.0–3.0): little-endian float32,
- * float16 or float64, C order, shape [rows, d] or more axes with d last (flattened to rows).
- * Open with {@link NpySource.open}; the headers of all files are read and checked up front
- * (magic, version, dtype, order, a size that holds the data, the same d everywhere), then
- * `batches()` streams the rows.
+ * float16 or float64, C order, shape [rows, d] or more axes with d last (read as rows of the
+ * last axis; `notices` says so). Open with {@link NpySource.open}; the headers of all files are
+ * read and checked up front (magic, version, dtype, order, a size that holds the data, the same
+ * d everywhere), then `batches()` streams the rows, in file order or reshuffled every epoch
+ * (`shuffle`, `seed`; see the base class for the guarantee).
  *
  * ```ts
- * const source = await NpySource.open(['acts-0.npy', 'acts-1.npy']);
+ * const source = await NpySource.open(['acts-0.npy', 'acts-1.npy'], { epochs: 4, shuffle: true, seed: 1 });
  * const buffer = new ActivationBuffer(source, { batchSize: 4096 });
  * ```
  */

@@ -27,6 +27,8 @@ export {
 export { npySourceFactory, safetensorsSourceFactory, syntheticSourceFactory } from './factories.js';
 export {
   type ActivationFile,
+  type FileBatchOptions,
+  type FileSourceLayout,
   type FileSourceOptions,
   NpySource,
   SafetensorsSource,

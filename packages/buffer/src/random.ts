@@ -2,7 +2,7 @@
  * Random streams for the synthetic source, built on core's Philox-4x32-10 block function.
  *
  * A {@link PhiloxStream} reads the words of one counter stream in order: block k of the stream
- * (c1, c2, c3) under `seed` is `philox4x32([k, c1, c2, c3], [seed mod 2³², ⌊seed / 2³²⌋])`, and its
+ * (c1, c2, c3) under `seed` is `philox4x32([k, c1, c2, c3], philoxKey(seed))`, and its
  * four words are consumed in order. Core's own draws (`philoxWords`, `randomNormal`...) use
  * counters with c3 = 0, so streams with c3 ≥ 1 never overlap them under the same seed.
  *
@@ -11,7 +11,7 @@
  * tries need more words (wedge test or tail). It is about ten times faster than Box–Muller in
  * JavaScript, which matters for the per-sample noise.
  */
-import { philox4x32 } from '@dictlearn/core';
+import { philox4x32, philoxKey, type Seed } from '@dictlearn/core';
 import { type PhiloxFill, philoxWasm } from './philox-wasm.js';
 
 const TWO_POW_M24 = 2 ** -24;
@@ -65,10 +65,9 @@ export class PhiloxStream {
   /** Whether blocks come from WebAssembly. */
   readonly usesWasm: boolean;
 
-  /** `seed` is a non-negative safe integer; it becomes the Philox key. */
-  constructor(seed: number, options: PhiloxStreamOptions = {}) {
-    this.#k0 = seed >>> 0;
-    this.#k1 = Math.floor(seed / 2 ** 32) >>> 0;
+  /** `seed`: a plain seed or `seedFor(purpose, seed)`; its Philox key is core's `philoxKey(seed)`. */
+  constructor(seed: Seed, options: PhiloxStreamOptions = {}) {
+    [this.#k0, this.#k1] = philoxKey(seed);
     const w = options.wasm === false ? null : philoxWasm();
     this.#fill = w?.fill;
     const words = w ? w.words : new Uint32Array(MAX_CHUNK * 4);

@@ -53,12 +53,12 @@ describe('firing probabilities', () => {
 });
 
 describe('SyntheticSource: ground truth', () => {
-  it('is randomNormal([F, d], { seed, stream: 0 }) with unit-norm rows', async () => {
+  it("is randomNormal([F, d], { seed, stream: 0, purpose: 'groundTruth' }) with unit-norm rows", async () => {
     const s = new SyntheticSource({ dim: 16, numFeatures: 40, seed: 7 });
     const g = s.groundTruth('cpu');
     expect(g.shape).toEqual([40, 16]);
     const values = (await g.data()) as Float32Array;
-    const raw = randomNormal([40, 16], { seed: 7, stream: 0 });
+    const raw = randomNormal([40, 16], { seed: 7, stream: 0, purpose: 'groundTruth' });
     const r = (await raw.data()) as Float32Array;
     for (let i = 0; i < 40; i++) {
       const row = r.subarray(i * 16, (i + 1) * 16);

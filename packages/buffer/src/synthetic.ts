@@ -3,6 +3,7 @@ import {
   DictlearnError,
   type GroundTruthSource,
   philoxNormal,
+  seedFor,
   type Tensor,
   tensor,
 } from '@dictlearn/core';
@@ -123,13 +124,15 @@ export function firingProbabilities(numFeatures: number, meanActive: number, dec
  * sparse_coding experiments (`RandomDatasetGenerator`), with the definitions made exact:
  *
  * - **Features**: `numFeatures` unit-norm directions gᵢ in d dimensions: the rows of
- *   `randomNormal([numFeatures, dim], { seed, stream: 0 })` (core's Philox normals, so every
+ *   `randomNormal([numFeatures, dim], { seed, stream: 0, purpose: 'groundTruth' })` (core's
+ *   Philox normals in the ground-truth key domain, so no initialisation can draw them; every
  *   backend computes the same matrix), each divided by its norm.
  * - **Firing**: feature i fires with probability pᵢ = min(1, c·decayⁱ), c chosen so that
  *   Σᵢ pᵢ = `meanActive` ({@link featureProbabilities}). Independently per feature when
  *   `correlation` is 0. Otherwise through a Gaussian copula: z ~ N(0, Σ) with
  *   Σ = (1 − ρ)·I + ρ·C, where C = L Lᵀ is the correlation matrix of `correlationRank` random
- *   factors (L: the rows of `randomNormal([numFeatures, rank], { seed, stream: 1 })`, each
+ *   factors (L: the rows of `randomNormal([numFeatures, rank], { seed, stream: 1, purpose:
+ *   'groundTruth' })`, each
  *   normalised to unit length, so C has a unit diagonal), and feature i fires where
  *   Φ(zᵢ) < pᵢ. The marginal firing probabilities stay exactly pᵢ; features whose loadings
  *   point the same way tend to fire together.
@@ -139,7 +142,7 @@ export function firingProbabilities(numFeatures: number, meanActive: number, dec
  *
  * Sample n (a global index, whatever the batch size) is computed from its own Philox streams:
  * counter [k, n mod 2³², ⌊n / 2³²⌋, 1] for the firing decisions and coefficients, and
- * [k, n mod 2³², ⌊n / 2³²⌋, 2] for the noise, under the key `seed`. Any range of samples is thus
+ * [k, n mod 2³², ⌊n / 2³²⌋, 2] for the noise, under the key `philoxKey(seedFor('data', seed))`. Any range of samples is thus
  * computable on its own, reproducibly, and the sparse code of a sample does not depend on
  * the noise setting. Generation runs on the host and is sparse: the active set of a sample is
  * drawn by geometric skipping over blocks of features (thinning against the block's largest
@@ -217,13 +220,17 @@ export class SyntheticSource implements GroundTruthSource {
 
     this.featureProbabilities = firingProbabilities(this.numFeatures, this.meanActive, this.decay);
     this.#features = unitRows(
-      philoxNormal(this.numFeatures * this.dim, this.seed, STREAM_FEATURES),
+      philoxNormal(this.numFeatures * this.dim, seedFor('groundTruth', this.seed), STREAM_FEATURES),
       this.dim,
     );
     if (this.correlation > 0) {
       // unit-norm rows of L [numFeatures, rank], stored transposed ([rank, numFeatures]) for speed
       const rows = unitRows(
-        philoxNormal(this.numFeatures * this.correlationRank, this.seed, STREAM_LOADINGS),
+        philoxNormal(
+          this.numFeatures * this.correlationRank,
+          seedFor('groundTruth', this.seed),
+          STREAM_LOADINGS,
+        ),
         this.correlationRank,
       );
       const lt = new Float32Array(rows.length);
@@ -246,8 +253,8 @@ export class SyntheticSource implements GroundTruthSource {
     this.#blockStart = Int32Array.from([...starts, this.numFeatures]);
     this.#blockBound = Float64Array.from(starts, (s) => p[s]);
     this.#blockLogMiss = Float64Array.from(starts, (s) => Math.log1p(-p[s]));
-    this.#codeStream = new PhiloxStream(this.seed);
-    this.#noiseStream = new PhiloxStream(this.seed);
+    this.#codeStream = new PhiloxStream(seedFor('data', this.seed));
+    this.#noiseStream = new PhiloxStream(seedFor('data', this.seed));
   }
 
   /** The ground-truth features, one unit-norm row per feature: a new [numFeatures, dim] tensor. */

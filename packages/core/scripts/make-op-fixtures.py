@@ -207,6 +207,21 @@ case("normalizeRows", "normalizeRows", [rw], [rn], grad=False)
 case("removeParallelComponent", "removeParallelComponent", [rw, rgr],
      [d(rgr) - np.sum(d(rgr) * rn, axis=1, keepdims=True) * rn], grad=False)
 
+# Adam where the second moments are tiny (v ~ 1e-12..1e-10, late in training with small gradients):
+# √v̂ ~ 1e-6..1e-5 ≫ ε = 1e-8 here, while ε inside the square root (√(v̂ + ε) ~ 1e-4) would shrink
+# the update 10-100×, so this case tells the two apart. Drawn last: the cases above keep their values.
+ap, ag = f32(4, 5), f32(4, 5, low=-1e-5, high=1e-5)
+am = f32(4, 5, low=-1e-6, high=1e-6)
+av = np.exp(rng.uniform(np.log(1e-12), np.log(1e-10), size=(4, 5))).astype(np.float32)
+h = {"lr": 1e-2, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "step": 1000}
+m2 = h["beta1"] * d(am) + (1 - h["beta1"]) * d(ag)
+v2 = h["beta2"] * d(av) + (1 - h["beta2"]) * d(ag) ** 2
+bc1, bc2 = 1 - h["beta1"] ** h["step"], 1 - h["beta2"] ** h["step"]
+p2 = d(ap) - (h["lr"] / bc1) * m2 / (np.sqrt(v2) / np.sqrt(bc2) + h["eps"])
+inside = d(ap) - (h["lr"] / bc1) * m2 / np.sqrt(v2 / bc2 + h["eps"])
+assert np.max(np.abs(p2 - inside)) > 1e-4  # the variants differ far beyond the float32 tolerance
+case("adamUpdate_small_v", "adamUpdate", [ap, ag, am, av], [p2, m2, v2], h, grad=False)
+
 out = os.path.join(os.path.dirname(__file__), "..", "src", "testing", "fixtures", "ops.json")
 with open(out, "w") as fh:
     json.dump({"generator": "packages/core/scripts/make-op-fixtures.py", "numpy": np.__version__, "cases": cases}, fh)

@@ -103,10 +103,26 @@ export interface ArchitecturePlugin<C extends object = Record<string, unknown>> 
    */
   readonly nonNegativeFeatures?: boolean;
   /**
-   * Resampling of dead features (REFERENCE "Resampling"): given the dead feature indices and
-   * chosen inputs (training space), returns replacement parameters. Omitted = no resampling.
+   * Resampling of dead features (REFERENCE "Resampling", dictionary_learning's
+   * `resample_neurons`): given which features are dead and which of them to rebuild, and one
+   * chosen input (training space) per rebuilt feature, returns replacement parameters.
+   * Omitted = no resampling.
    */
-  resample?(p: Params, dead: Int32Array, inputs: Tensor): Params;
+  resample?(p: Params, features: DeadFeatures, inputs: Tensor): Params;
+}
+
+/** The features a resample concerns (what the trainer passes to `ArchitecturePlugin.resample`). */
+export interface DeadFeatures {
+  /**
+   * Every dead feature (ascending). None of them counts as alive, e.g. for the mean alive
+   * encoder norm, even those not rebuilt this time.
+   */
+  dead: Int32Array;
+  /**
+   * The features to rebuild: the first n of `dead`, n = min(#dead, batch rows); `replace[i]` is
+   * rebuilt from row i of the inputs.
+   */
+  replace: Int32Array;
 }
 
 /** Makes plugins from saved configs; what the registry holds under an architecture's name. */

@@ -7,7 +7,8 @@ export type BackendData = unknown;
 
 /**
  * A place tensors live and kernels run: CPU, WebGPU, CUDA. A backend brings storage
- * (upload, read, free) and registers kernels with {@link registerKernel}; ops dispatch to it.
+ * (upload, read, free) and registers its kernels on itself with {@link registerKernel}
+ * (kernels belong to the instance, not to its name); ops dispatch to it.
  * Register it with {@link registerBackend}; {@link useBackend} initialises it once.
  */
 export interface Backend {
@@ -57,8 +58,12 @@ function stateOf(b: Backend): BackendState {
   return s;
 }
 
-/** Makes a backend available to {@link useBackend}. Registering the same backend twice is a no-op. */
-export function registerBackend(backend: Backend): Backend {
+/**
+ * Makes a backend available to {@link useBackend} and returns it. Registering the same backend
+ * twice is a no-op; a different backend under a taken name throws (and its kernels, which
+ * belong to it, never touch the registered one's).
+ */
+export function registerBackend<B extends Backend>(backend: B): B {
   return registerPlugin('backend', backend.name, backend);
 }
 

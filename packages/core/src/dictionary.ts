@@ -289,7 +289,7 @@ export function parseConfig(text: string, path: string): DictionaryConfig {
   if (!c || typeof c !== 'object' || c.format !== 'dictlearn') {
     throw new DictlearnError(
       path,
-      `field 'format' must be 'dictlearn' (is this a dictlearn dictionary? SAELens and dictionary_learning checkpoints need 'dictlearn convert')`,
+      `field 'format' must be 'dictlearn' (is this a dictlearn dictionary? SAELens and dictionary_learning checkpoints cannot be read yet)`,
     );
   }
   if (!c.architecture || typeof c.architecture.name !== 'string') {

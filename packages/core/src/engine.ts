@@ -1,64 +1,30 @@
-import { type Backend, type BackendData, readyBackend } from './backend.js';
+import { type Backend, readyBackend } from './backend.js';
 import { DictlearnError, fmtShape } from './errors.js';
+import {
+  type Attrs,
+  getKernel,
+  type KernelOutput,
+  type KernelTensor,
+  type OpAttrs,
+  type OpName,
+} from './kernel-registry.js';
 import { Storage, Tensor, tracking } from './tensor.js';
 import type { DType, HostArray, Shape } from './types.js';
 
-/** A tensor as a kernel sees it: the backend's data handle plus shape and dtype. */
-export interface KernelTensor {
-  /** The backend's handle to the values. */
-  readonly data: BackendData;
-  /** Shape. */
-  readonly shape: readonly number[];
-  /** Element type. */
-  readonly dtype: DType;
-  /** Number of elements. */
-  readonly size: number;
-}
-
-/** What a kernel returns per output. Returning an input's `data` makes the output share its storage. */
-export interface KernelOutput {
-  /** The backend's handle to the new values (or an input's, to share its storage). */
-  readonly data: BackendData;
-  /** Shape. */
-  readonly shape: readonly number[];
-  /** Element type. */
-  readonly dtype: DType;
-}
-
-/** Attributes of an op call (axes, flags, scalars). */
-export type Attrs = Record<string, unknown>;
-
-/** A backend's implementation of one op. */
-export type Kernel = (
-  inputs: KernelTensor[],
-  attrs: Attrs,
-  backend: Backend,
-) => KernelOutput | KernelOutput[];
-
-const kernels = new Map<string, Map<string, Kernel>>();
-
-/**
- * Registers the kernel of op `op` on backend `backend`. A kernel for an op that also has a
- * reference composition in core overrides the composition (a fused kernel).
- */
-export function registerKernel(op: string, backend: string, kernel: Kernel): void {
-  let byBackend = kernels.get(op);
-  if (!byBackend) {
-    byBackend = new Map();
-    kernels.set(op, byBackend);
-  }
-  byBackend.set(backend, kernel);
-}
-
-/** The kernel of an op on a backend, if one is registered. */
-export function getKernel(op: string, backend: string): Kernel | undefined {
-  return kernels.get(op)?.get(backend);
-}
-
-/** Ops that have a kernel registered on a backend. */
-export function kernelsOf(backend: string): string[] {
-  return [...kernels].filter(([, m]) => m.has(backend)).map(([op]) => op);
-}
+export {
+  type Attrs,
+  getKernel,
+  type Kernel,
+  type KernelOutput,
+  type KernelTensor,
+  kernelsOf,
+  type NoAttrs,
+  type OpAttrs,
+  type OpName,
+  type RegisterKernelOptions,
+  registerKernel,
+  unregisterKernel,
+} from './kernel-registry.js';
 
 // ---------------------------------------------------------------------------------------------
 // Scopes
@@ -176,12 +142,22 @@ export function isRecording(): boolean {
 // ---------------------------------------------------------------------------------------------
 // Dispatch
 
-/** How an op runs where a backend has no kernel for it, and how its gradient is computed. */
-export interface OpSpec {
+/**
+ * How an op runs where a backend has no kernel for it, and how its gradient is computed.
+ *
+ * An op with a `composition` is a composite op: a backend may register a fused kernel for it.
+ * Without a `grad` rule of its own, the fused kernel is used only where no gradient is needed:
+ * while a tape records and an input needs a gradient, the composition runs instead, so the
+ * gradient flows through its parts and never silently stops at the fused kernel.
+ */
+export interface OpSpec<A = Attrs> {
   /** Reference composition of other ops, used when the backend has no (fused) kernel. */
-  composition?: (inputs: Tensor[], attrs: Attrs) => Tensor | Tensor[];
-  /** Gradient of the kernel path (the composition path differentiates through its parts). */
-  grad?: (inputs: Tensor[], outputs: Tensor[], attrs: Attrs) => GradFn;
+  composition?: (inputs: Tensor[], attrs: A) => Tensor | Tensor[];
+  /**
+   * Gradient of the kernel path (the composition path differentiates through its parts).
+   * Without one (and without a composition) the op is not differentiable: it stops the gradient.
+   */
+  grad?: (inputs: Tensor[], outputs: Tensor[], attrs: A) => GradFn;
 }
 
 function kernelView(t: Tensor): KernelTensor {
@@ -220,16 +196,29 @@ function wrap(backend: Backend, out: KernelOutput, inputs: Tensor[]): Tensor {
   return new Tensor(storage, out.shape, out.dtype);
 }
 
+/** Whether the tape would record an op on these inputs (a tape is active and one needs a gradient). */
+function needsGradient(inputs: readonly Tensor[]): boolean {
+  return tape !== null && tape.paused === 0 && inputs.some((t) => tape!.requiresGrad.has(t));
+}
+
 /**
  * Runs op `name` on the inputs' backend: its kernel if the backend registered one, else the
- * reference composition; records the gradient when a tape is active. Throws naming the op and
- * the backend when neither exists.
+ * reference composition; records the gradient when a tape is active. A composite op without a
+ * gradient rule runs its composition whenever its gradient is needed (see {@link OpSpec}).
+ * Throws naming the op and the backend when neither a kernel nor a composition exists.
  */
-export function runOp(name: string, inputs: Tensor[], attrs: Attrs, spec: OpSpec = {}): Tensor[] {
+export function runOp<Op extends OpName>(
+  name: Op,
+  inputs: Tensor[],
+  attrs: OpAttrs[Op],
+  spec: OpSpec<OpAttrs[Op]> = {},
+): Tensor[] {
   const backend =
-    inputs.length > 0 ? commonBackend(name, inputs) : readyBackend(attrs.backend as string | undefined, name);
-  const kernel = getKernel(name, backend.name);
-  if (!kernel) {
+    inputs.length > 0
+      ? commonBackend(name, inputs)
+      : readyBackend((attrs as { backend?: string }).backend, name);
+  const kernel = getKernel(name, backend);
+  if (!kernel || (spec.composition && !spec.grad && needsGradient(inputs))) {
     if (spec.composition) {
       const r = spec.composition(inputs, attrs);
       return Array.isArray(r) ? r : [r];

@@ -48,12 +48,26 @@ export {
   valueAndGrad,
 } from './engine.js';
 export * from './errors.js';
+export { ensureDir } from './io/dirs.js';
 export { readFileBytes, writeFileAtomic } from './io/fs.js';
 export * from './io/safetensors.js';
+export * from './kernel-registry.js';
 export * from './ops/index.js';
 export * as ops from './ops/index.js';
 export * from './optim.js';
-export { philox4x32, philoxNormal, philoxUniform, philoxUnitRows, philoxWords } from './random.js';
+export {
+  type PurposeSeed,
+  philox4x32,
+  philoxKey,
+  philoxNormal,
+  philoxUniform,
+  philoxUnitRows,
+  philoxWords,
+  RANDOM_PURPOSE_TAGS,
+  type RandomPurpose,
+  type Seed,
+  seedFor,
+} from './random.js';
 export * from './registry.js';
 export * from './schedule.js';
 export {
@@ -65,11 +79,26 @@ export {
   stridesOf,
 } from './shape.js';
 export type { ActivationSource, BatchOptions, GroundTruthSource, SourceFactory } from './source.js';
+export { closestName } from './suggest.js';
 export { type BackendMemory, type MemoryInfo, memory, nest, Tensor } from './tensor.js';
-export { loadTrainerState, saveTrainerState, type TrainerStateInfo } from './train/checkpoint.js';
+export {
+  applyTrainerState,
+  loadTrainerState,
+  readTrainerState,
+  saveTrainerState,
+  type TrainerState,
+  type TrainerStateInfo,
+} from './train/checkpoint.js';
 export { fractionVarianceExplained, meanL0 } from './train/metrics.js';
 export {
+  CHANGEABLE_RUN_FIELDS,
   checkpointDir,
+  diffRunConfig,
+  RUN_FILE,
+  type RunConfigChange,
+  RunStateError,
+  type RunStateProblem,
+  TrainInterruptedError,
   type TrainLogEntry,
   type TrainResult,
   type TrainSAEOptions,

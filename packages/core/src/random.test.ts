@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { philox4x32, philoxNormal, philoxUniform, philoxUnitRows, philoxWords } from './random.js';
+import {
+  philox4x32,
+  philoxKey,
+  philoxNormal,
+  philoxUniform,
+  philoxUnitRows,
+  philoxWords,
+  RANDOM_PURPOSE_TAGS,
+  type RandomPurpose,
+  seedFor,
+} from './random.js';
 
 describe('Philox-4x32-10', () => {
   // Known-answer vectors from Random123's kat_vectors (philox4x32_10).
@@ -58,5 +68,58 @@ describe('Philox-4x32-10', () => {
   it('rejects seeds that are not non-negative safe integers', () => {
     expect(() => philoxUniform(1, -1)).toThrow(/seed must be a non-negative safe integer, got -1/);
     expect(() => philoxUniform(1, 1.5)).toThrow(/got 1.5/);
+  });
+});
+
+describe('purpose key domains', () => {
+  const purposes = Object.keys(RANDOM_PURPOSE_TAGS) as RandomPurpose[];
+
+  it("the 'user' domain is the plain seed (the Random123 layout); others set the tag above bit 53", () => {
+    expect(philoxKey(5)).toEqual([5, 0]);
+    expect(philoxKey(seedFor('user', 2 ** 32 + 9))).toEqual([9, 1]);
+    // tag t lands at bit 21 of the high word: 2^21·t, hand-computed
+    expect(philoxKey(seedFor('init', 0))).toEqual([0, 0x200000]);
+    expect(philoxKey(seedFor('groundTruth', 2 ** 52 + 3))).toEqual([3, 3 * 0x200000 + 2 ** 20]);
+    expect(philoxKey(seedFor('test', 2 ** 53 - 1))).toEqual([0xffffffff, (7 * 0x200000 + 2 ** 21 - 1) >>> 0]);
+    expect(Array.from(philoxWords(4, seedFor('data', 7), 3))).toEqual(
+      Array.from(philox4x32([0, 0, 3, 0], [7, 2 * 0x200000])),
+    );
+  });
+
+  it('(seed, purpose) → key is injective: no two purposes share a key, whatever the seeds', () => {
+    const seeds = [0, 1, 2, 7, 2 ** 21, 2 ** 32, 2 ** 32 + 1, 2 ** 52, 2 ** 53 - 1];
+    const keys = new Map<string, string>();
+    for (const p of purposes) {
+      for (const s of seeds) {
+        const k = philoxKey(seedFor(p, s)).join(',');
+        expect(keys.get(k), `${p}/${s} collides`).toBeUndefined();
+        keys.set(k, `${p}/${s}`);
+      }
+    }
+    expect(keys.size).toBe(purposes.length * seeds.length);
+  });
+
+  it('equal seeds for different purposes give unrelated normals (|corr| small), not the same numbers', () => {
+    const n = 4096;
+    for (const s of [0, 1, 42]) {
+      const a = philoxNormal(n, seedFor('init', s));
+      for (const p of purposes.filter((q) => q !== 'init')) {
+        const b = philoxNormal(n, seedFor(p, s));
+        let dot = 0;
+        let same = 0;
+        for (let i = 0; i < n; i++) {
+          dot += a[i] * b[i];
+          if (a[i] === b[i]) same++;
+        }
+        expect(Math.abs(dot / n), `${p} vs init, seed ${s}`).toBeLessThan(0.08); // 5σ of 1/√n
+        expect(same).toBeLessThan(3);
+      }
+    }
+  });
+
+  it('refuses unknown purposes and bad seeds, naming them', () => {
+    expect(() => seedFor('weights' as RandomPurpose, 1)).toThrow("unknown purpose 'weights'");
+    expect(() => seedFor('init', -1)).toThrow('seed must be a non-negative safe integer, got -1');
+    expect(() => philoxKey({ seed: 1.5, purpose: 'init' })).toThrow('got 1.5');
   });
 });

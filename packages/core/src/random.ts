@@ -3,8 +3,16 @@
  * one random generator of dictlearn. It is counter-based: element i of a draw depends only on
  * (seed, stream, i), so every backend computes the same stream, in any order, in parallel.
  *
+ * Purposes: every random purpose (data, ground truth, init, row sampling, resampling, shuffling…)
+ * has its own key domain. A draw's seed is either a plain number (the `'user'` domain, tag 0) or
+ * `seedFor(purpose, seed)`; the key packs the seed (< 2⁵³, so at most 21 bits in the high word)
+ * with the purpose's tag in the 11 bits above it. The map (seed, purpose) → key is injective, so
+ * no two purposes share a key whatever seeds a user picks: a dictionary initialised with seed 0
+ * never starts on the ground truth of a synthetic source with seed 0.
+ *
  * The stream of a draw of n values with `seed` and `stream`:
- * - key = [seed mod 2³², floor(seed / 2³²)]; counter of block b = [b mod 2³², floor(b / 2³²), stream, 0];
+ * - key = [seed mod 2³², floor(seed / 2³²) + 2²¹ · tag(purpose)]; counter of block b =
+ *   [b mod 2³², floor(b / 2³²), stream, 0];
  *   block b yields four uint32 words, the values of elements 4b … 4b+3.
  * - uniform [0, 1): (word >>> 8) · 2⁻²⁴ (exact in float32); [low, high): low + (high − low) · u in float32.
  * - normal: per block, Box–Muller on the word pairs (w0, w1) and (w2, w3):
@@ -64,16 +72,66 @@ export function philox4x32(
   return out;
 }
 
-function keyOf(seed: number): [number, number] {
+/**
+ * What a random draw is for. Each purpose is its own key domain (see the module comment), so
+ * draws for different purposes never coincide, whatever seeds they are given.
+ */
+export type RandomPurpose =
+  | 'user'
+  | 'init'
+  | 'data'
+  | 'groundTruth'
+  | 'sampling'
+  | 'resampling'
+  | 'shuffle'
+  | 'test';
+
+/** The tag of each purpose in the key's high bits (stable: changing one changes every stream). */
+export const RANDOM_PURPOSE_TAGS: Readonly<Record<RandomPurpose, number>> = Object.freeze({
+  user: 0,
+  init: 1,
+  data: 2,
+  groundTruth: 3,
+  sampling: 4,
+  resampling: 5,
+  shuffle: 6,
+  test: 7,
+});
+
+/** A seed bound to a purpose: made by {@link seedFor}. */
+export interface PurposeSeed {
+  /** A non-negative safe integer. */
+  readonly seed: number;
+  /** The key domain. */
+  readonly purpose: RandomPurpose;
+}
+
+/** A draw's seed: a plain number (the `'user'` domain) or a seed bound to a purpose. */
+export type Seed = number | PurposeSeed;
+
+/** `seed` in the key domain of `purpose` (checked here, so a bad seed is named where it is made). */
+export function seedFor(purpose: RandomPurpose, seed: number): PurposeSeed {
+  if (!Object.hasOwn(RANDOM_PURPOSE_TAGS, purpose)) {
+    throw new RangeError(
+      `random: unknown purpose '${purpose}' (known: ${Object.keys(RANDOM_PURPOSE_TAGS).join(', ')})`,
+    );
+  }
   if (!Number.isSafeInteger(seed) || seed < 0) {
     throw new RangeError(`random: seed must be a non-negative safe integer, got ${seed}`);
   }
-  return [seed >>> 0, Math.floor(seed / 2 ** 32) >>> 0];
+  return Object.freeze({ seed, purpose });
+}
+
+/** The Philox key [k0, k1] of a seed: [seed mod 2³², ⌊seed / 2³²⌋ + 2²¹ · tag(purpose)]. */
+export function philoxKey(seed: Seed): [number, number] {
+  const s = typeof seed === 'number' ? seedFor('user', seed) : seedFor(seed.purpose, seed.seed);
+  const tag = RANDOM_PURPOSE_TAGS[s.purpose];
+  return [s.seed >>> 0, (Math.floor(s.seed / 2 ** 32) + tag * 2 ** 21) >>> 0];
 }
 
 /** The raw uint32 words of a draw (see the module comment for the layout). */
-export function philoxWords(n: number, seed: number, stream = 0): Uint32Array {
-  const key = keyOf(seed);
+export function philoxWords(n: number, seed: Seed, stream = 0): Uint32Array {
+  const key = philoxKey(seed);
   const out = new Uint32Array(Math.ceil(n / 4) * 4);
   const block = new Uint32Array(4);
   for (let b = 0; b * 4 < n; b++) {
@@ -86,7 +144,7 @@ export function philoxWords(n: number, seed: number, stream = 0): Uint32Array {
 const TWO_POW_M24 = 2 ** -24;
 
 /** n uniform float32 values in [low, high). */
-export function philoxUniform(n: number, seed: number, stream = 0, low = 0, high = 1): Float32Array {
+export function philoxUniform(n: number, seed: Seed, stream = 0, low = 0, high = 1): Float32Array {
   const words = philoxWords(n, seed, stream);
   const out = new Float32Array(n);
   const scale = Math.fround(high - low);
@@ -98,7 +156,7 @@ export function philoxUniform(n: number, seed: number, stream = 0, low = 0, high
 }
 
 /** n normal float32 values with the given mean and standard deviation. */
-export function philoxNormal(n: number, seed: number, stream = 0, mean = 0, std = 1): Float32Array {
+export function philoxNormal(n: number, seed: Seed, stream = 0, mean = 0, std = 1): Float32Array {
   const words = philoxWords(Math.ceil(n / 2) * 2, seed, stream);
   const out = new Float32Array(n);
   const m = Math.fround(mean);
@@ -119,7 +177,7 @@ export function philoxNormal(n: number, seed: number, stream = 0, mean = 0, std 
  * norm `norm`. The norm is taken in float64 over the float32 normals and every value rounded once
  * to float32, so every backend (which computes this on the host) gets the same bits.
  */
-export function philoxUnitRows(rows: number, cols: number, seed: number, stream = 0, norm = 1): Float32Array {
+export function philoxUnitRows(rows: number, cols: number, seed: Seed, stream = 0, norm = 1): Float32Array {
   const v = philoxNormal(rows * cols, seed, stream);
   const out = new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++) {

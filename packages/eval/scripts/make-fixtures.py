@@ -6,7 +6,7 @@ evaluate.json
     f = relu((x - b_dec) W_enc + b_enc) and x_hat = f W_dec + b_dec, three batches of x
     (of different sizes, so the unweighted mean over batches matters), and every metric of
     dictionary_learning's `evaluate`, computed per batch and averaged over batches, straight
-    from the definitions (REFERENCE.md, "Metrics"). Some encoder biases are very negative so a
+    from the definitions (apps/docs/guides/definitions.md, "Metrics"). Some encoder biases are very negative so a
     few features never fire (frac_alive < 1). Also the per-feature firing frequencies.
 similarity.json
     Two small matrices A [Fa, d] (think: ground truth) and B [Fb, d] (think: learned decoder
@@ -90,10 +90,9 @@ def metrics_of(x):
         "frac_variance_explained": 1 - np.var(r, axis=0, ddof=1).sum() / np.var(x, axis=0, ddof=1).sum(),
         "cossim": ((x / norm(x)[:, None]) * (x_hat / norm(x_hat)[:, None])).sum(-1).mean(),
         "l2_ratio": (norm(x_hat) / norm(x)).mean(),
-        # REFERENCE.md: E<x_hat, x> / E||x_hat||^2.
-        "relative_reconstruction_bias": x_dot.mean() / x_hat_sq.mean(),
-        # dictionary_learning's evaluation.py: x_hat_norm_squared.mean() / x_dot_x_hat.mean().
-        "dl_relative_reconstruction_bias": x_hat_sq.mean() / x_dot.mean(),
+        # dictionary_learning's evaluation.py (and SAEBench): x_hat_norm_squared.mean() /
+        # x_dot_x_hat.mean() = E||x_hat||^2 / E<x, x_hat>.
+        "relative_reconstruction_bias": x_hat_sq.mean() / x_dot.mean(),
     }, f
 
 

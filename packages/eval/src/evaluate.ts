@@ -48,10 +48,8 @@ export type EvalMetrics = {
   /** mean_b ‖x̂‖₂ / ‖x‖₂ (below 1: the reconstruction is shrunk). */
   l2_ratio: number;
   /**
-   * mean_b ⟨x̂, x⟩ / mean_b ‖x̂‖₂² — the definition of the project's REFERENCE: the optimal scalar
-   * gain c minimising E‖c·x̂ − x‖² (above 1: shrinkage). **dictionary_learning reports the
-   * reciprocal**, mean_b ‖x̂‖² / mean_b ⟨x, x̂⟩ (γ of the Gated SAE paper, eq. 10; below 1:
-   * shrinkage); see the package README.
+   * mean_b ‖x̂‖₂² / mean_b ⟨x, x̂⟩, as dictionary_learning and SAEBench report it: γ of the Gated
+   * SAE paper (eq. 10), the γ that minimises E‖x̂/γ − x‖²; below 1 means shrinkage.
    */
   relative_reconstruction_bias: number;
   /** Fraction of the F features with f_i ≠ 0 on at least one row of the evaluated batches. */
@@ -147,8 +145,8 @@ export async function evaluate(
     if (v[NON_FINITE] > 0) throw await nonFiniteError('evaluate', x, index, v[NON_FINITE]);
     for (let i = 0; i < SCALARS; i++) totals[i] += v[i];
     fve += 1 - v[RESIDUAL_SS] / v[TOTAL_SS];
-    // REFERENCE: E⟨x̂, x⟩ / E‖x̂‖². dictionary_learning computes the reciprocal (see EvalMetrics).
-    bias += v[X_DOT_XHAT] / v[XHAT_SQ];
+    // E‖x̂‖² / E⟨x, x̂⟩, dictionary_learning's and SAEBench's direction (below 1: shrinkage).
+    bias += v[XHAT_SQ] / v[X_DOT_XHAT];
     alive ??= new Uint8Array(dict.dictSize);
     for (let i = 0; i < alive.length; i++) if (v[SCALARS + i] > 0) alive[i] = 1;
   });

@@ -150,15 +150,10 @@ describe('evaluate against numpy', () => {
     sae.dispose();
   });
 
-  it('implements REFERENCE relative_reconstruction_bias = E⟨x̂, x⟩ / E‖x̂‖², the reciprocal of DL’s', async () => {
+  it('implements relative_reconstruction_bias = E‖x̂‖² / E⟨x, x̂⟩, in DL’s and SAEBench’s direction', async () => {
     const sae = fixtureSae();
     const m = await evaluate(sae, fixtureBatches().slice(0, 1));
     expectClose(m.relative_reconstruction_bias, fixture.first_batch.relative_reconstruction_bias, 'bias');
-    expectClose(
-      1 / m.relative_reconstruction_bias,
-      fixture.first_batch.dl_relative_reconstruction_bias,
-      'DL',
-    );
     sae.dispose();
   });
 
@@ -247,13 +242,13 @@ describe('evaluate on hand-computed cases', () => {
     expect(m.tokens).toBe(3);
   });
 
-  it('x̂ = x/2: FVE 3/4, cossim 1, l2_ratio 1/2, l2_loss = mean‖x‖/2, bias 2 (DL would report 1/2)', async () => {
+  it('x̂ = x/2: FVE 3/4, cossim 1, l2_ratio 1/2, l2_loss = mean‖x‖/2, bias 1/2 (shrinkage)', async () => {
     const m = await evaluate(scaled(2, 0.5), [x3()]);
     expect(m.frac_variance_explained).toBeCloseTo(0.75, 6);
     expect(m.cossim).toBeCloseTo(1, 6);
     expect(m.l2_ratio).toBeCloseTo(0.5, 6);
     expect(m.l2_loss).toBeCloseTo(7 / 3 / 2, 6);
-    expect(m.relative_reconstruction_bias).toBeCloseTo(2, 6);
+    expect(m.relative_reconstruction_bias).toBeCloseTo(0.5, 6);
   });
 
   it('x̂ = −x: FVE −3, cossim −1, l2_ratio 1, bias −1, l2_loss = 2·mean‖x‖', async () => {

@@ -1,4 +1,4 @@
-import type { Attrs, DType, Kernel, KernelOutput, KernelTensor } from '@dictlearn/core';
+import type { Backend, DType, KernelOutput, KernelTensor, OpAttrs, OpName } from '@dictlearn/core';
 import { registerKernel } from '@dictlearn/core';
 
 /** Float storage of a CPU backend: float32, or float64 for the gradient checker's backend. */
@@ -8,8 +8,14 @@ export type CpuArray = FloatArray | Int32Array;
 
 /** What the kernels of one CPU backend instance share. */
 export interface CpuContext {
-  /** The backend's name (kernels are registered under it). */
+  /** The backend's name. */
   readonly name: string;
+  /**
+   * Whether elementwise loops are generated with `new Function` (fast, monomorphic loops);
+   * false under a content-security policy without 'unsafe-eval', or when the backend was
+   * created with `codegen: false`: then closures compute the same values.
+   */
+  readonly codegen: boolean;
   /**
    * Storage for `size` elements of a dtype at this backend's precision: zeroed, or (with
    * `zero: false`, for kernels that write every element) left with whatever a recycled array held.
@@ -19,23 +25,28 @@ export interface CpuContext {
   recycle(data: CpuArray): void;
   /** Bytes held for reuse. */
   pooledBytes(): number;
-  /** Registers a kernel for this backend. */
-  kernel(op: string, fn: (inputs: KernelTensor[], attrs: Attrs) => KernelOutput | KernelOutput[]): void;
+  /** Registers a kernel on this backend instance. */
+  kernel<Op extends OpName>(
+    op: Op,
+    fn: (inputs: KernelTensor[], attrs: OpAttrs[Op]) => KernelOutput | KernelOutput[],
+  ): void;
 }
 
 /** Arrays smaller than this are not pooled: allocating them is cheap. */
 const POOL_MIN_BYTES = 1 << 16;
 
 /**
- * Makes the context of a CPU backend with the given name and float precision.
+ * Makes the context of a CPU backend instance with the given float precision; its kernels are
+ * registered on that instance (never under a name another instance could share).
  *
  * Large arrays of freed tensors are kept for reuse (up to `poolLimitBytes`): a fresh 64 MiB
  * typed array is zero pages that fault in on first write, which costs more than the
  * 4096×4096 product written into it. Reused arrays are already resident.
  */
 export function createContext(
-  name: string,
+  backend: Backend,
   precision: 'float32' | 'float64',
+  codegen: boolean,
   poolLimitBytes = 2 * 2 ** 30,
 ): CpuContext {
   const Float = precision === 'float64' ? Float64Array : Float32Array;
@@ -43,7 +54,8 @@ export function createContext(
   let pooled = 0;
   const keyOf = (isInt: boolean, size: number) => `${isInt ? 'i' : 'f'}${size}`;
   return {
-    name,
+    name: backend.name,
+    codegen,
     alloc(dtype, size, zero = true) {
       const list = pool.get(keyOf(dtype === 'int32', size));
       const reused = list?.pop();
@@ -66,7 +78,7 @@ export function createContext(
       pooled += data.byteLength;
     },
     pooledBytes: () => pooled,
-    kernel: (op, fn) => registerKernel(op, name, fn as Kernel),
+    kernel: (op, fn) => registerKernel(op, backend, fn),
   };
 }
 

@@ -2,67 +2,98 @@ import type { DType } from '@dictlearn/core';
 import { broadcastStrides } from '@dictlearn/core';
 import { arr, type CpuArray, type CpuContext, out } from './context.js';
 
+/** A unary elementwise op on one value; `p` is pow's exponent, `t` step's threshold. */
+type UnaryFn = (x: number, p: number, t: number) => number;
+/** A binary elementwise op on one pair of values. */
+type BinaryFn = (x: number, y: number) => number;
+
 /**
- * Every elementwise op as one expression over `x` (and `y`); attributes are `p` and `t`.
- * The loops around them are generated once per op (see {@link compile}), so each op gets its
- * own monomorphic loop: a shared loop calling `f(x, y)` through a function value runs several
- * times slower because V8 cannot inline a call site that sees dozens of functions.
+ * Every elementwise op twice, side by side: as an expression over `x` (and `y`; attributes
+ * `p` and `t`) that {@link unaryLoop} and {@link binaryLoopOf} compile into one loop per op,
+ * and as a closure computing the same value. Generated loops are monomorphic: a shared loop
+ * calling `f(x, y)` through a function value runs several times slower because V8 cannot
+ * inline a call site that sees dozens of functions. The closures serve where code generation
+ * is forbidden (a content-security policy without 'unsafe-eval') and for broadcasts the
+ * generated loops do not cover; the conformance suite runs a closures-only backend
+ * (`codegen: false`) so the two columns cannot drift apart.
  */
-const UNARY: Record<string, string> = {
-  neg: '-x',
-  abs: 'Math.abs(x)',
+const UNARY = {
+  neg: ['-x', (x) => -x],
+  abs: ['Math.abs(x)', (x) => Math.abs(x)],
   // Branch-free forms where the data decide the branch (random signs mispredict ~50%, which
   // measured 4-5x slower); the remaining conditions (NaN, −Inf) are rare, so they predict well.
-  sign: 'x !== x ? x : (x > 0) - (x < 0)',
-  square: 'x * x',
-  sqrt: 'Math.sqrt(x)',
-  exp: 'Math.exp(x)',
-  log: 'Math.log(x)',
-  pow: 'Math.pow(x, p)',
-  relu: 'x === -Infinity ? 0 : x * (x > 0)', // NaN · 0 stays NaN
-  step: 'x !== x ? x : +(x > t)',
-};
+  sign: ['x !== x ? x : (x > 0) - (x < 0)', (x) => (Number.isNaN(x) ? x : +(x > 0) - +(x < 0))],
+  square: ['x * x', (x) => x * x],
+  sqrt: ['Math.sqrt(x)', (x) => Math.sqrt(x)],
+  exp: ['Math.exp(x)', (x) => Math.exp(x)],
+  log: ['Math.log(x)', (x) => Math.log(x)],
+  pow: ['Math.pow(x, p)', (x, p) => x ** p],
+  relu: ['x === -Infinity ? 0 : x * (x > 0)', (x) => (x === -Infinity ? 0 : x * +(x > 0))], // NaN · 0 stays NaN
+  step: ['x !== x ? x : +(x > t)', (x, _p, t) => (Number.isNaN(x) ? x : +(x > t))],
+} satisfies Record<string, readonly [string, UnaryFn]>;
 
-const BINARY: Record<string, string> = {
-  add: 'x + y',
-  sub: 'x - y',
-  mul: 'x * y',
-  div: 'x / y',
-  maximum: 'Math.max(x, y)', // Math.max propagates NaN
-  minimum: 'Math.min(x, y)',
-  greater: '+(x > y)',
-  greaterEqual: '+(x >= y)',
-  less: '+(x < y)',
-  lessEqual: '+(x <= y)',
-  equal: '+(x === y)',
-  notEqual: '+(x !== y)',
-};
+const BINARY = {
+  add: ['x + y', (x, y) => x + y],
+  sub: ['x - y', (x, y) => x - y],
+  mul: ['x * y', (x, y) => x * y],
+  div: ['x / y', (x, y) => x / y],
+  maximum: ['Math.max(x, y)', (x, y) => Math.max(x, y)], // Math.max propagates NaN
+  minimum: ['Math.min(x, y)', (x, y) => Math.min(x, y)],
+  greater: ['+(x > y)', (x, y) => +(x > y)],
+  greaterEqual: ['+(x >= y)', (x, y) => +(x >= y)],
+  less: ['+(x < y)', (x, y) => +(x < y)],
+  lessEqual: ['+(x <= y)', (x, y) => +(x <= y)],
+  equal: ['+(x === y)', (x, y) => +(x === y)],
+  notEqual: ['+(x !== y)', (x, y) => +(x !== y)],
+} satisfies Record<string, readonly [string, BinaryFn]>;
+
+/** relu's gradient in one pass: dy where x > 0 (NaN in x gives 0, as the composition's mask). */
+const RELU_GRAD: readonly [string, BinaryFn] = ['x * (y > 0)', (x, y) => x * +(y > 0)];
+/** relu(x + b) with a row bias in one pass (the SAE encoder's bias and activation). */
+const BIAS_RELU: readonly [string, BinaryFn] = [
+  'x + y === -Infinity ? 0 : (x + y) * (x + y > 0)',
+  (x, y) => (x + y === -Infinity ? 0 : (x + y) * +(x + y > 0)),
+];
 
 const COMPARISONS = new Set(['greater', 'greaterEqual', 'less', 'lessEqual', 'equal', 'notEqual']);
 
 type Arr = CpuArray;
-/** A generated unary loop: dst[i] = expr(a[i]) for i < n. */
+/** A unary loop: dst[i] = f(a[i]) for i < n. */
 type UnaryLoop = (a: Arr, dst: Arr, n: number, p: number, t: number) => void;
 /**
- * A generated binary loop. `mode` says how the operands line up with the output (n elements,
- * rows of `last`): 0 same size, 1 b scalar, 2 a scalar, 3 b one row, 4 a one row, 5 b one value
- * per row, 6 a one value per row.
+ * A binary loop. `mode` says how the operands line up with the output (n elements, rows of
+ * `last`): 0 same size, 1 b scalar, 2 a scalar, 3 b one row, 4 a one row, 5 b one value per
+ * row, 6 a one value per row.
  */
 type BinaryLoop = (a: Arr, b: Arr, dst: Arr, n: number, mode: number, last: number) => void;
+/** A compiled binary op: the loop over the common modes and the closure for the general case. */
+interface BinaryOp {
+  loop: BinaryLoop;
+  f: BinaryFn;
+}
 
-/** Whether this runtime allows `new Function` (a page's CSP may forbid it). */
-const CAN_GENERATE = (() => {
-  try {
-    return new Function('return 1')() === 1;
-  } catch {
-    return false;
+let evalAllowed: boolean | undefined;
+
+/**
+ * Whether this runtime allows `new Function`, probed once: a page whose content-security
+ * policy lacks 'unsafe-eval' makes it throw an EvalError, and then every backend uses closures.
+ */
+export function codegenAllowed(): boolean {
+  if (evalAllowed === undefined) {
+    try {
+      evalAllowed = new Function('return 1')() === 1;
+    } catch {
+      evalAllowed = false;
+    }
   }
-})();
+  return evalAllowed;
+}
 
-function unaryLoop(expr: string): UnaryLoop {
-  const body = `for (let i = 0; i < n; i++) { const x = a[i]; dst[i] = ${expr}; }`;
-  if (CAN_GENERATE) return new Function('a', 'dst', 'n', 'p', 't', body) as UnaryLoop;
-  const f = new Function('x', 'p', 't', `return ${expr};`) as (x: number, p: number, t: number) => number;
+function unaryLoop([expr, f]: readonly [string, UnaryFn], codegen: boolean): UnaryLoop {
+  if (codegen) {
+    const body = `for (let i = 0; i < n; i++) { const x = a[i]; dst[i] = ${expr}; }`;
+    return new Function('a', 'dst', 'n', 'p', 't', body) as UnaryLoop;
+  }
   return (a, dst, n, p, t) => {
     for (let i = 0; i < n; i++) dst[i] = f(a[i], p, t);
   };
@@ -79,31 +110,39 @@ switch (mode) {
   case 6: for (let i = 0, r = 0; i < n; i += last, r++) { const x = a[r]; for (let j = 0; j < last; j++) { const y = b[i + j]; dst[i + j] = EXPR; } } return;
 }`;
 
-function binaryLoopOf(expr: string): { loop: BinaryLoop; f: (x: number, y: number) => number } {
-  const f = new Function('x', 'y', `return ${expr};`) as (x: number, y: number) => number;
-  if (CAN_GENERATE) {
-    return {
-      loop: new Function(
-        'a',
-        'b',
-        'dst',
-        'n',
-        'mode',
-        'last',
-        BINARY_TEMPLATE.replaceAll('EXPR', expr),
-      ) as BinaryLoop,
-      f,
-    };
+function binaryLoopOf([expr, f]: readonly [string, BinaryFn], codegen: boolean): BinaryOp {
+  if (codegen) {
+    const code = BINARY_TEMPLATE.replaceAll('EXPR', expr);
+    return { f, loop: new Function('a', 'b', 'dst', 'n', 'mode', 'last', code) as BinaryLoop };
   }
+  // The same modes as the template, calling the closure (no code generation).
   return {
     f,
     loop: (a, b, dst, n, mode, last) => {
-      for (let i = 0; i < n; i++) {
-        const row = Math.floor(i / last);
-        const col = i - row * last;
-        const x = mode === 2 ? a[0] : mode === 4 ? a[col] : mode === 6 ? a[row] : a[i];
-        const y = mode === 1 ? b[0] : mode === 3 ? b[col] : mode === 5 ? b[row] : b[i];
-        dst[i] = f(x, y);
+      switch (mode) {
+        case 0:
+          for (let i = 0; i < n; i++) dst[i] = f(a[i], b[i]);
+          return;
+        case 1:
+          for (let i = 0; i < n; i++) dst[i] = f(a[i], b[0]);
+          return;
+        case 2:
+          for (let i = 0; i < n; i++) dst[i] = f(a[0], b[i]);
+          return;
+        case 3:
+          for (let i = 0; i < n; i += last) for (let j = 0; j < last; j++) dst[i + j] = f(a[i + j], b[j]);
+          return;
+        case 4:
+          for (let i = 0; i < n; i += last) for (let j = 0; j < last; j++) dst[i + j] = f(a[j], b[i + j]);
+          return;
+        case 5:
+          for (let i = 0, r = 0; i < n; i += last, r++)
+            for (let j = 0; j < last; j++) dst[i + j] = f(a[i + j], b[r]);
+          return;
+        case 6:
+          for (let i = 0, r = 0; i < n; i += last, r++)
+            for (let j = 0; j < last; j++) dst[i + j] = f(a[r], b[i + j]);
+          return;
       }
     },
   };
@@ -173,7 +212,7 @@ export function binaryLoop(
 
 /** Broadcast-aware application of a compiled binary op. */
 function applyBinary(
-  op: { loop: BinaryLoop; f: (x: number, y: number) => number },
+  op: BinaryOp,
   a: CpuArray,
   aShape: readonly number[],
   b: CpuArray,
@@ -190,19 +229,21 @@ function applyBinary(
 
 /** Registers the elementwise kernels (unary, binary, comparisons, where, cast). */
 export function registerElementwise(ctx: CpuContext): void {
-  for (const [op, expr] of Object.entries(UNARY)) {
-    const loop = unaryLoop(expr);
+  const codegen = ctx.codegen;
+  for (const op of Object.keys(UNARY) as (keyof typeof UNARY)[]) {
+    const loop = unaryLoop(UNARY[op], codegen);
     ctx.kernel(op, ([x], attrs) => {
       const dst = ctx.alloc(x.dtype, x.size, false);
-      loop(arr(x), dst, x.size, (attrs.p as number) ?? 0, (attrs.threshold as number) ?? 0);
+      const { p = 0, threshold = 0 } = attrs as { p?: number; threshold?: number };
+      loop(arr(x), dst, x.size, p, threshold);
       return out(dst, x.shape, x.dtype);
     });
   }
-  for (const [op, expr] of Object.entries(BINARY)) {
+  for (const op of Object.keys(BINARY) as (keyof typeof BINARY)[]) {
     const isCmp = COMPARISONS.has(op);
-    const compiled = binaryLoopOf(expr);
+    const compiled = binaryLoopOf(BINARY[op], codegen);
     ctx.kernel(op, ([a, b], attrs) => {
-      const shape = attrs.shape as number[];
+      const shape = attrs.shape;
       const dtype: DType = isCmp ? 'float32' : a.dtype;
       const size = shape.reduce((p, d) => p * d, 1);
       const dst = ctx.alloc(dtype, size, false);
@@ -211,15 +252,13 @@ export function registerElementwise(ctx: CpuContext): void {
       return out(dst, shape, dtype);
     });
   }
-  // relu's gradient in one pass: dy where x > 0 (NaN in x gives 0, as the composition's mask).
-  const reluGradLoop = binaryLoopOf('x * (y > 0)');
+  const reluGradLoop = binaryLoopOf(RELU_GRAD, codegen);
   ctx.kernel('reluGrad', ([dy, x]) => {
     const dst = ctx.alloc(dy.dtype, dy.size, false);
     applyBinary(reluGradLoop, arr(dy), dy.shape, arr(x), x.shape, dst, dy.shape);
     return out(dst, dy.shape, dy.dtype);
   });
-  // relu(x + b) with a row bias in one pass (the SAE encoder's bias and activation).
-  const biasReluLoop = binaryLoopOf('x + y === -Infinity ? 0 : (x + y) * (x + y > 0)');
+  const biasReluLoop = binaryLoopOf(BIAS_RELU, codegen);
   ctx.kernel('biasRelu', ([x, b]) => {
     const dst = ctx.alloc(x.dtype, x.size, false);
     applyBinary(biasReluLoop, arr(x), x.shape, arr(b), b.shape, dst, x.shape);

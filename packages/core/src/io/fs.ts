@@ -63,10 +63,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
     if (handle) await handle.close().catch(() => {});
     await fs.rm(tmp, { force: true }).catch(() => {});
     if (e instanceof DictlearnError) throw e;
-    throw new DictlearnError(
-      path,
-      `could not write the file atomically: ${e instanceof Error ? e.message : String(e)}`,
-    );
+    throw withCause(new DictlearnError(path, `could not write the file atomically: ${fsErrorText(e)}`), e);
   }
   // Make the rename itself durable. Some platforms (Windows) cannot open a directory: ignore.
   try {
@@ -90,4 +87,32 @@ export async function readFileBytes(path: string): Promise<Uint8Array> {
   } catch (e) {
     throw new DictlearnError(path, `could not read the file: ${e instanceof Error ? e.message : String(e)}`);
   }
+}
+
+/** Attaches the underlying error as `cause`, so callers can still read its errno `code`. */
+export function withCause<E extends Error>(error: E, cause: unknown): E {
+  (error as { cause?: unknown }).cause = cause;
+  return error;
+}
+
+/** The errno code (`ENOSPC`, `ENOENT`...) of an error or of the first error in its `cause` chain. */
+export function fsErrorCode(e: unknown): string | undefined {
+  for (let cur: unknown = e, depth = 0; cur && depth < 8; depth++) {
+    const code = (cur as { code?: unknown }).code;
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/**
+ * A file-system error as one readable phrase. A full disk (ENOSPC, or EDQUOT for a quota) is
+ * said in words, since Node's own message for it ("ENOSPC: no space left on device, write")
+ * reads like a crash.
+ */
+export function fsErrorText(e: unknown): string {
+  const code = fsErrorCode(e);
+  if (code === 'ENOSPC') return 'the disk is full (ENOSPC: no space left on the device)';
+  if (code === 'EDQUOT') return 'the disk quota is exhausted (EDQUOT)';
+  return e instanceof Error ? e.message : String(e);
 }

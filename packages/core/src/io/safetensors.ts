@@ -252,6 +252,10 @@ export function parseSafetensorsHeader(
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
     fail(source, 'header is not a JSON object: not a safetensors file');
   }
+  // JSON.parse keeps the last of two equal keys: a header naming a tensor twice would silently
+  // read one of two byte ranges, so duplicates are refused (as the Rust reference does).
+  const dup = duplicateJsonKey(text);
+  if (dup) fail(source, `header names ${dup.where} twice (duplicate key '${dup.key}')`);
   const dataSize = fileSize - 8 - n;
   const entries: SafetensorsEntry[] = [];
   let metadata: Record<string, string> = {};
@@ -288,6 +292,49 @@ export function parseSafetensorsHeader(
     );
   }
   return { dataOffset: 8 + n, entries, metadata };
+}
+
+/**
+ * The first key that appears twice in one object of `text` (valid JSON), with where it is
+ * (`tensor 'x'`, or `field 'dtype' of tensor 'x'`), or undefined. A single pass with an
+ * explicit stack, so deep nesting cannot overflow the call stack.
+ */
+function duplicateJsonKey(text: string): { key: string; where: string } | undefined {
+  const stack: { keys: Set<string> | null; name: string }[] = [];
+  let prev = '';
+  let lastKey = '';
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (ch === '"') {
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      const top = stack[stack.length - 1];
+      if (top?.keys && (prev === '{' || prev === ',')) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        if (top.keys.has(key)) {
+          const where =
+            stack.length === 1
+              ? key === '__metadata__'
+                ? "'__metadata__'"
+                : `tensor '${key}'`
+              : `field '${key}' of ${stack.length === 2 && top.name !== '__metadata__' ? `tensor '${top.name}'` : `'${top.name}'`}`;
+          return { key, where };
+        }
+        top.keys.add(key);
+        lastKey = key;
+      }
+      prev = '"';
+      i = j;
+    } else if (ch === '{' || ch === '[') {
+      stack.push({ keys: ch === '{' ? new Set() : null, name: prev === ':' ? lastKey : '' });
+      prev = ch;
+    } else if (ch === '}' || ch === ']') {
+      stack.pop();
+      prev = ch;
+    } else if (ch === ',' || ch === ':') prev = ch;
+    else if (!/\s/.test(ch)) prev = 'v';
+  }
+  return undefined;
 }
 
 function parseMetadata(value: unknown, source: string): Record<string, string> {

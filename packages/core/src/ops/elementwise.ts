@@ -1,4 +1,4 @@
-import { type GradFn, runOp } from '../engine.js';
+import { type GradFn, type OpAttrs, runOp } from '../engine.js';
 import { check, DictlearnError } from '../errors.js';
 import { broadcastShapes } from '../shape.js';
 import { Tensor } from '../tensor.js';
@@ -34,10 +34,27 @@ export function sumTo(dy: Tensor, shape: readonly number[]): Tensor {
   return reshape(sum(dy, axes, true), shape);
 }
 
-function unary(
-  op: string,
+/** Unary elementwise ops: one input, output of its shape. */
+type UnaryOp = 'neg' | 'abs' | 'sign' | 'square' | 'sqrt' | 'exp' | 'log' | 'pow' | 'relu' | 'step' | 'cast';
+/** Binary elementwise ops: two broadcast operands. */
+type BinaryOp =
+  | 'add'
+  | 'sub'
+  | 'mul'
+  | 'div'
+  | 'maximum'
+  | 'minimum'
+  | 'greater'
+  | 'greaterEqual'
+  | 'less'
+  | 'lessEqual'
+  | 'equal'
+  | 'notEqual';
+
+function unary<Op extends UnaryOp>(
+  op: Op,
   x: Tensor,
-  attrs: Record<string, unknown>,
+  attrs: OpAttrs[Op],
   grad?: (x: Tensor, y: Tensor, dy: Tensor) => Tensor,
   floatOnly = true,
 ): Tensor {
@@ -135,7 +152,7 @@ export function cast(x: Tensor, dtype: 'float32' | 'int32'): Tensor {
 }
 
 function binary(
-  op: string,
+  op: BinaryOp,
   a: TensorLike,
   b: TensorLike,
   grad: ((a: Tensor, b: Tensor, y: Tensor, dy: Tensor, needs: boolean[]) => (Tensor | null)[]) | undefined,

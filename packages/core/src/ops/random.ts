@@ -1,7 +1,14 @@
 import { readyBackend } from '../backend.js';
 import { type Attrs, runOp } from '../engine.js';
 import { check } from '../errors.js';
-import { philoxNormal, philoxUniform, philoxUnitRows } from '../random.js';
+import {
+  philoxNormal,
+  philoxUniform,
+  philoxUnitRows,
+  RANDOM_PURPOSE_TAGS,
+  type RandomPurpose,
+  seedFor,
+} from '../random.js';
 import { checkShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 
@@ -11,6 +18,12 @@ export interface RandomOptions {
   seed: number;
   /** Independent sub-stream for the same seed (default 0), e.g. one per parameter. */
   stream?: number;
+  /**
+   * What the draw is for (default `'user'`): each purpose is its own key domain, so an
+   * initialisation (`'init'`) never repeats the numbers of a data or ground-truth draw made
+   * with the same seed.
+   */
+  purpose?: RandomPurpose;
   /** Backend name (default: the current backend). */
   backend?: string;
 }
@@ -26,6 +39,11 @@ function checkSeed(op: string, o: RandomOptions): void {
     op,
     () => `stream must be an integer in [0, 2³²), got ${o.stream}`,
   );
+  check(
+    o.purpose === undefined || Object.hasOwn(RANDOM_PURPOSE_TAGS, o.purpose),
+    op,
+    () => `purpose must be one of ${Object.keys(RANDOM_PURPOSE_TAGS).join(', ')}, got ${o.purpose}`,
+  );
 }
 
 /** Uniform float32 values in [low, high) from the Philox stream (see `random.ts` for the definition). */
@@ -39,6 +57,7 @@ export function randomUniform(
     shape: [...shape],
     seed: options.seed,
     stream: options.stream ?? 0,
+    purpose: options.purpose ?? 'user',
     low: options.low ?? 0,
     high: options.high ?? 1,
     backend: readyBackend(options.backend, 'randomUniform').name,
@@ -56,6 +75,7 @@ export function randomNormal(
     shape: [...shape],
     seed: options.seed,
     stream: options.stream ?? 0,
+    purpose: options.purpose ?? 'user',
     mean: options.mean ?? 0,
     std: options.std ?? 1,
     backend: readyBackend(options.backend, 'randomNormal').name,
@@ -78,6 +98,7 @@ export function randomUnitRows(
     shape: [rows, cols],
     seed: options.seed,
     stream: options.stream ?? 0,
+    purpose: options.purpose ?? 'user',
     norm: options.norm ?? 1,
     backend: readyBackend(options.backend, 'randomUnitRows').name,
   })[0];
@@ -93,7 +114,7 @@ export const RANDOM_OPS = ['randomUniform', 'randomNormal', 'randomUnitRows'] as
  */
 export function randomValues(op: (typeof RANDOM_OPS)[number], attrs: Attrs): Float32Array {
   const shape = attrs.shape as number[];
-  const seed = attrs.seed as number;
+  const seed = seedFor((attrs.purpose as RandomPurpose | undefined) ?? 'user', attrs.seed as number);
   const stream = attrs.stream as number;
   const n = shape.reduce((a, b) => a * b, 1);
   if (op === 'randomUniform')

@@ -34,7 +34,7 @@ export function mean(x: Tensor, axes?: Axes, keepDims = false): Tensor {
   return runOp(
     'mean',
     [x],
-    { axes: ax, keepDims },
+    { axes: ax, keepDims, shape: reducedShape(x.shape, ax, keepDims) },
     {
       composition: () => div(sum(x, ax, keepDims), count),
     },
@@ -89,17 +89,24 @@ export function argmax(x: Tensor, axis = -1, keepDims = false): Tensor {
 /** L1 norm Σ|x| along axes (default: the last axis). */
 export function l1Norm(x: Tensor, axes: Axes = -1, keepDims = false): Tensor {
   requireFloat('l1Norm', x);
-  return runOp('l1Norm', [x], { axes, keepDims }, { composition: () => sum(abs(x), axes, keepDims) })[0];
+  const ax = normalizeAxes('l1Norm', axes, x.rank);
+  return runOp(
+    'l1Norm',
+    [x],
+    { axes: ax, keepDims, shape: reducedShape(x.shape, ax, keepDims) },
+    { composition: () => sum(abs(x), ax, keepDims) },
+  )[0];
 }
 
 /** L2 norm √Σx² along axes (default: the last axis). */
 export function l2Norm(x: Tensor, axes: Axes = -1, keepDims = false): Tensor {
   requireFloat('l2Norm', x);
+  const ax = normalizeAxes('l2Norm', axes, x.rank);
   return runOp(
     'l2Norm',
     [x],
-    { axes, keepDims },
-    { composition: () => sqrt(sum(square(x), axes, keepDims)) },
+    { axes: ax, keepDims, shape: reducedShape(x.shape, ax, keepDims) },
+    { composition: () => sqrt(sum(square(x), ax, keepDims)) },
   )[0];
 }
 

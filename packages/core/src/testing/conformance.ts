@@ -1,13 +1,15 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { findBackend, initBackend, useBackend } from '../backend.js';
 import { fromHost, keep, scope, Variable, valueAndGrad } from '../engine.js';
+import { getKernel, type Kernel, type OpName, registerKernel, unregisterKernel } from '../kernel-registry.js';
 import * as ops from '../ops/index.js';
-import { philoxNormal, philoxUniform, philoxUnitRows } from '../random.js';
+import { philoxUniform } from '../random.js';
 import { memory, type Tensor } from '../tensor.js';
 import { compareValues, type Tolerance } from './compare.js';
 import fixtures from './fixtures/ops.json' with { type: 'json' };
 import { analyticGradients, checkGradients } from './gradcheck.js';
 import { OP_TABLE } from './op-table.js';
+import { PHILOX_FIXTURE, seedOfPhiloxKey } from './philox-fixture.js';
 
 /** One tensor of a fixture case. */
 export interface FixtureTensor {
@@ -40,6 +42,37 @@ export const OP_FIXTURES: FixtureCase[] = (fixtures as { cases: FixtureCase[] })
 
 /** Inputs whose gradient a case checks, where not every float32 input (a `where` condition is not differentiable). */
 const GRAD_WRT: Record<string, number[]> = { where: [1, 2] };
+
+/**
+ * The composite ops: core composes them from other ops and a backend may fuse them. The
+ * conformance suite finds which ops are composite (an op that still runs when its kernel is
+ * removed) and checks that finding against this list, so a new composite op cannot go untested.
+ */
+export const COMPOSITE_OPS: readonly OpName[] = [
+  'adamUpdate',
+  'biasRelu',
+  'broadcastTo',
+  'clipByGlobalNorm',
+  'l1Norm',
+  'l2Norm',
+  'linearBiasRelu',
+  'mean',
+  'normalizeRows',
+  'reluGrad',
+  'removeParallelComponent',
+];
+
+/**
+ * Finite-difference steps other than the default 1e-6, where the default step is too coarse:
+ * Adam's √v at v ~ 1e-3 curves enough that a 1e-6 step is off by ~1e-5 relative.
+ */
+const GRADCHECK_EPS: Record<string, number> = { adamUpdate: 1e-8 };
+
+/** Composite fixture cases whose gradient is not checked under a fused kernel, with why. */
+const NO_FUSED_GRADCHECK: Record<string, string> = {
+  clipByGlobalNorm: 'not differentiable by contract: it runs without recording',
+  adamUpdate_small_v: 'v ~ 1e-11 is smaller than the finite-difference step',
+};
 
 /** Options of {@link conformanceSuite}. */
 export interface ConformanceOptions {
@@ -176,6 +209,119 @@ export function conformanceSuite(options: ConformanceOptions): void {
       }
     });
 
+    describe("composite ops keep the composition's gradient under a fused kernel", () => {
+      // A fused kernel standing in for the composition: for the fixture's input and output
+      // shapes it returns numpy's outputs (so its values are right) and counts the calls; other
+      // calls of the op (a gradient rule broadcasting, say) go to the backend's own kernel.
+      const fusedKernel = (c: FixtureCase, calls: { n: number }, own: Kernel | undefined): Kernel => {
+        const same = (a: readonly number[], b: readonly number[]) =>
+          a.length === b.length && a.every((d, i) => d === b[i]);
+        return (inputs, attrs, backend) => {
+          const outShape = (attrs as { shape?: number[] }).shape;
+          const matches =
+            inputs.length === c.inputs.length &&
+            inputs.every((t, i) => same(t.shape, c.inputs[i].shape)) &&
+            (outShape === undefined || same(outShape, c.outputs[0].shape));
+          if (!matches) {
+            if (own) return own(inputs, attrs, backend);
+            throw new Error(`the test kernel for '${c.op}' got inputs unlike the fixture's`);
+          }
+          calls.n++;
+          const outs = c.outputs.map((o) => ({
+            data: backend.upload(
+              o.dtype === 'int32' ? Int32Array.from(o.values) : Float32Array.from(o.values),
+              o.dtype,
+            ),
+            shape: o.shape,
+            dtype: o.dtype,
+          }));
+          return outs.length === 1 ? outs[0] : outs;
+        };
+      };
+      // Installs a kernel on the backend under test for the duration of `fn`, then restores its own.
+      const withKernel = async <T>(
+        op: OpName,
+        kernel: ((own: Kernel | undefined) => Kernel) | undefined,
+        fn: () => Promise<T>,
+      ) => {
+        const backend = findBackend(name)!;
+        const own = getKernel(op, backend);
+        if (kernel) registerKernel(op, backend, kernel(own), { replace: true });
+        else unregisterKernel(op, backend);
+        try {
+          return await fn();
+        } finally {
+          unregisterKernel(op, backend);
+          if (own) registerKernel(op, backend, own);
+        }
+      };
+      const all =
+        (c: FixtureCase) =>
+        (...ts: Tensor[]) => {
+          const outs = OP_TABLE[c.op](ts, c.attrs);
+          return outs.length === 1 ? outs[0] : ops.concat(outs.map((o) => ops.reshape(o, [-1])));
+        };
+
+      it('the composite ops are exactly the ops that run without a kernel of their own', async () => {
+        const found: string[] = [];
+        for (const op of [...new Set(OP_FIXTURES.map((c) => c.op))]) {
+          const c = OP_FIXTURES.find((x) => x.op === op)!;
+          const calls = { n: 0 };
+          // An op that never reaches a kernel of its name (reshape) is neither fused nor composite.
+          await withKernel(
+            op as OpName,
+            (own) => fusedKernel(c, calls, own),
+            () => runCase(c, name),
+          );
+          if (calls.n === 0) continue;
+          const runs = await withKernel(op as OpName, undefined, () =>
+            runCase(c, name).then(
+              () => true,
+              (e: unknown) => {
+                expect(String(e)).toMatch(`has no kernel for op '${op}' and core has no composition of it`);
+                return false;
+              },
+            ),
+          );
+          if (runs) found.push(op);
+        }
+        expect(found.sort()).toEqual([...COMPOSITE_OPS].sort());
+      });
+
+      for (const c of OP_FIXTURES.filter((x) => COMPOSITE_OPS.includes(x.op as OpName))) {
+        const why = NO_FUSED_GRADCHECK[c.name] ?? NO_FUSED_GRADCHECK[c.op];
+        (why ? it.skip : it)(`${c.name}${why ? ` (${why})` : ''}`, async () => {
+          const fn = all(c);
+          const wrt = GRAD_WRT[c.op];
+          // float64 finite differences on the gradient backend, before any kernel is replaced.
+          const ref = await checkGradients(fn, c.inputs, {
+            backend: options.gradientBackend,
+            wrt,
+            eps: GRADCHECK_EPS[c.op],
+          });
+          expect(ref.errors).toEqual([]);
+          const calls = { n: 0 };
+          await withKernel(
+            c.op as OpName,
+            (own) => fusedKernel(c, calls, own),
+            async () => {
+              // Where no gradient is needed the fused kernel serves the call...
+              const got = await runCase(c, name);
+              expect(calls.n).toBeGreaterThan(0);
+              expect(got.map((o) => o.values)).toEqual(
+                c.outputs.map((o) => Float32Array.from(o.values)).map((v) => Array.from(v)),
+              );
+              // ...and while gradients are recorded they still equal the composition's.
+              const mine = await analyticGradients(fn, c.inputs, { backend: name, wrt });
+              mine.forEach((g, i) => {
+                expect(compareValues(g, ref.numeric[i], gtol, `${c.name} gradient ${i} (fused)`)).toBeNull();
+              });
+            },
+          );
+        });
+      }
+    });
+
     describe('edge cases', () => {
       const b = { backend: name };
       const t = (values: number[] | Float32Array, shape: number[]) => ops.tensor(values, shape, b);
@@ -246,6 +392,20 @@ export function conformanceSuite(options: ConformanceOptions): void {
         }
       });
 
+      it('elementwise ops at their boundaries: step at its threshold, relu and sign at 0 and ±Inf', async () => {
+        const plain = async (x: Tensor) => (await read(x)).map((v) => v + 0); // −0 reads as 0
+        expect(await plain(ops.step(t([0.5, 1, 1.5], [3]), 1))).toEqual([0, 0, 1]);
+        expect(await plain(ops.relu(t([-Infinity, -2, 0, 3, Infinity], [5])))).toEqual([
+          0,
+          0,
+          0,
+          3,
+          Infinity,
+        ]);
+        expect(await plain(ops.sign(t([-Infinity, -3, 0, 2, Infinity], [5])))).toEqual([-1, -1, 0, 1, 1]);
+        expect(await plain(ops.maximum(t([-1, 2], [2]), t([1, -2], [2])))).toEqual([1, 2]);
+      });
+
       it('NaN propagates through elementwise ops, reductions and matmul; top-k and argmax rank NaN first', async () => {
         const x = t([1, Number.NaN, -2, 4], [2, 2]);
         const nanMask = (a: number[]) => a.map((q) => Number.isNaN(q));
@@ -295,13 +455,23 @@ export function conformanceSuite(options: ConformanceOptions): void {
         }
       });
 
-      it('random streams are the Philox stream bit for bit and differ between streams', async () => {
-        const u = ops.randomUniform([3, 5], { seed: 42, stream: 3, low: -1, high: 2, backend: name });
-        expect(await read(u)).toEqual(Array.from(philoxUniform(15, 42, 3, -1, 2)));
-        const nrm = ops.randomNormal([7], { seed: 2 ** 40 + 5, mean: 1, std: 0.5, backend: name });
-        expect(await read(nrm)).toEqual(Array.from(philoxNormal(7, 2 ** 40 + 5, 0, 1, 0.5)));
-        const dirs = ops.randomUnitRows(3, 4, { seed: 8, norm: 0.1, backend: name });
-        expect(await read(dirs)).toEqual(Array.from(philoxUnitRows(3, 4, 8, 0, 0.1)));
+      it('random streams match an independent numpy Philox (fixtures/philox.json) bit for bit', async () => {
+        // Not compared with the host functions: every backend may call those, so a bug there
+        // would agree with itself.
+        for (const d of PHILOX_FIXTURE.draws) {
+          const o = { seed: seedOfPhiloxKey(d.key), stream: d.stream, backend: name };
+          const { low, high } = d.uniform;
+          const u = ops.randomUniform([d.n], { ...o, low, high });
+          expect(await read(u), `uniform key [${d.key}] stream ${d.stream}`).toEqual(d.uniform.values);
+          const { mean, std } = d.normal;
+          const z = ops.randomNormal([d.n], { ...o, mean, std });
+          expect(await read(z), `normal key [${d.key}] stream ${d.stream}`).toEqual(d.normal.values);
+        }
+        for (const r of PHILOX_FIXTURE.unitRows) {
+          const o = { seed: seedOfPhiloxKey(r.key), stream: r.stream, norm: r.norm, backend: name };
+          const dirs = ops.randomUnitRows(r.rows, r.cols, o);
+          expect(await read(dirs), `unit rows key [${r.key}]`).toEqual(r.values);
+        }
         const other = ops.randomUniform([15], { seed: 42, stream: 4, backend: name });
         expect(await read(other)).not.toEqual(
           await read(ops.randomUniform([15], { seed: 42, stream: 3, backend: name })),

@@ -40,6 +40,23 @@ export async function saveTrainerState(
   const fs = { ...(await import('../io/dirs.js')), ...(await import('../io/fs.js')) };
   const { encodeSafetensors } = await import('../io/safetensors.js');
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  try {
+    await writeState(trainer, tmp, extra, fs, encodeSafetensors);
+    await fs.replaceDir(tmp, dir);
+  } catch (e) {
+    // Leave no half-written checkpoint behind (a full disk): earlier ones stay as they were.
+    await fs.removePath(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+async function writeState(
+  trainer: Trainer,
+  tmp: string,
+  extra: { scale: number; batchesConsumed: number },
+  fs: typeof import('../io/dirs.js') & typeof import('../io/fs.js'),
+  encodeSafetensors: typeof import('../io/safetensors.js').encodeSafetensors,
+): Promise<void> {
   await fs.ensureDir(tmp);
   const dict = trainer.dictionary(extra.scale);
   try {
@@ -73,11 +90,31 @@ export async function saveTrainerState(
     resampled: trainer.resampled,
   };
   await fs.writeFileAtomic(fs.joinPath(tmp, STATE_INFO), `${JSON.stringify(info, null, 2)}\n`);
-  await fs.replaceDir(tmp, dir);
 }
 
-/** Restores a trainer from a checkpoint written by {@link saveTrainerState}; returns its info. */
-export async function loadTrainerState(trainer: Trainer, dir: string): Promise<TrainerStateInfo> {
+/** A checkpoint read and checked against a trainer by {@link readTrainerState}, not yet applied. */
+export interface TrainerState {
+  /** The checkpoint folder. */
+  dir: string;
+  /** Its `state.json`. */
+  info: TrainerStateInfo;
+  /** Parameter values by name. */
+  params: Record<string, Float32Array>;
+  /** Adam first moments by parameter name. */
+  m: Record<string, Float32Array>;
+  /** Adam second moments by parameter name. */
+  v: Record<string, Float32Array>;
+  /** Steps since each feature last fired. */
+  stepsSinceFired: Int32Array;
+}
+
+/**
+ * Reads a checkpoint written by {@link saveTrainerState} and checks it fits `trainer` (format,
+ * architecture, every tensor present with the trainer's shape) without changing the trainer, so
+ * a damaged checkpoint (truncated safetensors, bad state.json) can be passed over for an older one.
+ * Throws a {@link DictlearnError} naming the file and the problem.
+ */
+export async function readTrainerState(trainer: Trainer, dir: string): Promise<TrainerState> {
   const fs = await import('../io/dirs.js');
   const { readSafetensors } = await import('../io/safetensors.js');
   const infoPath = fs.joinPath(dir, STATE_INFO);
@@ -87,7 +124,7 @@ export async function loadTrainerState(trainer: Trainer, dir: string): Promise<T
   } catch (e) {
     throw new DictlearnError(infoPath, `cannot read the trainer state: ${(e as Error).message}`);
   }
-  if (info.format !== 'dictlearn-trainer-state') {
+  if (info?.format !== 'dictlearn-trainer-state') {
     throw new DictlearnError(infoPath, "field 'format' must be 'dictlearn-trainer-state'");
   }
   if (info.architecture !== trainer.arch.name) {
@@ -95,6 +132,14 @@ export async function loadTrainerState(trainer: Trainer, dir: string): Promise<T
       infoPath,
       `checkpoint is of architecture '${info.architecture}', the trainer is '${trainer.arch.name}'`,
     );
+  }
+  for (const k of ['step', 'adamStep', 'batchesConsumed'] as const) {
+    if (!Number.isInteger(info[k]) || info[k] < 0) {
+      throw new DictlearnError(infoPath, `field '${k}' must be a non-negative integer, got ${info[k]}`);
+    }
+  }
+  if (!(typeof info.scale === 'number' && info.scale > 0 && Number.isFinite(info.scale))) {
+    throw new DictlearnError(infoPath, `field 'scale' must be a positive number, got ${info.scale}`);
   }
   const path = fs.joinPath(dir, STATE_TENSORS);
   const file = await readSafetensors(path);
@@ -106,22 +151,47 @@ export async function loadTrainerState(trainer: Trainer, dir: string): Promise<T
     }
     return e.data as ArrayLike<number>;
   };
+  const state: TrainerState = {
+    dir,
+    info,
+    params: {},
+    m: {},
+    v: {},
+    stepsSinceFired: Int32Array.from(get('steps_since_fired', [trainer.stepsSinceFired.length])),
+  };
+  for (const [name, variable] of Object.entries(trainer.vars)) {
+    const shape = variable.value.shape;
+    state.params[name] = Float32Array.from(get(`param.${name}`, shape));
+    state.m[name] = Float32Array.from(get(`adam_m.${name}`, shape));
+    state.v[name] = Float32Array.from(get(`adam_v.${name}`, shape));
+  }
+  return state;
+}
+
+/** Puts a checkpoint read by {@link readTrainerState} into the trainer. */
+export function applyTrainerState(trainer: Trainer, state: TrainerState): void {
   const backend = Object.values(trainer.vars)[0].value.backend;
   const m: Record<string, Tensor> = {};
   const v: Record<string, Tensor> = {};
   try {
     for (const [name, variable] of Object.entries(trainer.vars)) {
       const shape = variable.value.shape;
-      variable.assign(tensor(Float32Array.from(get(`param.${name}`, shape)), shape, { backend }));
-      m[name] = tensor(Float32Array.from(get(`adam_m.${name}`, shape)), shape, { backend });
-      v[name] = tensor(Float32Array.from(get(`adam_v.${name}`, shape)), shape, { backend });
+      variable.assign(tensor(state.params[name], shape, { backend }));
+      m[name] = tensor(state.m[name], shape, { backend });
+      v[name] = tensor(state.v[name], shape, { backend });
     }
-    trainer.optimizer.load({ step: info.adamStep, m, v });
+    trainer.optimizer.load({ step: state.info.adamStep, m, v });
   } finally {
     for (const t of [...Object.values(m), ...Object.values(v)]) t.dispose();
   }
-  trainer.stepsSinceFired.set(get('steps_since_fired', [trainer.stepsSinceFired.length]));
-  trainer.step = info.step;
-  trainer.resampled = { ...info.resampled };
-  return info;
+  trainer.stepsSinceFired.set(state.stepsSinceFired);
+  trainer.step = state.info.step;
+  trainer.resampled = { ...state.info.resampled };
+}
+
+/** Restores a trainer from a checkpoint written by {@link saveTrainerState}; returns its info. */
+export async function loadTrainerState(trainer: Trainer, dir: string): Promise<TrainerStateInfo> {
+  const state = await readTrainerState(trainer, dir);
+  applyTrainerState(trainer, state);
+  return state.info;
 }

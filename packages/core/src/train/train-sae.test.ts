@@ -61,23 +61,51 @@ async function paramsOf(dir: string): Promise<Record<string, number[]>> {
 }
 
 describe('trainSAE', () => {
-  it('a resumed run ends bit for bit where an uninterrupted one does (optimizer, resampling, data position)', async () => {
+  it('a resumed run ends bit for bit where an uninterrupted one does (optimizer, resampling, dead counters, data position)', async () => {
+    // A third trainer whose features die and are resampled at nearly every check (R = 2: silent
+    // for 2 steps is dead; a strong L1 and a large lr kill features fast), so the checkpoint holds
+    // non-trivial dead-feature counters and the resample right after the resume depends on them.
+    const dying = {
+      architecture: standard({ l1Penalty: 3 }),
+      dictSize: 64,
+      name: 'dying',
+      seed: 1,
+      lr: 0.05,
+      warmupSteps: 0,
+      sparsityWarmupSteps: 0,
+      resampleSteps: 2,
+    };
+    const trainers = () => [...specs(), dying];
+    const names = ['std', 'april', 'dying'];
     const a = await mkdtemp(join(tmpdir(), 'dl-a-'));
     const whole = await trainSAE({
       data: batches(40),
-      trainers: specs(),
+      trainers: trainers(),
       steps: 24,
       outDir: a,
       logEvery: 8,
       normalize: true,
+      saveSteps: [12, 13, 24],
     });
     for (const d of whole.dictionaries) d.dispose();
+    const info = async (dir: string, name: string, step: number) =>
+      JSON.parse(await readFile(join(dir, name, 'checkpoints', `step_${step}`, 'state.json'), 'utf8'));
+    // Preconditions: resamples before the checkpoint, on the first step after it (t = 12, a
+    // check of R = 2, which needs the restored counters to find the same dead features) and after.
+    const [at12, at13, at24] = [
+      await info(a, 'dying', 12),
+      await info(a, 'dying', 13),
+      await info(a, 'dying', 24),
+    ];
+    expect(at12.resampled.times).toBeGreaterThan(0);
+    expect(at13.resampled.times).toBe(at12.resampled.times + 1);
+    expect(at24.resampled.times).toBeGreaterThan(at13.resampled.times);
 
     const b = await mkdtemp(join(tmpdir(), 'dl-b-'));
     await expect(
       trainSAE({
         data: batches(40, { failAt: 16 }),
-        trainers: specs(),
+        trainers: trainers(),
         steps: 24,
         outDir: b,
         saveSteps: [12],
@@ -87,17 +115,26 @@ describe('trainSAE', () => {
     expect(await readdir(join(b, 'std', 'checkpoints'))).toEqual(['step_12']);
     const resumed = await trainSAE({
       data: batches(40),
-      trainers: specs(),
+      trainers: trainers(),
       steps: 24,
       outDir: b,
       resume: true,
       normalize: true,
+      saveSteps: [13, 24],
     });
     expect(resumed.resumedFrom).toBe(12);
     expect(resumed.scale).toBe(whole.scale);
     for (const d of resumed.dictionaries) d.dispose();
-    for (const name of ['std', 'april']) {
+    for (const name of names) {
       expect(await paramsOf(join(b, name))).toEqual(await paramsOf(join(a, name)));
+      // The whole training state (parameters, Adam moments, dead-feature counters, resample
+      // counts) agrees right after the resume and at the end.
+      for (const step of [13, 24]) {
+        expect(await info(b, name, step)).toEqual(await info(a, name, step));
+        const state = (dir: string) =>
+          readFile(join(dir, name, 'checkpoints', `step_${step}`, 'state.safetensors'));
+        expect(Buffer.compare(await state(b), await state(a)), `${name} state at step ${step}`).toBe(0);
+      }
     }
     // The checkpoint itself is a loadable dictionary.
     const ck = await Dictionary.load(join(b, 'std', 'checkpoints', 'step_12'));

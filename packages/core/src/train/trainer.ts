@@ -8,7 +8,7 @@ import { abs, sub } from '../ops/elementwise.js';
 import { gatherRows } from '../ops/indexing.js';
 import { l2Norm, max } from '../ops/reduce.js';
 import { Adam } from '../optim.js';
-import { philoxUniform } from '../random.js';
+import { philoxUniform, seedFor } from '../random.js';
 import { lrMultiplier, type ScheduleOptions, sparsityScale } from '../schedule.js';
 import type { Tensor } from '../tensor.js';
 import { fractionVarianceExplained, meanL0 } from './metrics.js';
@@ -241,9 +241,10 @@ export class Trainer {
   }
 
   /**
-   * REFERENCE resampling: features silent for more than R/2 steps are dead; inputs are drawn
-   * without replacement with probability ∝ ‖x − x̂‖; the architecture rebuilds those features
-   * from them, and their Adam moments are zeroed.
+   * REFERENCE resampling: features silent for more than R/2 steps are dead; n = min(#dead,
+   * batch rows) inputs are drawn without replacement with probability ∝ ‖x − x̂‖; the
+   * architecture rebuilds the first n dead features from them (knowing all dead ones), and
+   * their Adam moments are zeroed.
    */
   async #resample(x: Tensor, R: number): Promise<void> {
     const dead: number[] = [];
@@ -258,17 +259,18 @@ export class Trainer {
     losses.dispose();
     const n = Math.min(dead.length, w.length);
     const chosen = weightedSampleWithoutReplacement(w, n, this.settings.seed, this.step);
-    const deadIdx = Int32Array.from(dead.slice(0, n));
+    // DL: the first n dead are rebuilt, but every dead feature is left out of the alive norm.
+    const replace = Int32Array.from(dead.slice(0, n));
     const replacement = scope(() =>
       this.arch.resample!(
         this.params(),
-        deadIdx,
+        { dead: Int32Array.from(dead), replace },
         gatherRows(x, tensor(chosen, [n], { dtype: 'int32', backend: x.backend })),
       ),
     );
     for (const [k, v] of Object.entries(replacement)) this.vars[k].assign(v);
     const mask = new Float32Array(this.sizes.dictSize).fill(1);
-    for (const j of deadIdx) mask[j] = 0;
+    for (const j of replace) mask[j] = 0;
     this.optimizer.resetFeatures(mask, this.arch.featureAxes());
     this.resampled.times++;
     this.resampled.features += n;
@@ -293,7 +295,8 @@ export class Trainer {
 
 /**
  * n distinct indices drawn with probability ∝ weights (Efraimidis–Spirakis: the n largest
- * u^(1/w) keys), using the Philox stream of (seed, step) so a run is reproducible.
+ * u^(1/w) keys), using stream step + 1 of the seed's `'resampling'` Philox domain, so a run is
+ * reproducible and the draw shares no numbers with the init, data or sampling streams.
  */
 export function weightedSampleWithoutReplacement(
   weights: ArrayLike<number>,
@@ -301,7 +304,7 @@ export function weightedSampleWithoutReplacement(
   seed: number,
   step: number,
 ): Int32Array {
-  const u = philoxUniform(weights.length, seed, (step + 1) >>> 0);
+  const u = philoxUniform(weights.length, seedFor('resampling', seed), (step + 1) >>> 0);
   const keys = Array.from(weights, (w, i) => ({
     i,
     k: w > 0 ? Math.log(Math.max(u[i], 1e-30)) / w : Number.NEGATIVE_INFINITY,
