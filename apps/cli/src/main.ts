@@ -4,6 +4,7 @@ import '@dictlearn/arch-standard/register';
 import '@dictlearn/buffer/register';
 import { parseArgs } from 'node:util';
 import { DictlearnError } from '@dictlearn/core';
+import { ARCH_FLAGS, sweepConfigs, sweptKeys } from './commands/arch-flags.js';
 import { formatBench, runBench } from './commands/bench.js';
 import { formatMetrics, runEval } from './commands/eval.js';
 import {
@@ -38,8 +39,14 @@ commands:
             --source NAME         synthetic (default), npy, safetensors
             --data FILE           activation file(s) for npy/safetensors (repeatable)
             --dim D --num-features N --mean-active K --noise S --data-seed N   synthetic data
-            --arch NAME           standard (default), april-update, tied; comma list for several
-            --l1 L                sparsity penalty; a comma list trains one dictionary per value
+            --arch NAME           standard (default), april-update, tied, or any registered
+                                  architecture; a comma list trains each
+            --l1 L  --k K  --aux-k N  --dead-tokens N  --target-l0 L  --sparsity-penalty C
+            --bandwidth E  --p-target P  --aux-k-coeff A
+                                  architecture hyper-parameters; each takes a comma list, and
+                                  the run trains every combination for every architecture that
+                                  accepts the key (a sweep)
+            --set KEY=V[,V...]    any other architecture config key, as a sweep (repeatable)
             --dict-size F         features per dictionary (default 4·d; d from the file header)
             --steps N --batch-size B --lr LR --warmup-steps N --sparsity-warmup-steps N
             --epochs N            passes over npy/safetensors data, reshuffled each (seed: --data-seed);
@@ -115,7 +122,8 @@ async function trainCommand(args: string[]): Promise<number> {
       ...SOURCE_FLAGS,
       config: { type: 'string' },
       arch: { type: 'string' },
-      l1: { type: 'string' },
+      ...Object.fromEntries(Object.keys(ARCH_FLAGS).map((f) => [f, { type: 'string' as const }])),
+      set: { type: 'string', multiple: true },
       'dict-size': { type: 'string' },
       steps: { type: 'string' },
       lr: { type: 'string' },
@@ -141,14 +149,12 @@ async function trainCommand(args: string[]): Promise<number> {
   const base: Partial<RunConfig> = values.config ? await readConfigFile(values.config) : {};
   const cfg: Partial<RunConfig> = { ...base };
   cfg.source = sourceFromFlags(values, base.source);
-  if (values.arch || values.l1 || values['dict-size'] || !base.trainers) {
+  const swept = sweptKeys(values, values.set as string[] | undefined);
+  if (values.arch || swept.length > 0 || values['dict-size'] || !base.trainers) {
     const archs = ((values.arch as string | undefined) ?? 'standard').split(',').map((s) => s.trim());
-    const l1s = values.l1 ? numberList('l1', values.l1 as string) : [undefined];
     // undefined: 4·d, with d known once the source is open (a file's header)
     const dictSize = flagNumber('dict-size', values['dict-size'] as string | undefined);
-    cfg.trainers = archs.flatMap((architecture) =>
-      l1s.map((l1) => ({ architecture, dictSize, config: l1 === undefined ? {} : { l1Penalty: l1 } })),
-    );
+    cfg.trainers = sweepConfigs(archs, swept).map((t) => ({ ...t, dictSize }));
   }
   const perTrainer = {
     lr: flagNumber('lr', values.lr as string | undefined),
