@@ -1,6 +1,9 @@
 import '@dictlearn/backend-cpu/register';
 import '@dictlearn/backend-webgpu/register';
 import '@dictlearn/arch-standard/register';
+import '@dictlearn/arch-topk/register';
+import '@dictlearn/arch-jumprelu/register';
+import '@dictlearn/arch-gated/register';
 import '@dictlearn/buffer/register';
 import { parseArgs } from 'node:util';
 import { DictlearnError } from '@dictlearn/core';
@@ -42,7 +45,7 @@ commands:
             --arch NAME           standard (default), april-update, tied, or any registered
                                   architecture; a comma list trains each
             --l1 L  --k K  --aux-k N  --dead-tokens N  --target-l0 L  --sparsity-penalty C
-            --bandwidth E  --p-target P  --aux-k-coeff A
+            --bandwidth E  --p-end P  --aux-k-alpha A
                                   architecture hyper-parameters; each takes a comma list, and
                                   the run trains every combination for every architecture that
                                   accepts the key (a sweep)

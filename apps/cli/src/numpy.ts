@@ -111,3 +111,30 @@ export function timeNumpyStep(
     seconds: parsed.seconds,
   };
 }
+
+/**
+ * Times one TopK SAE training step written the dense way in numpy (numpy_topk_step.py: encoder
+ * product, top-k by argpartition, dense decode, hand-written dense backward, ConstrainedAdam).
+ */
+export function timeNumpyTopkStep(
+  batch: number,
+  d: number,
+  features: number,
+  k: number,
+  reps: number,
+  unsetCoretype: boolean,
+): NumpyStepResult {
+  const r = runPython(
+    'numpy_topk_step.py',
+    [String(batch), String(d), String(features), String(k), String(reps)],
+    unsetCoretype,
+  );
+  if (!r.ok) return { available: false, reason: r.reason };
+  const parsed = r.value as { version: string; seconds: number };
+  return {
+    available: true,
+    version: parsed.version,
+    variant: variantLabel(unsetCoretype),
+    seconds: parsed.seconds,
+  };
+}

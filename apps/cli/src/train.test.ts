@@ -139,8 +139,8 @@ describe('dictlearn train / eval', () => {
     expect(io.err.join('')).toContain(
       "dictlearn train: --steps must be an integer from 1 to 1000000000000, got 'many'",
     );
-    expect(await main(['train', '--arch', 'gated', '--steps', '1'])).toBe(1);
-    expect(io.err.join('')).toContain("unknown architecture 'gated': install @dictlearn/arch-gated");
+    expect(await main(['train', '--arch', 'sparsemax', '--steps', '1'])).toBe(1);
+    expect(io.err.join('')).toContain("unknown architecture 'sparsemax': install @dictlearn/arch-sparsemax");
     expect(await main(['train', '--source', 'npy'])).toBe(2);
     expect(io.err.join('')).toContain('--source npy needs --data FILE');
     expect(await main(['eval', '/nonexistent/dict', '--source', 'synthetic'])).toBe(1);

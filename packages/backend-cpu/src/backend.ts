@@ -8,6 +8,7 @@ import { registerLayout } from './kernels/layout.js';
 import { registerMatmul } from './kernels/matmul.js';
 import { registerOptim } from './kernels/optim.js';
 import { registerReduce } from './kernels/reduce.js';
+import { registerSparse } from './kernels/sparse.js';
 
 /** Options of {@link createCpuBackend}. */
 export interface CpuBackendOptions {
@@ -158,6 +159,7 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
   registerIndexing(ctx);
   registerMatmul(ctx, () => fast);
   registerOptim(ctx);
+  registerSparse(ctx, () => fast);
   return backend;
 }
 

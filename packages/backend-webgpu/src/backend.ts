@@ -1,6 +1,7 @@
 import type { Backend, DType, HostArray, TensorValues } from '@dictlearn/core';
 import { findGpu, type GpuData, GpuDevice } from './device.js';
 import { registerWebGPUKernels } from './kernels.js';
+import { registerSparseKernels } from './sparse-kernels.js';
 
 /** Options of {@link createWebGPUBackend}. */
 export interface WebGPUBackendOptions {
@@ -119,5 +120,6 @@ export function createWebGPUBackend(options: WebGPUBackendOptions = {}): WebGPUB
   };
   // Kernels belong to this instance: another backend created under the same name gets its own.
   registerWebGPUKernels(backend, gpu);
+  registerSparseKernels(backend, gpu);
   return backend;
 }

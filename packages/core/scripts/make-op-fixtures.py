@@ -222,6 +222,99 @@ inside = d(ap) - (h["lr"] / bc1) * m2 / np.sqrt(v2 / bc2 + h["eps"])
 assert np.max(np.abs(p2 - inside)) > 1e-4  # the variants differ far beyond the float32 tolerance
 case("adamUpdate_small_v", "adamUpdate", [ap, ag, am, av], [p2, m2, v2], h, grad=False)
 
+# --- sparse codes (TopK / BatchTopK encoders, sparse decode and its gradient ops). Drawn last, so
+# every case above keeps its values. Pre-activations are kept away from 0 and from each other
+# around the k-th largest, so finite differences never cross a ReLU kink or a change of selection.
+
+
+def topk_rows(post, k):
+    """The k largest per row, descending; ties to the lower index."""
+    order = np.array([sorted(range(post.shape[1]), key=lambda j: (-row[j], j))[:k] for row in post], dtype=np.int32)
+    return np.take_along_axis(post, order, -1), order
+
+
+def batch_topk(post, k):
+    """The B*k largest over the batch, descending; ties to the lower flat position row*F + feature."""
+    B, F = post.shape
+    flat = post.ravel()
+    order = np.array(sorted(range(B * F), key=lambda p: (-flat[p], p))[: B * k], dtype=np.int64)
+    return flat[order], (order % F).astype(np.int32), (order // F).astype(np.int32)
+
+
+def well_separated(pre, picked_gap=1e-3):
+    """No pre-activation near 0 and no two within picked_gap of each other in a row (or the batch)."""
+    if np.min(np.abs(pre)) < picked_gap:
+        return False
+    srt = np.sort(pre, axis=-1)
+    return np.min(np.diff(srt, axis=-1)) > picked_gap and np.min(np.diff(np.sort(pre.ravel()))) > picked_gap * 0.1
+
+
+def draw_encoder(B, d, F, trans, bias_shift=0.0):
+    while True:
+        x, w, b = f32(B, d), f32(*((F, d) if trans else (d, F)), low=-1, high=1), f32(F, low=-0.5, high=0.5)
+        b = (b + np.float32(bias_shift)).astype(np.float32)
+        pre = d_(x) @ (d_(w).T if trans else d_(w)) + d_(b)
+        if well_separated(pre):
+            return x, w, b, pre
+
+
+d_ = d
+for name, (B, dd, F, k, trans, shift) in {
+    "topkEncode": (5, 6, 10, 3, False, 0.0),
+    "topkEncode_tB": (4, 5, 9, 4, True, 0.0),
+    "topkEncode_fewPositive": (5, 4, 8, 3, False, -1.6),  # rows with fewer than k positive: zeros at the lowest indices
+}.items():
+    x, w, b, pre = draw_encoder(B, dd, F, trans, shift)
+    post = np.maximum(pre, 0)
+    vals, idx = topk_rows(post, k)
+    if name == "topkEncode_fewPositive":
+        assert np.any(np.sum(post > 0, axis=1) < k)
+    case(name, "topkEncode", [x, w, b], [vals, idx], {"k": k, "transB": trans})
+
+# ties: small integers, so equal pre-activations meet at the k-th place (no gradient check)
+tx, tw, tb = ties(4, 3), ties(3, 7), ties(7)
+tpost = np.maximum(d(tx) @ d(tw) + d(tb), 0)
+tv, ti = topk_rows(tpost, 3)
+case("topkEncode_ties", "topkEncode", [tx, tw, tb], [tv, ti], {"k": 3, "transB": False}, grad=False)
+
+for name, (B, dd, F, k, trans, shift) in {
+    "batchTopkEncode": (4, 5, 8, 2, False, 0.0),
+    "batchTopkEncode_tB": (3, 4, 6, 3, True, -0.8),
+}.items():
+    x, w, b, pre = draw_encoder(B, dd, F, trans, shift)
+    vals, feats, rws = batch_topk(np.maximum(pre, 0), k)
+    case(name, "batchTopkEncode", [x, w, b], [vals, feats, rws], {"k": k, "transB": trans})
+bv, bf, br = batch_topk(tpost, 2)
+case("batchTopkEncode_ties", "batchTopkEncode", [tx, tw, tb], [bv, bf, br], {"k": 2, "transB": False}, grad=False)
+
+# sparse decode / dot / outer, per-row layout and batch layout (rows unsorted, one row empty,
+# a feature repeated within a row and across rows)
+sv = f32(4, 3)
+si = np.array([[1, 4, 1], [0, 5, 2], [4, 4, 3], [2, 0, 5]], dtype=np.int32)
+sw, sb = f32(6, 5), f32(5)
+dec = np.einsum("bk,bkd->bd", d(sv), d(sw)[si])
+case("sparseDecode", "sparseDecode", [sv, si, sw, sb], [dec + d(sb)], {"bias": True, "rows": False})
+case("sparseDecode_noBias", "sparseDecode", [sv, si, sw], [dec], {"bias": False, "rows": False})
+rv = f32(7)
+ri = np.array([3, 0, 5, 3, 1, 2, 0], dtype=np.int32)
+rr = np.array([2, 0, 2, 3, 0, 3, 2], dtype=np.int32)  # row 1 has no entries
+rdec = np.zeros((4, 5))
+for e in range(7):
+    rdec[rr[e]] += d(rv)[e] * d(sw)[ri[e]]
+case("sparseDecode_rows", "sparseDecode", [rv, ri, sw, sb, rr], [rdec + d(sb)], {"bias": True, "rows": True, "batch": 4})
+sy = f32(4, 5)
+case("sparseDot", "sparseDot", [sy, si, sw], [np.einsum("bd,bkd->bk", d(sy), d(sw)[si])])
+case("sparseDot_rows", "sparseDot", [sy, ri, sw, rr], [np.einsum("ed,ed->e", d(sy)[rr], d(sw)[ri])])
+outer = np.zeros((6, 5))
+for bb in range(4):
+    for j in range(3):
+        outer[si[bb, j]] += d(sv)[bb, j] * d(sy)[bb]
+case("sparseOuter", "sparseOuter", [sv, si, sy], [outer], {"numFeatures": 6})
+router = np.zeros((6, 5))
+for e in range(7):
+    router[ri[e]] += d(rv)[e] * d(sy)[rr[e]]
+case("sparseOuter_rows", "sparseOuter", [rv, ri, sy, rr], [router], {"numFeatures": 6})
+
 out = os.path.join(os.path.dirname(__file__), "..", "src", "testing", "fixtures", "ops.json")
 with open(out, "w") as fh:
     json.dump({"generator": "packages/core/scripts/make-op-fixtures.py", "numpy": np.__version__, "cases": cases}, fh)

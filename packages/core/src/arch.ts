@@ -21,6 +21,14 @@ export interface LossContext {
   sparsityScale: number;
   /** Whether this step's logs will be read: skip log-only computations when false. */
   withLogs?: boolean;
+  /**
+   * Per feature, the trainer's count of consecutive steps without firing before this step
+   * (read-only; e.g. for TopK's aux-k loss on dead features). Absent when not trained by a
+   * `Trainer`.
+   */
+  stepsSinceFired?: Readonly<Int32Array>;
+  /** Steps of the whole run, where a `Trainer` trains it (schedules that end with the run). */
+  totalSteps?: number;
 }
 
 /** What an architecture's loss returns. */
@@ -39,19 +47,33 @@ export interface LossOutput {
    * the trainer a pass over [B, F] to find them.
    */
   activity?: Tensor;
+  /**
+   * New values of state parameters that are not trained by gradient (e.g. BatchTopK's inference
+   * threshold, an EMA): the trainer assigns them after the optimizer step. Such a parameter must
+   * not enter the loss, so its gradient is zero and Adam leaves it unchanged.
+   */
+  buffers?: Params;
 }
 
 /** Training defaults an architecture brings (REFERENCE values); a trainer may override each. */
 export interface TrainingDefaults {
   /** Learning rate. */
   lr: number;
+  /**
+   * Learning rate for given sizes, when the default depends on them (e.g. TopK's
+   * 2e-4/√(F/2¹⁴)); takes precedence over {@link TrainingDefaults.lr}.
+   */
+  lrFor?(sizes: DictionarySizes): number;
   /** Adam β₁, β₂. */
   betas: [number, number];
   /** Linear lr warm-up from 0 over this many steps (restarted after each resample). */
   warmupSteps: number;
   /** Linear sparsity warm-up s(t): 0 → 1 over this many steps (0 = none). */
   sparsityWarmupSteps: number;
-  /** Global gradient-norm clip (undefined = none). */
+  /**
+   * Global gradient-norm clip (undefined = none). With `unitNormRows`, the rows' parallel
+   * component is removed before the norm is taken (dictionary_learning's order).
+   */
   clipGradNorm?: number;
   /** Parameters whose rows are kept unit-norm by ConstrainedAdam (e.g. `['W_dec']`). */
   unitNormRows: string[];
@@ -82,6 +104,12 @@ export interface ArchitecturePlugin<C extends object = Record<string, unknown>> 
   featureAxes(): Record<string, number>;
   /** Fresh parameters (seeded: the same seed gives the same parameters on every backend). */
   init(sizes: DictionarySizes, options: { seed: number; backend?: string }): Params;
+  /**
+   * Data-dependent initialisation, called by the trainer once, on the first (training-space)
+   * batch before the first step (e.g. TopK's b_dec ← geometric median of the batch). Returns
+   * only the parameters that change. Random draws must use the seed's own Philox domain/stream.
+   */
+  initFromData?(p: Params, x: Tensor, options: { seed: number }): Params;
   /** Features f: [B, d] → [B, F]. */
   encode(p: Params, x: Tensor): Tensor;
   /** Reconstruction: [B, F] → [B, d]. */

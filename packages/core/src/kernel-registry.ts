@@ -277,6 +277,47 @@ export interface OpAttrs {
     /** Output shape. */
     shape: number[];
   };
+  /** The k largest of relu(x·op(W) + b) per row as values and indices (composite, with a gradient rule). */
+  topkEncode: {
+    /** Features kept per row. */
+    k: number;
+    /** Whether W is stored [F, d]. */
+    transB: boolean;
+    /** Shape of each output, [B, k]. */
+    shape: number[];
+  };
+  /** The B·k largest of relu(x·op(W) + b) over the batch as values, features and rows (composite, with a gradient rule). */
+  batchTopkEncode: {
+    /** Features kept per row on average (B·k in all). */
+    k: number;
+    /** Whether W is stored [F, d]. */
+    transB: boolean;
+    /** Shape of each output, [B·k]. */
+    shape: number[];
+  };
+  /** Σ values·W[indices] per row, plus an optional bias (composite, with a gradient rule). */
+  sparseDecode: {
+    /** Output shape, [B, d]. */
+    shape: number[];
+    /** Whether a bias [d] follows W among the inputs. */
+    bias: boolean;
+    /** Whether the entries' rows come last among the inputs (the batch layout). */
+    rows: boolean;
+  };
+  /** y[row]·W[index] per entry (composite, with a gradient rule). */
+  sparseDot: {
+    /** Output shape, the indices' shape. */
+    shape: number[];
+    /** Whether the entries' rows come last among the inputs (the batch layout). */
+    rows: boolean;
+  };
+  /** Scatter-add of values·y[row] into row index of a [F, d] zero matrix (composite, with a gradient rule). */
+  sparseOuter: {
+    /** Output shape, [F, d]. */
+    shape: number[];
+    /** Whether the entries' rows come last among the inputs (the batch layout). */
+    rows: boolean;
+  };
   /** Joint L2 norm clipping (composite, not differentiable). */
   clipByGlobalNorm: {
     /** Largest global L2 norm allowed. */

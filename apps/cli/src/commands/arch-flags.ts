@@ -13,12 +13,12 @@ export const ARCH_FLAGS: Readonly<Record<string, string>> = {
   l1: 'l1Penalty',
   k: 'k',
   'aux-k': 'auxK',
-  'aux-k-coeff': 'auxKCoeff',
+  'aux-k-alpha': 'auxkAlpha',
   'dead-tokens': 'deadTokens',
   'target-l0': 'targetL0',
   'sparsity-penalty': 'sparsityPenalty',
   bandwidth: 'bandwidth',
-  'p-target': 'pTarget',
+  'p-end': 'pEnd',
 };
 
 /** One swept key: where it came from (for messages) and its values. */

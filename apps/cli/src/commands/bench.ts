@@ -2,16 +2,29 @@ import { availableParallelism } from 'node:os';
 import { standard } from '@dictlearn/arch-standard';
 import { createCpuBackend } from '@dictlearn/backend-cpu';
 import {
+  Adam,
   type Backend,
+  customGrad,
   findBackend,
   listBackends,
   matmul,
+  mul,
+  normalizeRows,
   randomNormal,
   registerBackend,
+  reshape,
   scope,
+  sparseDecode,
+  square,
+  sub,
+  sum,
   type Tensor,
   Trainer,
+  topkEncode,
   useBackend,
+  Variable,
+  valueAndGrad,
+  zeros,
 } from '@dictlearn/core';
 import {
   type NumpyResult,
@@ -19,6 +32,7 @@ import {
   type ProductSpec,
   timeNumpy,
   timeNumpyStep,
+  timeNumpyTopkStep,
 } from '../numpy.js';
 
 /** Options of the bench command. */
@@ -35,7 +49,12 @@ export interface BenchOptions {
   includeTs: boolean;
   /** Skip numpy. */
   noNumpy: boolean;
+  /** Features kept per row in the TopK training step (default 32; at most `features`). */
+  k?: number;
 }
+
+/** k of the TopK step: the option, 32 by default, never more than F. */
+const topkK = (o: BenchOptions) => Math.min(o.k ?? 32, o.features);
 
 /** The three products of one SAE step at batch B, width d, F features. */
 export function saeProducts(B: number, d: number, F: number): ProductSpec[] {
@@ -95,6 +114,8 @@ export interface MatmulRow {
 export interface StepRow {
   /** Backend name. */
   backend: string;
+  /** The SAE trained: `standard` (ReLU + L1, dense) or `topk` (sparse kernels). */
+  arch: 'standard' | 'topk';
   /** Sizes of the step timed. */
   shape: string;
   /** Best seconds per step. */
@@ -117,13 +138,19 @@ export interface BenchReport {
   backends: { name: string; status: string }[];
   /** numpy's runs (environment as is, then with OpenBLAS core-type overrides unset). */
   numpy: NumpyResult[];
-  /** Sizes of the timed SAE step. */
-  stepShape: { batch: number; d: number; features: number };
+  /** Sizes of the timed SAE step (k: features kept per row by the TopK step). */
+  stepShape: { batch: number; d: number; features: number; k: number };
   /** The matmul figures. */
   matmul: MatmulRow[];
   /** numpy's runs of the training step. */
   numpyStep: NumpyStepResult[];
-  /** One full Standard training step (forward, backward, ConstrainedAdam) per backend. */
+  /** numpy's runs of the TopK training step (written the dense way). */
+  numpyTopkStep: NumpyStepResult[];
+  /**
+   * One full training step per backend and architecture: Standard (forward, backward,
+   * ConstrainedAdam) and TopK (topkEncode, sparseDecode, MSE, backward, Adam with unit-norm
+   * decoder rows).
+   */
   trainingStep: StepRow[];
 }
 
@@ -158,6 +185,90 @@ async function timeTrainingStep(o: BenchOptions, backend: Backend): Promise<numb
   }
 }
 
+/** The parameters of the bench's minimal TopK SAE (W_enc and W_dec [F, d], nn.Linear's layout). */
+export interface TopkParams {
+  /** Encoder [F, d]. */
+  W_enc: Variable;
+  /** Encoder bias [F]. */
+  b_enc: Variable;
+  /** Decoder [F, d], rows kept unit-norm. */
+  W_dec: Variable;
+  /** Decoder bias [d]. */
+  b_dec: Variable;
+}
+
+/**
+ * One training step of the bench's minimal TopK SAE, built from core's sparse ops (the arch-topk
+ * plugin is not used, so the figure is the kernels' own): f = TopK_k(ReLU((x − b_dec) W_encᵀ +
+ * b_enc)) by `topkEncode` (the b_dec shift folded into the encoder bias: the same function and
+ * gradients), x̂ = `sparseDecode`(f, W_dec, b_dec), loss = mean_b ‖x − x̂‖², then `adam` (made
+ * with `unitNormRows: [W_dec]`, ConstrainedAdam). Only the encoder product is dense; everything
+ * after it touches k of F features per row. Returns the loss (before the update).
+ */
+export async function topkStep(p: TopkParams, adam: Adam, x: Tensor, k: number, lr: number): Promise<number> {
+  const [F, d] = p.W_dec.value.shape;
+  const { value, grads } = valueAndGrad(() => {
+    const W_enc = p.W_enc.value;
+    const shift = sub(
+      p.b_enc.value,
+      reshape(matmul(reshape(p.b_dec.value, [1, d]), W_enc, { transB: true }), [F]),
+    );
+    const code = topkEncode(x, W_enc, shift, k, { transB: true });
+    const xhat = sparseDecode(code.values, code.indices, p.W_dec.value, p.b_dec.value);
+    return mse(xhat, x);
+  }, [p.W_enc, p.b_enc, p.W_dec, p.b_dec]);
+  adam.step(grads, lr);
+  const loss = (await value.data())[0];
+  value.dispose();
+  return loss;
+}
+
+/**
+ * mean_b ‖x̂ − x‖² with its gradient written by hand, d x̂ = 2(x̂ − x)/B, as the numpy step
+ * writes it (autograd through sub, square, sum and mean would take five more passes over [B, d]).
+ */
+const mse = customGrad((xhat: Tensor, x: Tensor) => {
+  const B = x.shape[0];
+  return {
+    value: mul(sum(square(sub(xhat, x))), 1 / B),
+    grad: (dy: Tensor) => [mul(sub(xhat, x), mul(dy, 2 / B)), null],
+  };
+});
+
+/** Times one TopK training step ({@link topkStep}), best of `reps`. */
+async function timeTopkStep(o: BenchOptions, backend: Backend): Promise<number> {
+  const name = backend.name;
+  const [B, d, F, k] = [o.batch, o.d, o.features, topkK(o)];
+  const W_dec = new Variable(normalizeRows(randomNormal([F, d], { seed: 5, backend: name })), 'W_dec');
+  const p: TopkParams = {
+    W_enc: new Variable(
+      scope(() => sub(W_dec.value, 0)),
+      'W_enc',
+    ),
+    b_enc: new Variable(zeros([F], { backend: name }), 'b_enc'),
+    W_dec,
+    b_dec: new Variable(zeros([d], { backend: name }), 'b_dec'),
+  };
+  const params = [p.W_enc, p.b_enc, p.W_dec, p.b_dec];
+  const adam = new Adam(params, { unitNormRows: [W_dec] });
+  const x = randomNormal([B, d], { seed: 3, backend: name });
+  const once = async () => {
+    const t0 = performance.now();
+    await topkStep(p, adam, x, k, 1e-4);
+    return (performance.now() - t0) / 1000;
+  };
+  try {
+    await once(); // warm-up
+    let best = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < Math.max(1, Math.min(o.reps, 5)); i++) best = Math.min(best, await once());
+    return best;
+  } finally {
+    x.dispose();
+    adam.dispose();
+    for (const q of params) q.dispose();
+  }
+}
+
 const gflops = (s: ProductSpec, seconds: number) => (2 * s.m * s.n * s.k) / seconds / 1e9;
 const shapeOf = (s: ProductSpec) =>
   `${s.transA ? `[${s.k}×${s.m}]ᵀ` : `[${s.m}×${s.k}]`}·${s.transB ? `[${s.n}×${s.k}]ᵀ` : `[${s.k}×${s.n}]`}`;
@@ -180,8 +291,9 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
     backends: [],
     numpy: [],
     matmul: [],
-    stepShape: { batch: o.batch, d: o.d, features: o.features },
+    stepShape: { batch: o.batch, d: o.d, features: o.features, k: topkK(o) },
     numpyStep: [],
+    numpyTopkStep: [],
     trainingStep: [],
   };
   let bestNumpy: number[] | undefined;
@@ -202,6 +314,28 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
       if (r.available) bestNumpyStep = Math.min(bestNumpyStep ?? Number.POSITIVE_INFINITY, r.seconds);
     }
   }
+  // numpy's TopK step is timed right before the first full-size TopK row, so both run under the
+  // same machine load (the figures drift with other work on a shared machine).
+  let numpyTopkDone = o.noNumpy;
+  let bestNumpyTopk: number | undefined;
+  const numpyTopk = () => {
+    if (numpyTopkDone) return bestNumpyTopk;
+    numpyTopkDone = true;
+    log('timing numpy TopK training step…');
+    for (const unset of [false, true]) {
+      const r = timeNumpyTopkStep(
+        o.batch,
+        o.d,
+        o.features,
+        topkK(o),
+        Math.max(1, Math.min(o.reps, 5)),
+        unset,
+      );
+      report.numpyTopkStep.push(r);
+      if (r.available) bestNumpyTopk = Math.min(bestNumpyTopk ?? Number.POSITIVE_INFINITY, r.seconds);
+    }
+    return bestNumpyTopk;
+  };
   // CPU figures at other sizes, for the ratios of backends timed at reduced sizes.
   const cpuCache = new Map<string, number>();
   const cpuSeconds = async (key: string, time: (b: Backend) => Promise<number>) => {
@@ -259,24 +393,32 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
       report.matmul.push(row);
     }
     if (backend.name === 'cpu-ts') continue;
-    log(`timing ${backend.name}: training step…`);
-    await useBackend(backend.name);
-    const seconds = await timeTrainingStep(step, backend);
-    const row: StepRow = {
-      backend: backend.name,
-      shape: `batch ${step.batch}, d ${step.d}, F ${step.features}`,
-      seconds,
-      tokensPerSecond: step.batch / seconds,
-    };
-    if (bestNumpyStep && !reduced) {
-      row.numpyTokensPerSecond = o.batch / bestNumpyStep;
-      row.ratioToNumpy = row.tokensPerSecond / row.numpyTokensPerSecond;
+    const arches = [
+      { arch: 'standard', time: timeTrainingStep, numpy: () => bestNumpyStep, extra: '' },
+      { arch: 'topk', time: timeTopkStep, numpy: numpyTopk, extra: `, k ${topkK(step)}` },
+    ] as const;
+    for (const a of arches) {
+      const numpySeconds = reduced ? undefined : a.numpy();
+      log(`timing ${backend.name}: ${a.arch} training step…`);
+      await useBackend(backend.name);
+      const seconds = await a.time(step, backend);
+      const row: StepRow = {
+        backend: backend.name,
+        arch: a.arch,
+        shape: `batch ${step.batch}, d ${step.d}, F ${step.features}${a.extra}`,
+        seconds,
+        tokensPerSecond: step.batch / seconds,
+      };
+      if (numpySeconds) {
+        row.numpyTokensPerSecond = o.batch / numpySeconds;
+        row.ratioToNumpy = row.tokensPerSecond / row.numpyTokensPerSecond;
+      }
+      if (backend.name !== 'cpu') {
+        const ref = await cpuSeconds(`step:${a.arch}:${row.shape}`, (cpu) => a.time(step, cpu));
+        if (ref) row.ratioToCpu = ref / seconds;
+      }
+      report.trainingStep.push(row);
     }
-    if (backend.name !== 'cpu') {
-      const ref = await cpuSeconds(`step:${row.shape}`, (cpu) => timeTrainingStep(step, cpu));
-      if (ref) row.ratioToCpu = ref / seconds;
-    }
-    report.trainingStep.push(row);
   }
   return report;
 }
@@ -287,6 +429,8 @@ export function formatBench(r: BenchReport): string {
   for (const b of r.backends) lines.push(`backend ${b.name}: ${b.status}`);
   for (const n of r.numpy)
     lines.push(n.available ? `numpy ${n.version} (${n.variant})` : `numpy: ${n.reason}`);
+  const topkFailed = r.numpyTopkStep.find((n) => !n.available);
+  if (topkFailed && !topkFailed.available) lines.push(`numpy TopK step: ${topkFailed.reason}`);
   lines.push('');
   const head = ['backend', 'product', 'shape', 'GFLOP/s', 'numpy GFLOP/s', 'vs numpy', 'vs cpu'];
   const rows = r.matmul.map((m) => [
@@ -302,10 +446,14 @@ export function formatBench(r: BenchReport): string {
   const fmt = (row: string[]) => row.map((c, i) => c.padEnd(widths[i])).join('  ');
   lines.push(fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt));
   if (r.trainingStep.length > 0) {
-    lines.push('', 'training step (Standard: forward, backward, ConstrainedAdam)');
-    const h2 = ['backend', 'sizes', 'ms/step', 'tokens/s', 'numpy tokens/s', 'vs numpy', 'vs cpu'];
+    lines.push(
+      '',
+      'training step (forward, backward, optimizer; standard: ReLU + L1, ConstrainedAdam; topk: sparse kernels, Adam with unit-norm decoder; numpy: the same step written the dense way)',
+    );
+    const h2 = ['backend', 'arch', 'sizes', 'ms/step', 'tokens/s', 'numpy tokens/s', 'vs numpy', 'vs cpu'];
     const rows2 = r.trainingStep.map((t) => [
       t.backend,
+      t.arch,
       t.shape,
       (t.seconds * 1000).toFixed(1),
       t.tokensPerSecond.toFixed(0),

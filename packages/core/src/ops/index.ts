@@ -6,3 +6,4 @@ export * from './matmul.js';
 export * from './random.js';
 export * from './reduce.js';
 export * from './shape-ops.js';
+export * from './sparse.js';

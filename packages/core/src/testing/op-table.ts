@@ -66,6 +66,25 @@ export const OP_TABLE: Record<string, OpRunner> = {
     const r = ops.topk(x, a.k as number);
     return [r.values, r.indices];
   },
+  topkEncode: ([x, w, b], a) => {
+    const r = ops.topkEncode(x, w, b, a.k as number, { transB: a.transB as boolean });
+    return [r.values, r.indices];
+  },
+  batchTopkEncode: ([x, w, b], a) => {
+    const r = ops.batchTopkEncode(x, w, b, a.k as number, { transB: a.transB as boolean });
+    return [r.values, r.indices, r.rows];
+  },
+  sparseDecode: one((xs, a) =>
+    ops.sparseDecode(
+      xs[0],
+      xs[1],
+      xs[2],
+      a.bias ? xs[3] : undefined,
+      a.rows ? { rows: xs[a.bias ? 4 : 3], batch: a.batch as number } : {},
+    ),
+  ),
+  sparseDot: one(([y, i, w, rows]) => ops.sparseDot(y, i, w, { rows })),
+  sparseOuter: one(([v, i, y, rows], a) => ops.sparseOuter(v, i, y, a.numFeatures as number, { rows })),
   cast: one(([x], a) => ops.cast(x, a.dtype as 'float32' | 'int32')),
   adamUpdate: ([p, g, m, v], a) =>
     adamUpdate(

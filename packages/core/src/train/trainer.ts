@@ -7,7 +7,7 @@ import { tensor } from '../ops/create.js';
 import { abs, sub } from '../ops/elementwise.js';
 import { gatherRows } from '../ops/indexing.js';
 import { l2Norm, max } from '../ops/reduce.js';
-import { Adam } from '../optim.js';
+import { Adam, removeParallelComponent } from '../optim.js';
 import { philoxUniform, seedFor } from '../random.js';
 import { lrMultiplier, type ScheduleOptions, sparsityScale } from '../schedule.js';
 import type { Tensor } from '../tensor.js';
@@ -113,10 +113,11 @@ export class Trainer {
       );
     }
     const t = arch.training;
+    const sizes: DictionarySizes = { activationDim, dictSize: spec.dictSize };
     const resampleSteps = spec.resampleSteps === null ? undefined : (spec.resampleSteps ?? t.resampleSteps);
     const clip = spec.clipGradNorm === null ? undefined : (spec.clipGradNorm ?? t.clipGradNorm);
     this.settings = {
-      lr: spec.lr ?? t.lr,
+      lr: spec.lr ?? t.lrFor?.(sizes) ?? t.lr,
       betas: spec.betas ?? t.betas,
       warmupSteps: spec.warmupSteps ?? t.warmupSteps,
       sparsityWarmupSteps: spec.sparsityWarmupSteps ?? t.sparsityWarmupSteps,
@@ -142,7 +143,7 @@ export class Trainer {
     }
     this.name = spec.name ?? `trainer_${index}`;
     this.arch = arch;
-    this.sizes = { activationDim, dictSize: spec.dictSize };
+    this.sizes = sizes;
     this.totalSteps = totalSteps;
     const init = arch.init(this.sizes, { seed: this.settings.seed, backend });
     this.vars = Object.fromEntries(Object.entries(init).map(([k, v]) => [k, new Variable(v, k)]));
@@ -186,11 +187,23 @@ export class Trainer {
     const lr = this.settings.lr * lrMultiplier(t, sched);
     const s = sparsityScale(t, sched);
     const vars = Object.values(this.vars);
+    if (t === 0 && this.arch.initFromData) {
+      // Data-dependent init (e.g. TopK's b_dec = geometric median of the first batch).
+      const init = scope(() => this.arch.initFromData!(this.params(), x, { seed: this.settings.seed }));
+      for (const [k, v] of Object.entries(init)) this.vars[k].assign(v);
+    }
     const { value, grads, aux } = valueAndGrad(() => {
-      const out = this.arch.loss(this.params(), x, { step: t, sparsityScale: s, withLogs });
+      const out = this.arch.loss(this.params(), x, {
+        step: t,
+        sparsityScale: s,
+        withLogs,
+        stepsSinceFired: this.stepsSinceFired,
+        totalSteps: this.totalSteps,
+      });
       return {
         value: out.loss,
         aux: {
+          buffers: out.buffers ?? {},
           logs: out.logs,
           fired: out.activity ?? max(this.arch.nonNegativeFeatures ? out.features : abs(out.features), 0),
           l0: withLogs ? meanL0(out.features) : undefined,
@@ -216,6 +229,16 @@ export class Trainer {
       }
       const fired = await aux.fired.data();
       let list = vars.map((v) => grads.get(v)!);
+      if (this.settings.clipGradNorm !== undefined && this.settings.unitNormRows.length > 0) {
+        // DL's TopK trainers remove the parallel component before clipping (Adam's own removal
+        // then changes nothing).
+        list = list.map((g, i) => {
+          if (!this.settings.unitNormRows.includes(vars[i].name)) return g;
+          const projected = scope(() => noGrad(() => removeParallelComponent(vars[i].value, g)));
+          g.dispose();
+          return projected;
+        });
+      }
       if (this.settings.clipGradNorm !== undefined) {
         const clipped = clipByGlobalNorm(list, this.settings.clipGradNorm);
         for (const g of list) g.dispose();
@@ -223,6 +246,10 @@ export class Trainer {
         list = clipped.tensors;
       }
       this.optimizer.step(new Map(vars.map((v, i) => [v, list[i]])), lr);
+      for (const [k, v] of Object.entries(aux.buffers)) {
+        this.vars[k].assign(v);
+        delete aux.buffers[k];
+      }
       for (let j = 0; j < fired.length; j++)
         this.stepsSinceFired[j] = fired[j] > 0 ? 0 : this.stepsSinceFired[j] + 1;
       // DL: resample after the update when step % R == 0, with the same batch.
@@ -233,7 +260,7 @@ export class Trainer {
       throw e;
     } finally {
       value.dispose();
-      for (const v of Object.values(aux.logs)) v.dispose();
+      for (const v of [...Object.values(aux.logs), ...Object.values(aux.buffers)]) v.dispose();
       for (const v of [aux.fired, aux.l0, aux.fve]) v?.dispose();
     }
     this.step++;

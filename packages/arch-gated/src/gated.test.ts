@@ -1,0 +1,231 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createCpuBackend } from '@dictlearn/backend-cpu';
+import {
+  createArchitecture,
+  Dictionary,
+  registerArchitecture,
+  registerBackend,
+  scope,
+  sub,
+  type Tensor,
+  Trainer,
+  tensor,
+  useBackend,
+  valueAndGrad,
+} from '@dictlearn/core';
+import { compareValues } from '@dictlearn/core/testing';
+import { beforeAll, describe, expect, it } from 'vitest';
+import fixture from './fixtures/steps.json' with { type: 'json' };
+import { factories, gated, gatedAnneal } from './gated.js';
+
+// Four optimisation steps of each plugin against torch autograd running dictionary_learning's
+// gated trainers (scripts/make-step-fixture.py): loss, logs, every gradient (the auxiliary
+// reconstruction's stop-gradients included) and every parameter after ConstrainedAdam.
+
+interface Arr {
+  shape: number[];
+  values: number[];
+}
+interface Step {
+  loss: number;
+  logs: Record<string, number>;
+  grads: Record<string, Arr>;
+  params: Record<string, Arr>;
+}
+interface Case {
+  config: Record<string, unknown>;
+  init: Record<string, Arr>;
+  batches: Arr[];
+  steps: Step[];
+}
+
+const fx = fixture as unknown as {
+  sizes: { batch: number; activationDim: number; dictSize: number };
+  hyper: { lr: number; betas: [number, number] };
+  cases: Record<string, Case>;
+};
+
+beforeAll(async () => {
+  registerBackend(createCpuBackend({ name: 'cpu', fastMatmul: false }));
+  await useBackend('cpu');
+});
+
+const t = (a: Arr) => tensor(a.values, a.shape);
+// float32 against a float64 reference on O(1) values; one Adam step moves a parameter by
+// ≤ lr = 1e-2, so 1e-5 absolute is tight.
+const GRAD_TOL = { rtol: 1e-4, atol: 1e-6 };
+const PARAM_TOL = { rtol: 1e-5, atol: 1e-5 };
+
+describe.each(Object.keys(fx.cases))('%s: training steps match torch', (name) => {
+  it('loss, logs, gradients and updated parameters', async () => {
+    const entry = fx.cases[name];
+    const arch = name === 'gated' ? gated(entry.config) : gatedAnneal(entry.config);
+    const trainer = new Trainer(
+      {
+        architecture: arch,
+        dictSize: fx.sizes.dictSize,
+        lr: fx.hyper.lr,
+        warmupSteps: 0,
+        sparsityWarmupSteps: 0,
+      },
+      fx.sizes.activationDim,
+      10,
+    );
+    for (const [k, v] of Object.entries(entry.init)) trainer.vars[k].assign(t(v));
+    for (let s = 0; s < entry.steps.length; s++) {
+      const want = entry.steps[s];
+      const x = t(entry.batches[s]);
+      const vars = Object.values(trainer.vars);
+      const { value, grads } = valueAndGrad(
+        () => arch.loss(trainer.params(), x, { step: s, sparsityScale: 1 }).loss,
+        vars,
+      );
+      expect(compareValues(await value.data(), [want.loss], GRAD_TOL, `${name} step ${s} loss`)).toBeNull();
+      for (const v of vars) {
+        const g = grads.get(v) as Tensor;
+        expect(
+          compareValues(await g.data(), want.grads[v.name].values, GRAD_TOL, `${name} step ${s} d${v.name}`),
+        ).toBeNull();
+        g.dispose();
+      }
+      value.dispose();
+      const logs = await trainer.update(x, true);
+      expect(compareValues([logs.loss], [want.loss], GRAD_TOL, 'trainer loss')).toBeNull();
+      for (const [k, v] of Object.entries(want.logs)) {
+        expect(compareValues([logs[k]], [v], GRAD_TOL, `log ${k}`)).toBeNull();
+      }
+      for (const [k, v] of Object.entries(want.params)) {
+        expect(
+          compareValues(await trainer.vars[k].value.data(), v.values, PARAM_TOL, `${name} step ${s} ${k}`),
+        ).toBeNull();
+      }
+      x.dispose();
+    }
+    trainer.dispose();
+  });
+});
+
+describe('gated plugins', () => {
+  it('init follows dictionary_learning: unit decoder rows, W_enc = W_decᵀ, biases and r_mag 0', async () => {
+    const p = scope(() => gated().init({ activationDim: 5, dictSize: 7 }, { seed: 3 }));
+    const wDec = (await p.W_dec.array()) as number[][];
+    for (const row of wDec) expect(Math.hypot(...row)).toBeCloseTo(1, 6);
+    const wEnc = (await p.W_enc.array()) as number[][];
+    expect(wEnc[2][4]).toBe(wDec[4][2]);
+    for (const k of ['b_gate', 'r_mag', 'b_mag', 'b_dec']) {
+      expect(Array.from(await p[k].data()).every((v) => v === 0)).toBe(true);
+    }
+    const again = gatedAnneal().init({ activationDim: 5, dictSize: 7 }, { seed: 3 });
+    expect(Array.from(await again.W_dec.data())).toEqual(wDec.flat());
+  });
+
+  it('training defaults are dictionary_learning’s: ConstrainedAdam, β (0, 0.999), lr 5e-5 / 3e-4', () => {
+    const want = { betas: [0, 0.999], unitNormRows: ['W_dec'], warmupSteps: 1000, sparsityWarmupSteps: 2000 };
+    expect(gated().training).toMatchObject({ ...want, lr: 5e-5 });
+    expect(gated().training.clipGradNorm).toBeUndefined();
+    expect(gatedAnneal().training).toMatchObject({ ...want, lr: 3e-4 });
+    expect(gated().config).toEqual({ l1Penalty: 0.1 });
+    expect(gatedAnneal().config).toMatchObject({
+      sparsityFunction: 'Lp^p',
+      sparsityPenalty: 0.1,
+      annealStart: 15000,
+    });
+  });
+
+  it('the auxiliary reconstruction trains the gate path only: no gradient to W_dec or the magnitude path', async () => {
+    const arch = gated({ l1Penalty: 0 });
+    const sizes = { activationDim: 4, dictSize: 6 };
+    const p = arch.init(sizes, { seed: 5 });
+    const x = tensor([
+      [1, -2, 0.5, 3],
+      [0.2, 0.1, -1, 2],
+    ]);
+    const names = Object.keys(p);
+    const { grads } = valueAndGrad(
+      () => {
+        const out = arch.loss(p, x, { step: 0, sparsityScale: 1 });
+        return sub(out.loss, out.logs.mse_loss); // the auxiliary term alone (λ = 0)
+      },
+      names.map((k) => p[k]),
+    );
+    const g = Object.fromEntries(names.map((k) => [k, Array.from(grads.get(p[k])!.dataSync())]));
+    for (const k of ['W_dec', 'r_mag', 'b_mag']) expect(g[k].every((v) => v === 0)).toBe(true);
+    // b_dec still learns through the encoder's input x − b_dec (its decoder use is stopped).
+    for (const k of ['W_enc', 'b_gate', 'b_dec']) expect(g[k].some((v) => v !== 0)).toBe(true);
+  });
+
+  it('folding the normalisation scale makes the raw-space model s times the train-space one', async () => {
+    const arch = gated();
+    const s = 2.5;
+    const p = arch.init({ activationDim: 4, dictSize: 6 }, { seed: 1 });
+    p.b_gate = tensor([0.1, -0.2, 0.05, 0.3, 0, -0.1]);
+    p.b_mag = tensor([0.2, -0.1, 0.3, -0.3, 0.1, 0]);
+    p.r_mag = tensor([0.1, 0.2, -0.3, 0, 0.5, -0.2]);
+    p.b_dec = tensor([0.2, 0.1, -0.3, 0]);
+    const raw = [
+      [1, -2, 0.5, 3],
+      [0.2, 0.1, -1, 2],
+      [-0.4, 0.8, 0.3, -0.2],
+    ];
+    const x = tensor(raw);
+    const xs = tensor(raw.map((r) => r.map((v) => v / s)));
+    const folded = { ...p, ...arch.foldScale(p, s) };
+    const trainFeatures = Array.from(await arch.encode(p, xs).data());
+    expect(trainFeatures.filter((v) => v > 0).length).toBeGreaterThan(2);
+    const tol = { rtol: 1e-5, atol: 1e-6 };
+    expect(
+      compareValues(
+        await arch.encode(folded, x).data(),
+        trainFeatures.map((v) => v * s),
+        tol,
+      ),
+    ).toBeNull();
+    const trainRecon = await arch.decode(p, arch.encode(p, xs)).data();
+    const rawRecon = await arch.decode(folded, arch.encode(folded, x)).data();
+    expect(
+      compareValues(
+        rawRecon,
+        Array.from(trainRecon, (v) => v * s),
+        tol,
+      ),
+    ).toBeNull();
+    const back = { ...folded, ...arch.unfoldScale(folded, s) };
+    expect(compareValues(await back.b_mag.data(), await p.b_mag.data(), tol)).toBeNull();
+  });
+
+  it('saves and loads through the registry', async () => {
+    for (const f of factories) registerArchitecture(f);
+    for (const [name, config] of [
+      ['gated', { l1Penalty: 0.3 }],
+      ['gated-anneal', { sparsityFunction: 'Lp', annealStart: 5 }],
+    ] as const) {
+      const arch = createArchitecture(name, config);
+      expect(arch.config).toMatchObject(config);
+      const sizes = { activationDim: 4, dictSize: 6 };
+      const dict = Dictionary.fromTraining(arch, arch.init(sizes, { seed: 2 }), sizes, 1.7);
+      const dir = await mkdtemp(join(tmpdir(), 'gated-'));
+      try {
+        await dict.save(dir);
+        const loaded = await Dictionary.load(dir);
+        expect(loaded.arch.name).toBe(name);
+        expect(loaded.arch.config).toEqual(arch.config);
+        const x = tensor([[1, -2, 0.5, 3]]);
+        expect(
+          compareValues(await loaded.encode(x).data(), await dict.encode(x).data(), { rtol: 0, atol: 0 }),
+        ).toBeNull();
+        loaded.dispose();
+      } finally {
+        dict.dispose();
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+  });
+
+  it('configs are validated with the field named', () => {
+    expect(() => gated({ l1Penalty: -1 })).toThrow("gated: field 'l1Penalty' must be ≥ 0, got -1");
+    expect(() => gated({ lambda: 1 } as never)).toThrow("gated: unknown field 'lambda' (known: l1Penalty)");
+    expect(() => gatedAnneal({ pStart: 0 })).toThrow("gated-anneal: field 'pStart' must be > 0, got 0");
+  });
+});
