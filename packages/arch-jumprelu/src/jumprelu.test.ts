@@ -9,13 +9,11 @@ import {
   registerBackend,
   scope,
   sum,
-  type Tensor,
-  Trainer,
   tensor,
   useBackend,
   valueAndGrad,
 } from '@dictlearn/core';
-import { compareValues } from '@dictlearn/core/testing';
+import { checkTrainingSteps, compareValues } from '@dictlearn/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import fixture from './fixtures/steps.json' with { type: 'json' };
 import { factories, type JumpReluConfig, jumpRelu, jumpReluFunction, stepFunction } from './jumprelu.js';
@@ -52,7 +50,6 @@ beforeAll(async () => {
   await useBackend('cpu');
 });
 
-const t = (a: Arr) => tensor(a.values, a.shape);
 // float32 against a float64 reference on O(0.1) values; one Adam step moves a parameter by
 // ≤ lr = 1e-2, so 1e-5 absolute is tight.
 const GRAD_TOL = { rtol: 1e-4, atol: 1e-6 };
@@ -61,49 +58,14 @@ const PARAM_TOL = { rtol: 1e-5, atol: 1e-5 };
 describe.each(Object.keys(fx.cases))('jumprelu (%s): two training steps match torch', (name) => {
   it('loss, logs, gradients and updated parameters', async () => {
     const entry = fx.cases[name];
-    const arch = jumpRelu(entry.config);
-    const trainer = new Trainer(
-      {
-        architecture: arch,
-        dictSize: fx.sizes.dictSize,
-        lr: fx.hyper.lr,
-        warmupSteps: 0,
-        sparsityWarmupSteps: 0,
-      },
-      fx.sizes.activationDim,
-      10,
-    );
-    for (const [k, v] of Object.entries(entry.init)) trainer.vars[k].assign(t(v));
-    for (let s = 0; s < entry.steps.length; s++) {
-      const want = entry.steps[s];
-      const x = t(entry.batches[s]);
-      const vars = Object.values(trainer.vars);
-      const { value, grads } = valueAndGrad(
-        () => arch.loss(trainer.params(), x, { step: s, sparsityScale: 1 }).loss,
-        vars,
-      );
-      expect(compareValues(await value.data(), [want.loss], GRAD_TOL, `${name} step ${s} loss`)).toBeNull();
-      for (const v of vars) {
-        const g = grads.get(v) as Tensor;
-        expect(
-          compareValues(await g.data(), want.grads[v.name].values, GRAD_TOL, `${name} step ${s} d${v.name}`),
-        ).toBeNull();
-        g.dispose();
-      }
-      value.dispose();
-      const logs = await trainer.update(x, true);
-      expect(compareValues([logs.loss], [want.loss], GRAD_TOL, 'trainer loss')).toBeNull();
-      for (const [k, v] of Object.entries(want.logs)) {
-        expect(compareValues([logs[k]], [v], GRAD_TOL, `log ${k}`)).toBeNull();
-      }
-      for (const [k, v] of Object.entries(want.params)) {
-        expect(
-          compareValues(await trainer.vars[k].value.data(), v.values, PARAM_TOL, `${name} step ${s} ${k}`),
-        ).toBeNull();
-      }
-      x.dispose();
-    }
-    trainer.dispose();
+    await checkTrainingSteps(jumpRelu(entry.config), entry, {
+      name,
+      dictSize: fx.sizes.dictSize,
+      activationDim: fx.sizes.activationDim,
+      lr: fx.hyper.lr,
+      gradTolerance: GRAD_TOL,
+      paramTolerance: PARAM_TOL,
+    });
   });
 });
 

@@ -1,15 +1,6 @@
 import { createCpuBackend } from '@dictlearn/backend-cpu';
-import {
-  memory,
-  registerBackend,
-  scope,
-  type Tensor,
-  Trainer,
-  tensor,
-  useBackend,
-  valueAndGrad,
-} from '@dictlearn/core';
-import { compareValues } from '@dictlearn/core/testing';
+import { memory, registerBackend, scope, Trainer, tensor, useBackend, valueAndGrad } from '@dictlearn/core';
+import { checkTrainingSteps, compareValues } from '@dictlearn/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import fixture from './fixtures/panneal-steps.json' with { type: 'json' };
 import { factories } from './index.js';
@@ -48,58 +39,20 @@ beforeAll(async () => {
   await useBackend('cpu');
 });
 
-const t = (a: Arr) => tensor(a.values, a.shape);
 const GRAD_TOL = { rtol: 1e-4, atol: 1e-6 };
 const PARAM_TOL = { rtol: 1e-5, atol: 1e-5 };
 
 describe.each(Object.keys(fx.cases))('p-anneal (%s): training steps match torch', (name) => {
   it('loss, logs, gradients and updated parameters', async () => {
     const entry = fx.cases[name];
-    const arch = pAnneal(entry.config);
-    const trainer = new Trainer(
-      {
-        architecture: arch,
-        dictSize: fx.sizes.dictSize,
-        lr: fx.hyper.lr,
-        warmupSteps: 0,
-        sparsityWarmupSteps: 0,
-      },
-      fx.sizes.activationDim,
-      10,
-    );
-    for (const [k, v] of Object.entries(entry.init)) trainer.vars[k].assign(t(v));
-    for (let s = 0; s < entry.steps.length; s++) {
-      const want = entry.steps[s];
-      const x = t(entry.batches[s]);
-      const vars = Object.values(trainer.vars);
-      // The loss straight from the plugin first: the trainer's call for the same step must then
-      // reuse this step's p and coefficient, not advance the annealing twice.
-      const { value, grads } = valueAndGrad(
-        () => arch.loss(trainer.params(), x, { step: s, sparsityScale: 1 }).loss,
-        vars,
-      );
-      expect(compareValues(await value.data(), [want.loss], GRAD_TOL, `${name} step ${s} loss`)).toBeNull();
-      for (const v of vars) {
-        const g = grads.get(v) as Tensor;
-        expect(
-          compareValues(await g.data(), want.grads[v.name].values, GRAD_TOL, `${name} step ${s} d${v.name}`),
-        ).toBeNull();
-        g.dispose();
-      }
-      value.dispose();
-      const logs = await trainer.update(x, true);
-      expect(compareValues([logs.loss], [want.loss], GRAD_TOL, 'trainer loss')).toBeNull();
-      for (const [k, v] of Object.entries(want.logs)) {
-        expect(compareValues([logs[k]], [v], GRAD_TOL, `${name} step ${s} log ${k}`)).toBeNull();
-      }
-      for (const [k, v] of Object.entries(want.params)) {
-        expect(
-          compareValues(await trainer.vars[k].value.data(), v.values, PARAM_TOL, `${name} step ${s} ${k}`),
-        ).toBeNull();
-      }
-      x.dispose();
-    }
-    trainer.dispose();
+    await checkTrainingSteps(pAnneal(entry.config), entry, {
+      name,
+      dictSize: fx.sizes.dictSize,
+      activationDim: fx.sizes.activationDim,
+      lr: fx.hyper.lr,
+      gradTolerance: GRAD_TOL,
+      paramTolerance: PARAM_TOL,
+    });
   });
 });
 

@@ -23,3 +23,10 @@ export {
   type GradCheckResult,
 } from './gradcheck.js';
 export { OP_TABLE, type OpRunner } from './op-table.js';
+export {
+  checkTrainingSteps,
+  type StepFixtureCase,
+  type StepFixtureStep,
+  type StepFixtureTensor,
+  type TrainingStepsOptions,
+} from './step-fixture.js';
