@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('.', import.meta.url));
@@ -11,6 +11,8 @@ const root = fileURLToPath(new URL('.', import.meta.url));
 export function workspaceAliases(): { find: RegExp; replacement: string }[] {
   const out: { find: RegExp; replacement: string }[] = [];
   for (const dir of readdirSync(`${root}packages`)) {
+    // A folder without a manifest (a package being set up, a stray build output) is no package.
+    if (!existsSync(`${root}packages/${dir}/package.json`)) continue;
     const pkg = JSON.parse(readFileSync(`${root}packages/${dir}/package.json`, 'utf8')) as {
       name: string;
       exports: Record<string, { import?: string } | string>;

@@ -1,7 +1,9 @@
 import {
   add,
+  batchTopkEncode,
   DictlearnError,
   div,
+  fill,
   gatherRows,
   greater,
   l2Norm,
@@ -20,12 +22,16 @@ import {
   reshape,
   scatterLast,
   seedFor,
+  sparseDecode,
+  sparseOuter,
   square,
   sub,
   sum,
   type Tensor,
   tensor,
   topk,
+  topkEncode,
+  transpose,
   where,
   zeros,
 } from '@dictlearn/core';
@@ -38,34 +44,84 @@ import {
 /** Where the k largest activations are chosen: per row (TopK) or over the whole batch (BatchTopK). */
 export type TopKMode = 'row' | 'batch';
 
-/** What {@link sparseEncode} returns. */
+/**
+ * What {@link sparseEncode} returns: the k live features of each row as a sparse code (core's
+ * layouts: per row `values`/`indices` [B, k]; over the batch 1-D [B·k] entries with their `rows`),
+ * never the dense [B, F] features.
+ */
 export interface TopKCode {
-  /** ReLU((x − b_dec) W_enc + b_enc) [B, F], every feature (aux-k picks dead ones from it). */
-  post: Tensor;
-  /** The features [B, F]: the kept activations, zero elsewhere. */
-  f: Tensor;
-  /** The kept activations: [B, k] per row, or [1, B·k] over the batch. */
+  /** The kept activations, in descending order (per row, or over the whole batch). */
   values: Tensor;
+  /** Their features (int32), the shape of `values`. */
+  indices: Tensor;
+  /** The batch layout's row of each entry (int32 [B·k]); undefined per row. */
+  rows?: Tensor;
+  /** Rows B of the batch. */
+  batch: number;
+  /** The encoder bias with b_dec folded in, b_enc − b_dec W_enc [F] (aux-k reuses it). */
+  shift: Tensor;
+}
+
+/** b_enc − b_dec W_enc [F]: (x − b_dec) W_enc + b_enc = x W_enc + this. */
+export function encoderShift(p: Params): Tensor {
+  return sub(p.b_enc, reshape(matmul(reshape(p.b_dec, [1, -1]), p.W_enc), [-1]));
 }
 
 /**
- * The TopK encoder, in one place so a fused `topkEncode` kernel can replace it:
- * post = ReLU((x − b_dec) W_enc + b_enc), then keep the k largest per row (`'row'`) or the B·k
- * largest of the whole [B, F] batch (`'batch'`) and zero the rest. The gradient reaches only the
- * kept positions. The pre-activation is computed as x W_enc + (b_enc − b_dec W_enc) (same value;
- * b_dec's gradient then costs a [1, d]·[d, F] product, and bias and ReLU fuse into the product's
- * epilogue where the backend can).
+ * The TopK encoder: keep the k largest of post = ReLU((x − b_dec) W_enc + b_enc) per row
+ * (`'row'`, core's fused `topkEncode`) or the B·k largest of the whole [B, F] batch (`'batch'`,
+ * `batchTopkEncode`). The pre-activation is computed as x W_enc + (b_enc − b_dec W_enc) (same
+ * value; b_dec's gradient then costs a [1, d]·[d, F] product). Backends select inside the
+ * encoder product's epilogue, and the gradient touches only the kept features.
  */
 export function sparseEncode(p: Params, x: Tensor, k: number, mode: TopKMode): TopKCode {
+  const shift = encoderShift(p);
+  const batch = x.shape[0];
+  if (mode === 'row') return { ...topkEncode(x, p.W_enc, shift, k), batch, shift };
+  return { ...batchTopkEncode(x, p.W_enc, shift, k), batch, shift };
+}
+
+/** x̂ = f W_dec + b_dec from the sparse code, gathering k decoder rows per sample. */
+export function decodeSparse(p: Params, code: TopKCode): Tensor {
+  const opt = code.rows ? { rows: code.rows, batch: code.batch } : {};
+  return sparseDecode(code.values, code.indices, p.W_dec, p.b_dec, opt);
+}
+
+/** The dense features [B, F] of a per-row code (inference's `encode`). */
+export function denseFeatures(code: TopKCode, numFeatures: number): Tensor {
+  if (code.rows) throw new DictlearnError('topk', 'denseFeatures takes a per-row code');
+  return scatterLast(code.indices, code.values, numFeatures);
+}
+
+/** Σ_b f[b] [F] (no gradient): non-zero exactly for the features that fired in the batch. */
+export function featureActivity(code: TopKCode, numFeatures: number): Tensor {
+  return noGrad(() => {
+    const ones = fill([code.batch, 1], 1, { backend: code.values.backend });
+    const opt = code.rows ? { rows: code.rows } : {};
+    return reshape(sparseOuter(code.values, code.indices, ones, numFeatures, opt), [numFeatures]);
+  });
+}
+
+/** Mean number of non-zero features per row (0-d, no gradient). */
+export function codeL0(code: TopKCode): Tensor {
+  return noGrad(() => div(sum(greater(code.values, 0)), code.batch));
+}
+
+/**
+ * BatchTopK's features as a dense [B, F] matrix (Matryoshka's nested prefixes slice it): the
+ * B·k largest of ReLU(x W_enc + shift) over the batch, zero elsewhere; same selection and ties
+ * as `batchTopkEncode`. Returns the kept values too (the threshold's EMA reads them).
+ */
+export function batchTopkDense(
+  p: Params,
+  x: Tensor,
+  k: number,
+): { f: Tensor; values: Tensor; shift: Tensor } {
   const [B, F] = [x.shape[0], p.W_enc.shape[1]];
-  const shift = sub(p.b_enc, reshape(matmul(reshape(p.b_dec, [1, -1]), p.W_enc), [-1]));
+  const shift = encoderShift(p);
   const post = linearBiasRelu(x, p.W_enc, shift);
-  if (mode === 'row') {
-    const { values, indices } = topk(post, k);
-    return { post, f: scatterLast(indices, values, F), values };
-  }
   const { values, indices } = topk(reshape(post, [1, B * F]), k * B);
-  return { post, f: reshape(scatterLast(indices, values, B * F), [B, F]), values };
+  return { f: reshape(scatterLast(indices, values, B * F), [B, F]), values, shift };
 }
 
 /** x̂ = f W_dec + b_dec. */
@@ -102,41 +158,42 @@ export interface AuxK {
 /**
  * The aux-k loss of dictionary_learning's TopK trainers (after OpenAI's): the residual
  * e = x − x̂ (no gradient) is reconstructed, without b_dec, from the k_aux largest activations
- * among dead features, aux = mean_b ‖e − ê‖² / mean_b ‖e − mean_b e‖²; zero when no feature is
- * dead (or the residual has no variance, DL's `nan_to_num`).
+ * ReLU(x W_enc + shift) among dead features, aux = mean_b ‖e − ê‖² / mean_b ‖e − mean_b e‖²;
+ * zero when no feature is dead (or the residual has no variance, DL's `nan_to_num`).
  *
  * Dead, as DL counts it after this step's update: a feature that did not fire in this batch
  * (`activity` ≤ 0) and whose tokens since firing, (steps since fired + 1)·B, reach
  * `deadTokens`. The trainer counts steps (`ctx.stepsSinceFired`), so this is DL's token count
  * when every batch has B rows. k_aux = min(auxK, features that may be dead); a non-dead feature
- * among the chosen adds 0, so the value and gradient are DL's.
+ * among the chosen adds 0, so the value and gradient are DL's. Only the candidates' encoder
+ * columns and decoder rows are touched: the [B, F] activations are never built.
  */
 export function auxKLoss(
   p: Params,
   x: Tensor,
   xhat: Tensor,
-  code: { post: Tensor; activity: Tensor },
+  code: { shift: Tensor; activity: Tensor },
   settings: AuxKSettings,
   stepsSinceFired: Readonly<Int32Array> | undefined,
 ): AuxK {
   const [B, d] = x.shape;
-  const F = code.post.shape[1];
+  const F = code.activity.shape[0];
   const backend = x.backend;
-  const candidates = new Float32Array(F);
-  let count = 0;
+  const picked: number[] = [];
   if (stepsSinceFired) {
-    for (let j = 0; j < F; j++) {
-      if ((stepsSinceFired[j] + 1) * B >= settings.deadTokens) {
-        candidates[j] = 1;
-        count++;
-      }
-    }
+    for (let j = 0; j < F; j++) if ((stepsSinceFired[j] + 1) * B >= settings.deadTokens) picked.push(j);
   }
+  const count = picked.length;
   if (count === 0 || B < 2) return { loss: zeros([], { backend }), dead: zeros([], { backend }) };
   const kAux = Math.min(settings.auxK > 0 ? settings.auxK : Math.floor(d / 2), count);
-  const deadNow = noGrad(() => mul(tensor(candidates, [F], { backend }), lessEqual(code.activity, 0)));
-  const { values, indices } = topk(mul(code.post, deadNow), kAux);
-  const eHat = matmul(scatterLast(indices, values, F), p.W_dec);
+  const cand = tensor(Int32Array.from(picked), [count], { dtype: 'int32', backend });
+  const deadNow = noGrad(() => lessEqual(gatherRows(code.activity, cand), 0)); // [count]
+  // The candidates' activations ReLU(x W_enc[:, cand] + shift[cand]) [B, count], live only where dead now.
+  const post = linearBiasRelu(x, gatherRows(transpose(p.W_enc), cand), gatherRows(code.shift, cand), {
+    transB: true,
+  });
+  const { values, indices } = topk(mul(post, deadNow), kAux);
+  const eHat = sparseDecode(values, indices, gatherRows(p.W_dec, cand));
   const [e, scale, dead] = noGrad(() => {
     const e = sub(x, xhat);
     const denom = div(sum(square(sub(e, mean(e, 0, true)))), B);

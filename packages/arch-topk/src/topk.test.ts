@@ -4,13 +4,17 @@ import { join } from 'node:path';
 import { createCpuBackend } from '@dictlearn/backend-cpu';
 import {
   type ArchitecturePlugin,
+  add,
   Dictionary,
   loadTrainerState,
+  matmul,
   type Params,
   registerArchitecture,
   registerBackend,
+  relu,
   saveTrainerState,
   scope,
+  sub,
   type Tensor,
   Trainer,
   tensor,
@@ -221,8 +225,12 @@ describe('BatchTopK threshold', () => {
   it('θ is the smallest kept activation first, then its EMA; not updated up to thresholdStartStep', async () => {
     const arch = batchTopk({ k: 2, thresholdStartStep: 3, thresholdBeta: 0.9 });
     const p = arch.init(sizes, { seed: 1 });
-    const f = await arch.loss(p, x, { step: 4, sparsityScale: 1 }).features.data();
-    const kept = Array.from(f).filter((v) => v > 0);
+    // The B·k largest of ReLU((x − b_dec) W_enc + b_enc) over the batch, computed here.
+    const post = await relu(add(matmul(sub(x, p.b_dec), p.W_enc), p.b_enc)).data();
+    const kept = Array.from(post)
+      .sort((a, b) => b - a)
+      .slice(0, x.shape[0] * 2)
+      .filter((v) => v > 0);
     expect(kept.length).toBeGreaterThan(0);
     const m = Math.min(...kept);
     expect((await arch.loss(p, x, { step: 4, sparsityScale: 1 }).buffers!.threshold.data())[0]).toBeCloseTo(

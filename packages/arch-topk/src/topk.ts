@@ -11,6 +11,7 @@ import {
   type LossOutput,
   linearBiasRelu,
   matmul,
+  meanL0,
   mul,
   noGrad,
   type Params,
@@ -29,7 +30,13 @@ import {
 } from '@dictlearn/core';
 import {
   auxKLoss,
+  batchTopkDense,
+  codeL0,
   decodeLinear,
+  decodeSparse,
+  denseFeatures,
+  encoderShift,
+  featureActivity,
   meanL2,
   meanSquaredError,
   medianInit,
@@ -142,6 +149,51 @@ function prefixLoss(p: Params, x: Tensor, f: Tensor, groups: { sizes: number[]; 
   return { xhat, loss: div(total!, groups.sizes.length) };
 }
 
+/** What the three variants' encoders hand the shared loss. */
+interface Encoded {
+  /** Reconstruction loss (MSE, or Matryoshka's prefix loss). */
+  recon: Tensor;
+  xhat: Tensor;
+  /** The kept activations (BatchTopK's threshold EMA reads them). */
+  values: Tensor;
+  shift: Tensor;
+  activity: Tensor;
+  /** L0, lazily (logging steps only). */
+  l0: () => Tensor;
+  prefix?: Tensor;
+}
+
+/**
+ * TopK and BatchTopK stay sparse end to end (fused encode, k-row decode, no [B, F] matrix);
+ * Matryoshka slices the dense features into its nested prefixes.
+ */
+function encodeForLoss<C extends TopKConfig>(p: Params, x: Tensor, cfg: C, variant: Variant): Encoded {
+  if (variant.groups) {
+    const F = p.W_enc.shape[1];
+    const { f, values, shift } = batchTopkDense(p, x, cfg.k);
+    const prefixes = prefixLoss(p, x, f, variant.groups);
+    return {
+      recon: prefixes.loss,
+      prefix: prefixes.loss,
+      xhat: prefixes.xhat,
+      values,
+      shift,
+      activity: noGrad(() => reshape(sum(f, 0), [F])),
+      l0: () => meanL0(f),
+    };
+  }
+  const code = sparseEncode(p, x, cfg.k, variant.mode);
+  const xhat = decodeSparse(p, code);
+  return {
+    recon: meanSquaredError(x, xhat),
+    xhat,
+    values: code.values,
+    shift: code.shift,
+    activity: featureActivity(code, p.W_enc.shape[1]),
+    l0: () => codeL0(code),
+  };
+}
+
 function familyLoss<C extends TopKConfig>(
   p: Params,
   x: Tensor,
@@ -149,25 +201,22 @@ function familyLoss<C extends TopKConfig>(
   cfg: C,
   variant: Variant,
 ): LossOutput {
-  const code = sparseEncode(p, x, cfg.k, variant.mode);
-  const activity = sum(code.f, 0);
-  const prefixes = variant.groups ? prefixLoss(p, x, code.f, variant.groups) : undefined;
-  const xhat = prefixes ? prefixes.xhat : decodeLinear(p, code.f);
-  const mse = meanSquaredError(x, xhat);
-  const aux = auxKLoss(p, x, xhat, { post: code.post, activity }, cfg, ctx.stepsSinceFired);
+  const enc = encodeForLoss(p, x, cfg, variant);
+  const mse = enc.prefix ? meanSquaredError(x, enc.xhat) : enc.recon;
+  const aux = auxKLoss(p, x, enc.xhat, enc, cfg, ctx.stepsSinceFired);
   const logs: Record<string, Tensor> = { mse_loss: mse, auxk_loss: aux.loss, dead_features: aux.dead };
-  if (prefixes) logs.prefix_loss = prefixes.loss;
-  if (ctx.withLogs) logs.l2_loss = meanL2(x, xhat);
+  if (enc.prefix) logs.prefix_loss = enc.prefix;
+  if (ctx.withLogs) logs.l2_loss = meanL2(x, enc.xhat);
   const out: LossOutput = {
-    loss: add(prefixes ? prefixes.loss : mse, mul(aux.loss, cfg.auxkAlpha)),
+    loss: add(enc.recon, mul(aux.loss, cfg.auxkAlpha)),
     logs,
-    features: code.f,
-    reconstruction: xhat,
-    activity,
+    reconstruction: enc.xhat,
+    activity: enc.activity,
+    ...(ctx.withLogs ? { l0: enc.l0() } : {}),
   };
   if (variant.threshold) {
     const { beta, startStep } = variant.threshold;
-    const theta = ctx.step > startStep ? nextThreshold(p.threshold, code.values, beta) : undefined;
+    const theta = ctx.step > startStep ? nextThreshold(p.threshold, enc.values, beta) : undefined;
     if (theta) out.buffers = { threshold: theta };
     logs.threshold = noGrad(() => add(theta ?? p.threshold, 0));
   }
@@ -214,11 +263,10 @@ function makePlugin<C extends TopKConfig>(cfg: C, variant: Variant): Architectur
     },
     initFromData: (_p, x, { seed }) => medianInit(x, cfg.medianSample, seed),
     encode(p, x) {
-      if (!batch) return sparseEncode(p, x, cfg.k, 'row').f;
+      if (!batch) return denseFeatures(sparseEncode(p, x, cfg.k, 'row'), p.W_enc.shape[1]);
       // Inference with the learned threshold: f = post · 1[post > θ] (θ = −1, never learned:
       // every positive activation, as DL).
-      const shift = sub(p.b_enc, reshape(matmul(reshape(p.b_dec, [1, -1]), p.W_enc), [-1]));
-      const post = linearBiasRelu(x, p.W_enc, shift);
+      const post = linearBiasRelu(x, p.W_enc, encoderShift(p));
       return mul(post, greater(post, p.threshold));
     },
     decode: decodeLinear,

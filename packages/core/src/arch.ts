@@ -37,8 +37,17 @@ export interface LossOutput {
   loss: Tensor;
   /** Scalars to log (e.g. `mse_loss`, `sparsity_loss`, `l0`), each a 0-d or size-1 tensor. */
   logs: Record<string, Tensor>;
-  /** The features f of the batch [B, F], for dead-feature tracking. */
-  features: Tensor;
+  /**
+   * The features f of the batch [B, F], for dead-feature tracking and the logged L0. A sparse
+   * architecture that never builds the dense [B, F] matrix leaves it out and gives
+   * {@link LossOutput.activity} and {@link LossOutput.l0} instead.
+   */
+  features?: Tensor;
+  /**
+   * Mean number of non-zero features per row (0-d), when the architecture knows it without
+   * {@link LossOutput.features}; read only on logging steps.
+   */
+  l0?: Tensor;
   /** The reconstruction x̂ [B, d], for resampling and logging FVE. */
   reconstruction: Tensor;
   /**

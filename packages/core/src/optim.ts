@@ -144,15 +144,21 @@ export class Adam {
     return this.#step;
   }
 
-  /** Applies one update with learning rate `lr`; disposes the gradients it is given. */
-  step(grads: Map<Variable | Tensor, Tensor>, lr: number): void {
+  /**
+   * Applies one update with learning rate `lr`; disposes the gradients it is given. With
+   * `rowsProjected` the caller has already removed the parallel component from the gradients of
+   * the unit-norm parameters (the trainer does, before clipping: DL's order), so it is not
+   * removed a second time.
+   */
+  step(grads: Map<Variable | Tensor, Tensor>, lr: number, options: { rowsProjected?: boolean } = {}): void {
+    const project = !options.rowsProjected;
     this.#step++;
     noGrad(() => {
       for (const p of this.#params) {
         const g0 = grads.get(p);
         if (!g0) throw new DictlearnError('Adam.step', `no gradient for parameter '${p.name}'`);
         const [next, m, v] = scope(() => {
-          const g = this.#unit.has(p) ? removeParallelComponent(p.value, g0) : g0;
+          const g = project && this.#unit.has(p) ? removeParallelComponent(p.value, g0) : g0;
           const [p2, m2, v2] = adamUpdate(p.value, g, this.#m.get(p)!, this.#v.get(p)!, {
             lr,
             beta1: this.#beta1,

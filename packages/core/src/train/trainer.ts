@@ -200,13 +200,20 @@ export class Trainer {
         stepsSinceFired: this.stepsSinceFired,
         totalSteps: this.totalSteps,
       });
+      const features = () => {
+        if (out.features) return out.features;
+        throw new DictlearnError(
+          'train',
+          `architecture '${this.arch.name}': its loss gave neither features [B, F] nor ${out.activity ? 'l0' : 'activity'}; give features, or both activity and l0`,
+        );
+      };
       return {
         value: out.loss,
         aux: {
           buffers: out.buffers ?? {},
           logs: out.logs,
-          fired: out.activity ?? max(this.arch.nonNegativeFeatures ? out.features : abs(out.features), 0),
-          l0: withLogs ? meanL0(out.features) : undefined,
+          fired: out.activity ?? max(this.arch.nonNegativeFeatures ? features() : abs(features()), 0),
+          l0: withLogs ? (out.l0 ?? meanL0(features())) : undefined,
           fve: withLogs ? fractionVarianceExplained(x, out.reconstruction) : undefined,
         },
       };
@@ -229,9 +236,10 @@ export class Trainer {
       }
       const fired = await aux.fired.data();
       let list = vars.map((v) => grads.get(v)!);
-      if (this.settings.clipGradNorm !== undefined && this.settings.unitNormRows.length > 0) {
-        // DL's TopK trainers remove the parallel component before clipping (Adam's own removal
-        // then changes nothing).
+      const rowsProjected = this.settings.clipGradNorm !== undefined && this.settings.unitNormRows.length > 0;
+      if (rowsProjected) {
+        // DL's TopK trainers remove the parallel component before clipping (a second removal in
+        // Adam would change nothing but rounding, so Adam is told to skip it).
         list = list.map((g, i) => {
           if (!this.settings.unitNormRows.includes(vars[i].name)) return g;
           const projected = scope(() => noGrad(() => removeParallelComponent(vars[i].value, g)));
@@ -245,7 +253,7 @@ export class Trainer {
         clipped.norm.dispose();
         list = clipped.tensors;
       }
-      this.optimizer.step(new Map(vars.map((v, i) => [v, list[i]])), lr);
+      this.optimizer.step(new Map(vars.map((v, i) => [v, list[i]])), lr, { rowsProjected });
       for (const [k, v] of Object.entries(aux.buffers)) {
         this.vars[k].assign(v);
         delete aux.buffers[k];
