@@ -13,7 +13,7 @@ import {
   useBackend,
   valueAndGrad,
 } from '@dictlearn/core';
-import { checkTrainingSteps, compareValues } from '@dictlearn/core/testing';
+import { compareValues, describeStepFixture, type StepFixture } from '@dictlearn/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import fixture from './fixtures/steps.json' with { type: 'json' };
 import { factories, gated, gatedAnneal } from './gated.js';
@@ -22,28 +22,7 @@ import { factories, gated, gatedAnneal } from './gated.js';
 // gated trainers (scripts/make-step-fixture.py): loss, logs, every gradient (the auxiliary
 // reconstruction's stop-gradients included) and every parameter after ConstrainedAdam.
 
-interface Arr {
-  shape: number[];
-  values: number[];
-}
-interface Step {
-  loss: number;
-  logs: Record<string, number>;
-  grads: Record<string, Arr>;
-  params: Record<string, Arr>;
-}
-interface Case {
-  config: Record<string, unknown>;
-  init: Record<string, Arr>;
-  batches: Arr[];
-  steps: Step[];
-}
-
-const fx = fixture as unknown as {
-  sizes: { batch: number; activationDim: number; dictSize: number };
-  hyper: { lr: number; betas: [number, number] };
-  cases: Record<string, Case>;
-};
+const fx = fixture as unknown as StepFixture<Record<string, unknown>>;
 
 beforeAll(async () => {
   registerBackend(createCpuBackend({ name: 'cpu', fastMatmul: false }));
@@ -55,19 +34,12 @@ beforeAll(async () => {
 const GRAD_TOL = { rtol: 1e-4, atol: 1e-6 };
 const PARAM_TOL = { rtol: 1e-5, atol: 1e-5 };
 
-describe.each(Object.keys(fx.cases))('%s: training steps match torch', (name) => {
-  it('loss, logs, gradients and updated parameters', async () => {
-    const entry = fx.cases[name];
-    await checkTrainingSteps(name === 'gated' ? gated(entry.config) : gatedAnneal(entry.config), entry, {
-      name,
-      dictSize: fx.sizes.dictSize,
-      activationDim: fx.sizes.activationDim,
-      lr: fx.hyper.lr,
-      gradTolerance: GRAD_TOL,
-      paramTolerance: PARAM_TOL,
-    });
-  });
-});
+describeStepFixture(
+  '%s: training steps match torch',
+  fx,
+  (c, name) => (name === 'gated' ? gated(c) : gatedAnneal(c)),
+  { grad: GRAD_TOL, param: PARAM_TOL },
+);
 
 describe('gated plugins', () => {
   it('init follows dictionary_learning: unit decoder rows, W_enc = W_decᵀ, biases and r_mag 0', async () => {

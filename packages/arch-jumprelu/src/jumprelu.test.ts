@@ -13,7 +13,7 @@ import {
   useBackend,
   valueAndGrad,
 } from '@dictlearn/core';
-import { checkTrainingSteps, compareValues } from '@dictlearn/core/testing';
+import { compareValues, describeStepFixture, type StepFixture } from '@dictlearn/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import fixture from './fixtures/steps.json' with { type: 'json' };
 import { factories, type JumpReluConfig, jumpRelu, jumpReluFunction, stepFunction } from './jumprelu.js';
@@ -22,28 +22,7 @@ import { factories, type JumpReluConfig, jumpRelu, jumpReluFunction, stepFunctio
 // loss, logs, every gradient (straight-through threshold gradients included) and every
 // parameter after the projected, renormalised Adam step.
 
-interface Arr {
-  shape: number[];
-  values: number[];
-}
-interface Step {
-  loss: number;
-  logs: Record<string, number>;
-  grads: Record<string, Arr>;
-  params: Record<string, Arr>;
-}
-interface Case {
-  config: Partial<JumpReluConfig>;
-  init: Record<string, Arr>;
-  batches: Arr[];
-  steps: Step[];
-}
-
-const fx = fixture as unknown as {
-  sizes: { batch: number; activationDim: number; dictSize: number };
-  hyper: { lr: number; betas: [number, number] };
-  cases: Record<string, Case>;
-};
+const fx = fixture as unknown as StepFixture<Partial<JumpReluConfig>>;
 
 beforeAll(async () => {
   registerBackend(createCpuBackend({ name: 'cpu', fastMatmul: false }));
@@ -55,18 +34,9 @@ beforeAll(async () => {
 const GRAD_TOL = { rtol: 1e-4, atol: 1e-6 };
 const PARAM_TOL = { rtol: 1e-5, atol: 1e-5 };
 
-describe.each(Object.keys(fx.cases))('jumprelu (%s): two training steps match torch', (name) => {
-  it('loss, logs, gradients and updated parameters', async () => {
-    const entry = fx.cases[name];
-    await checkTrainingSteps(jumpRelu(entry.config), entry, {
-      name,
-      dictSize: fx.sizes.dictSize,
-      activationDim: fx.sizes.activationDim,
-      lr: fx.hyper.lr,
-      gradTolerance: GRAD_TOL,
-      paramTolerance: PARAM_TOL,
-    });
-  });
+describeStepFixture('jumprelu (%s): two training steps match torch', fx, (c) => jumpRelu(c), {
+  grad: GRAD_TOL,
+  param: PARAM_TOL,
 });
 
 describe('jumpRelu plugin', () => {

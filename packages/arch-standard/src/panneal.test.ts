@@ -1,6 +1,6 @@
 import { createCpuBackend } from '@dictlearn/backend-cpu';
 import { memory, registerBackend, scope, Trainer, tensor, useBackend, valueAndGrad } from '@dictlearn/core';
-import { checkTrainingSteps, compareValues } from '@dictlearn/core/testing';
+import { compareValues, describeStepFixture, type StepFixture } from '@dictlearn/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import fixture from './fixtures/panneal-steps.json' with { type: 'json' };
 import { factories } from './index.js';
@@ -11,28 +11,7 @@ import { standard } from './standard.js';
 // PAnnealTrainer logic (scripts/make-panneal-fixture.py): loss, logs (p and the adapted
 // coefficient), every gradient and every parameter after ConstrainedAdam.
 
-interface Arr {
-  shape: number[];
-  values: number[];
-}
-interface Step {
-  loss: number;
-  logs: Record<string, number>;
-  grads: Record<string, Arr>;
-  params: Record<string, Arr>;
-}
-interface Case {
-  config: Partial<PAnnealConfig>;
-  init: Record<string, Arr>;
-  batches: Arr[];
-  steps: Step[];
-}
-
-const fx = fixture as unknown as {
-  sizes: { batch: number; activationDim: number; dictSize: number };
-  hyper: { lr: number };
-  cases: Record<string, Case>;
-};
+const fx = fixture as unknown as StepFixture<Partial<PAnnealConfig>>;
 
 beforeAll(async () => {
   registerBackend(createCpuBackend({ name: 'cpu', fastMatmul: false }));
@@ -42,18 +21,9 @@ beforeAll(async () => {
 const GRAD_TOL = { rtol: 1e-4, atol: 1e-6 };
 const PARAM_TOL = { rtol: 1e-5, atol: 1e-5 };
 
-describe.each(Object.keys(fx.cases))('p-anneal (%s): training steps match torch', (name) => {
-  it('loss, logs, gradients and updated parameters', async () => {
-    const entry = fx.cases[name];
-    await checkTrainingSteps(pAnneal(entry.config), entry, {
-      name,
-      dictSize: fx.sizes.dictSize,
-      activationDim: fx.sizes.activationDim,
-      lr: fx.hyper.lr,
-      gradTolerance: GRAD_TOL,
-      paramTolerance: PARAM_TOL,
-    });
-  });
+describeStepFixture('p-anneal (%s): training steps match torch', fx, (c) => pAnneal(c), {
+  grad: GRAD_TOL,
+  param: PARAM_TOL,
 });
 
 describe('pAnneal plugin', () => {

@@ -25,6 +25,8 @@ export {
 export { OP_TABLE, type OpRunner } from './op-table.js';
 export {
   checkTrainingSteps,
+  describeStepFixture,
+  type StepFixture,
   type StepFixtureCase,
   type StepFixtureStep,
   type StepFixtureTensor,

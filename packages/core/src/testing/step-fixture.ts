@@ -1,4 +1,4 @@
-import { expect } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ArchitecturePlugin } from '../arch.js';
 import { valueAndGrad } from '../engine.js';
 import { tensor } from '../ops/create.js';
@@ -103,4 +103,40 @@ export async function checkTrainingSteps(
     x.dispose();
   }
   trainer.dispose();
+}
+
+/** A step-fixture file: the sizes, the learning rate and the cases by name, each with its config. */
+export interface StepFixture<C> {
+  /** Batch rows, width d and features F of every case. */
+  sizes: { batch: number; activationDim: number; dictSize: number };
+  /** The learning rate the reference used. */
+  hyper: { lr: number };
+  /** The cases by name. */
+  cases: Record<string, StepFixtureCase & { config: C }>;
+}
+
+/**
+ * One vitest test per case of a step fixture: builds the plugin from the case's config with
+ * `make(config, name)` and runs {@link checkTrainingSteps} on it. `title` may hold `%s` for the
+ * case name. Call at the top level of a test file.
+ */
+export function describeStepFixture<C>(
+  title: string,
+  fixture: StepFixture<C>,
+  make: (config: C, name: string) => ArchitecturePlugin<object>,
+  tolerance: { grad: Tolerance; param: Tolerance },
+): void {
+  describe.each(Object.keys(fixture.cases))(title, (name) => {
+    it('loss, logs, gradients and updated parameters', async () => {
+      const entry = fixture.cases[name];
+      await checkTrainingSteps(make(entry.config, name), entry, {
+        name,
+        dictSize: fixture.sizes.dictSize,
+        activationDim: fixture.sizes.activationDim,
+        lr: fixture.hyper.lr,
+        gradTolerance: tolerance.grad,
+        paramTolerance: tolerance.param,
+      });
+    });
+  });
 }
