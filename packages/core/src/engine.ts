@@ -220,7 +220,9 @@ export function runOp<Op extends OpName>(
   const kernel = getKernel(name, backend);
   if (!kernel || (spec.composition && !spec.grad && needsGradient(inputs))) {
     if (spec.composition) {
-      const r = spec.composition(inputs, attrs);
+      // In a scope, so the composition's intermediates are freed even when the caller has none
+      // (those the tape holds for the backward pass move up to the caller's scope).
+      const r = scope(() => spec.composition!(inputs, attrs));
       return Array.isArray(r) ? r : [r];
     }
     throw new DictlearnError(
