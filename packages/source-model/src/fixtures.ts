@@ -1,0 +1,66 @@
+/**
+ * Test helpers: paths of the checked-in tiny models and readers for their torch reference data
+ * (made by `fixtures/make-test-models.py`). Not part of the package's API.
+ *
+ * @module
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { npyDataOffset, parseNpyHeader } from '@dictlearn/buffer';
+
+/** The fixtures folder. */
+export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
+
+/** The two test models. */
+export const MODELS = ['gpt-neox', 'gpt2'] as const;
+
+/** One model's reference data (reference.json). */
+export interface Reference {
+  model: string;
+  vocab: number;
+  contexts: number[][];
+  ce_loss: number[];
+  hooks: { hook: string; file: string; dim: number }[];
+  training: Record<string, number>;
+}
+
+/** reference.json of a model. */
+export function reference(model: string): Reference {
+  return JSON.parse(readFileSync(`${FIXTURES}${model}/reference.json`, 'utf8')) as Reference;
+}
+
+/** A float32 .npy file's values and shape. */
+export function readNpy(path: string): { data: Float32Array; shape: number[] } {
+  const bytes = new Uint8Array(readFileSync(path));
+  const header = parseNpyHeader(bytes, path);
+  const offset = npyDataOffset(bytes, path);
+  if (header.dtype !== 'float32') throw new Error(`${path}: expected float32, got ${header.dtype}`);
+  const n = header.shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(
+    bytes.buffer.slice(bytes.byteOffset + offset, bytes.byteOffset + offset + 4 * n),
+  );
+  return { data, shape: header.shape };
+}
+
+/** Largest |a − b| over two equally long arrays. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`lengths differ: ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** Next-token cross-entropy of one context from its logits [seq, vocab] (float64 log-softmax). */
+export function contextLoss(logits: Float32Array, tokens: ArrayLike<number>, vocab: number): number {
+  const seq = tokens.length;
+  let total = 0;
+  for (let t = 0; t + 1 < seq; t++) {
+    const row = logits.subarray(t * vocab, (t + 1) * vocab);
+    let max = -Infinity;
+    for (const v of row) max = Math.max(max, v);
+    let sum = 0;
+    for (const v of row) sum += Math.exp(v - max);
+    total += max + Math.log(sum) - row[tokens[t + 1]];
+  }
+  return total / (seq - 1);
+}

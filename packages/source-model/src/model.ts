@@ -1,0 +1,281 @@
+/**
+ * A causal language model from an ONNX export, run with onnxruntime, with hook values exposed as
+ * extra graph outputs.
+ *
+ * @module
+ */
+import { bfloat16ToFloat32, DictlearnError, float16ToFloat32, readFileBytes } from '@dictlearn/core';
+import { type ResolvedHook, resolveHook } from './hooks.js';
+import { OnnxModel, OnnxType, type OnnxValueInfo } from './onnx.js';
+import { loadNodeRuntime, type OrtModule, type OrtSession, type OrtTensor } from './runtime.js';
+
+/** Options of {@link LanguageModel.load}. */
+export interface LanguageModelOptions {
+  /** The onnxruntime module (default: onnxruntime-node, loaded on demand; pass onnxruntime-web in a browser). */
+  runtime?: OrtModule;
+  /** Session options passed to `InferenceSession.create` (threads, execution providers, …). */
+  sessionOptions?: Record<string, unknown>;
+}
+
+/** One hook's values from a forward pass. */
+export interface HookValue {
+  /** [batch·seq, dim] float32 rows (context after context). */
+  data: Float32Array;
+  /** Width of a row. */
+  dim: number;
+}
+
+/** What one forward pass returns. */
+export interface ForwardResult {
+  /** Logits [batch·seq, vocab] (row-major: context, then position), when asked for. */
+  logits?: Float32Array;
+  /** Hook values by hook name. */
+  hooks: Map<string, HookValue>;
+}
+
+/** Graph inputs the model fills itself besides `input_ids`. */
+const AUTO_INPUTS = new Set(['attention_mask', 'position_ids', 'token_type_ids']);
+
+/**
+ * A causal LM exported to ONNX (input_ids [batch, seq] → logits [batch, seq, vocab], no KV cache),
+ * e.g. with `torch.onnx.export(model, …, dynamo=False)` or Hugging Face Optimum. Hooks name a
+ * module path of the PyTorch model (see {@link resolveHook}); {@link forward} runs the graph with
+ * the hooks as extra outputs, in one pass, and drops the nodes no requested output needs (so
+ * activations at an early layer never pay for the rest of the model).
+ */
+export class LanguageModel {
+  /** The parsed graph. */
+  readonly graph: OnnxModel;
+  /** The graph input that takes the token ids. */
+  readonly inputIds: OnnxValueInfo;
+  /** Name of the logits output. */
+  readonly logitsName: string;
+  /** Vocabulary size from the logits output's static width or the token embedding, when the graph says it. */
+  readonly vocabSize: number | undefined;
+  readonly #ort: OrtModule;
+  readonly #sessionOptions: Record<string, unknown>;
+  readonly #sessions = new Map<string, Promise<OrtSession>>();
+
+  private constructor(graph: OnnxModel, ort: OrtModule, sessionOptions: Record<string, unknown>) {
+    this.graph = graph;
+    this.#ort = ort;
+    this.#sessionOptions = sessionOptions;
+    const file = graph.file;
+    const expected =
+      'expected an ONNX export of a causal language model (input_ids [batch, sequence] → logits [batch, sequence, vocab])';
+    const ids = graph.inputs.find((i) => i.name === 'input_ids');
+    if (!ids) {
+      throw new DictlearnError(
+        file,
+        `the graph has no input 'input_ids' (its inputs: ${graph.inputs.map((i) => i.name).join(', ') || 'none'}); ${expected}`,
+      );
+    }
+    if (ids.elemType !== undefined && ids.elemType !== OnnxType.INT64 && ids.elemType !== OnnxType.INT32) {
+      throw new DictlearnError(
+        file,
+        `input 'input_ids' has element type ${ids.elemType}; expected int64 or int32 token ids`,
+      );
+    }
+    this.inputIds = ids;
+    const others = graph.inputs.filter((i) => i.name !== 'input_ids' && !AUTO_INPUTS.has(i.name));
+    if (others.length > 0) {
+      const cache = others.some((i) => /past|key_values|cache/i.test(i.name));
+      throw new DictlearnError(
+        file,
+        `the graph has inputs this source cannot fill: ${others.map((i) => i.name).join(', ')}${cache ? ' (an export with a KV cache: export without past key values, e.g. Optimum task text-generation rather than text-generation-with-past)' : ''}; ${expected}`,
+      );
+    }
+    const logits =
+      graph.outputs.find((o) => o.name === 'logits') ?? graph.outputs.find((o) => o.dims?.length === 3);
+    if (!logits || (logits.dims !== undefined && logits.dims.length !== 3)) {
+      throw new DictlearnError(
+        file,
+        `the graph has no logits output (its outputs: ${graph.outputs.map((o) => `${o.name}${o.dims ? ` [${o.dims.map((d) => d ?? '?').join(', ')}]` : ''}`).join(', ') || 'none'}); ${expected}`,
+      );
+    }
+    this.logitsName = logits.name;
+    const width = logits.dims?.[2];
+    this.vocabSize = typeof width === 'number' && width > 0 ? width : embeddingRows(graph);
+  }
+
+  /** The model file (for errors). */
+  get file(): string {
+    return this.graph.file;
+  }
+
+  /**
+   * Loads an ONNX file (Node) and checks that it is a causal LM. A `DictlearnError` naming the
+   * file says what is missing otherwise.
+   */
+  static async load(path: string, options: LanguageModelOptions = {}): Promise<LanguageModel> {
+    const bytes = await readFileBytes(path);
+    return LanguageModel.fromBytes(bytes, path, options);
+  }
+
+  /** Wraps ONNX bytes already in memory (a browser fetch, say); `file` names them in errors. */
+  static async fromBytes(
+    bytes: Uint8Array,
+    file: string,
+    options: LanguageModelOptions = {},
+  ): Promise<LanguageModel> {
+    const graph = OnnxModel.parse(bytes, file);
+    const external = [...graph.initializers.values()].find((t) => t.external);
+    if (external) {
+      throw new DictlearnError(
+        file,
+        `weight '${external.name}' is stored in an external data file; this source loads single-file models (re-save with onnx.save_model(m, path, save_as_external_data=False) when under 2 GB)`,
+      );
+    }
+    const ort = options.runtime ?? (await loadNodeRuntime());
+    return new LanguageModel(graph, ort, options.sessionOptions ?? {});
+  }
+
+  /** Resolves a hook name to its graph value (see {@link resolveHook}). */
+  resolve(hook: string): ResolvedHook {
+    return resolveHook(this.graph, hook);
+  }
+
+  /**
+   * Runs the model on `batch` contexts of `seq` tokens (`tokens` row-major, length batch·seq) and
+   * returns the hooks' values, and the logits when `logits` is set. Sessions are built once per
+   * set of outputs and reused.
+   */
+  async forward(
+    tokens: Int32Array,
+    batch: number,
+    seq: number,
+    hooks: readonly ResolvedHook[],
+    options: { logits?: boolean } = {},
+  ): Promise<ForwardResult> {
+    if (tokens.length !== batch * seq) {
+      throw new DictlearnError(this.file, `forward: ${tokens.length} tokens for ${batch} contexts of ${seq}`);
+    }
+    const outputs = this.#outputs(hooks, options.logits);
+    const session = await this.#session(outputs);
+    const feeds = this.#feeds(tokens, batch, seq);
+    let results: Record<string, OrtTensor>;
+    try {
+      results = await session.run(feeds, outputs);
+    } catch (e) {
+      throw new DictlearnError(
+        this.file,
+        `onnxruntime failed to run the model: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    } finally {
+      for (const t of Object.values(feeds)) t.dispose?.();
+    }
+    try {
+      const out: ForwardResult = { hooks: new Map() };
+      for (const h of hooks)
+        out.hooks.set(h.hook, this.#rows(results[h.value], batch, seq, `hook '${h.hook}'`));
+      if (options.logits) {
+        const l = this.#rows(results[this.logitsName], batch, seq, `output '${this.logitsName}'`);
+        out.logits = l.data;
+      }
+      return out;
+    } finally {
+      for (const t of Object.values(results)) t.dispose?.();
+    }
+  }
+
+  /** Frees the session that {@link forward} keeps for these hooks (and logits); the next call rebuilds it. */
+  async releaseSession(hooks: readonly ResolvedHook[], options: { logits?: boolean } = {}): Promise<void> {
+    const key = JSON.stringify(this.#outputs(hooks, options.logits));
+    const s = this.#sessions.get(key);
+    this.#sessions.delete(key);
+    await (await s?.catch(() => undefined))?.release?.();
+  }
+
+  /** Frees the onnxruntime sessions. */
+  async release(): Promise<void> {
+    const sessions = [...this.#sessions.values()];
+    this.#sessions.clear();
+    for (const s of sessions) await (await s.catch(() => undefined))?.release?.();
+  }
+
+  #outputs(hooks: readonly ResolvedHook[], logits: boolean | undefined): string[] {
+    const outputs = [...new Set(hooks.map((h) => h.value))];
+    if (logits && !outputs.includes(this.logitsName)) outputs.push(this.logitsName);
+    return outputs;
+  }
+
+  #session(outputs: readonly string[]): Promise<OrtSession> {
+    const key = JSON.stringify(outputs);
+    let s = this.#sessions.get(key);
+    if (!s) {
+      const bytes = this.graph.edit({
+        outputs: outputs.map((name) => ({ name, elemType: this.graph.elemType(name) ?? OnnxType.FLOAT })),
+      });
+      s = this.#ort.InferenceSession.create(bytes, this.#sessionOptions).catch((e: unknown) => {
+        this.#sessions.delete(key);
+        throw new DictlearnError(
+          this.file,
+          `onnxruntime could not load the model: ${e instanceof Error ? e.message : String(e)}`,
+        );
+      });
+      this.#sessions.set(key, s);
+    }
+    return s;
+  }
+
+  #feeds(tokens: Int32Array, batch: number, seq: number): Record<string, OrtTensor> {
+    const dims = [batch, seq];
+    const ints = (values: (i: number) => number): OrtTensor => {
+      // int32 ids where the graph asks for them, int64 otherwise (torch's default).
+      if (this.inputIds.elemType === OnnxType.INT32) {
+        const a = new Int32Array(batch * seq);
+        for (let i = 0; i < a.length; i++) a[i] = values(i);
+        return new this.#ort.Tensor('int32', a, dims);
+      }
+      const a = new BigInt64Array(batch * seq);
+      for (let i = 0; i < a.length; i++) a[i] = BigInt(values(i));
+      return new this.#ort.Tensor('int64', a, dims);
+    };
+    const feeds: Record<string, OrtTensor> = { input_ids: ints((i) => tokens[i]) };
+    for (const input of this.graph.inputs) {
+      if (input.name === 'attention_mask') feeds[input.name] = ints(() => 1);
+      else if (input.name === 'position_ids') feeds[input.name] = ints((i) => i % seq);
+      else if (input.name === 'token_type_ids') feeds[input.name] = ints(() => 0);
+    }
+    return feeds;
+  }
+
+  /** An output as float32 rows [batch·seq, width]; checks that its leading axes are batch and seq. */
+  #rows(t: OrtTensor | undefined, batch: number, seq: number, what: string): HookValue {
+    if (!t) throw new DictlearnError(this.file, `onnxruntime returned no value for ${what}`);
+    const dims = t.dims;
+    const lead = dims.slice(0, -1).reduce((a, b) => a * b, 1);
+    const dim = dims[dims.length - 1];
+    if (
+      dims.length < 2 ||
+      lead !== batch * seq ||
+      (dims.length >= 3 && (dims[0] !== batch || dims[1] !== seq))
+    ) {
+      throw new DictlearnError(
+        this.file,
+        `${what} has shape [${dims.join(', ')}]; expected [${batch}, ${seq}, d] (a value per token)`,
+      );
+    }
+    let data: Float32Array;
+    if (t.data instanceof Float32Array) data = t.data;
+    else if (t.type === 'float16' && t.data instanceof Uint16Array) data = float16ToFloat32(t.data);
+    else if (t.type === 'bfloat16' && t.data instanceof Uint16Array) data = bfloat16ToFloat32(t.data);
+    else if (t.data instanceof Float64Array) data = Float32Array.from(t.data);
+    else
+      throw new DictlearnError(
+        this.file,
+        `${what} has element type ${t.type}; expected floating-point values`,
+      );
+    return { data, dim };
+  }
+}
+
+/** Rows of the token embedding: the initializer that a Gather on `input_ids` reads, if any. */
+function embeddingRows(graph: OnnxModel): number | undefined {
+  for (const n of graph.nodes) {
+    if (n.opType !== 'Gather' || n.inputs[1] !== 'input_ids') continue;
+    const table = graph.initializers.get(n.inputs[0]);
+    if (table && table.dims.length === 2) return table.dims[0];
+  }
+  return undefined;
+}
