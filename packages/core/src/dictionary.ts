@@ -38,6 +38,47 @@ export interface DictionaryConfig {
   } | null;
   /** Trainer settings and provenance (free-form, for people). */
   training?: Record<string, unknown>;
+  /**
+   * SHA-256 (hex) of the files saved beside this config, by file name (`sae.safetensors`):
+   * written by {@link Dictionary.save}, verified by {@link Dictionary.load}. Configs written
+   * before it existed have none and load unchecked.
+   */
+  sha256?: Record<string, string>;
+}
+
+/**
+ * SHA-256 of `bytes` as 64 lowercase hex digits (Web Crypto, in Node ≥ 20 and browsers).
+ * Throws a {@link DictlearnError} where no Web Crypto exists.
+ */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const subtle = (
+    globalThis as { crypto?: { subtle?: { digest(a: string, d: Uint8Array): Promise<ArrayBuffer> } } }
+  ).crypto?.subtle;
+  if (!subtle) throw new DictlearnError('sha256', 'no Web Crypto (crypto.subtle) in this runtime');
+  const digest = new Uint8Array(await subtle.digest('SHA-256', bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * Checks `bytes` (the file `path`, named `name` in the config's `sha256` map) against the
+ * checksum recorded in `config`; a file with no recorded checksum passes. The error names the
+ * file and both digests.
+ */
+export async function verifyChecksum(
+  config: Pick<DictionaryConfig, 'sha256'>,
+  name: string,
+  bytes: Uint8Array,
+  path: string,
+): Promise<void> {
+  const want = config.sha256?.[name];
+  if (want === undefined) return;
+  const got = await sha256Hex(bytes);
+  if (got !== want) {
+    throw new DictlearnError(
+      path,
+      `SHA-256 is ${got} but config.json records ${want}: the file was changed or corrupted after it was saved`,
+    );
+  }
 }
 
 /** The library version written into configs (from package.json, so releases keep it current). */
@@ -189,8 +230,9 @@ export class Dictionary implements DictionaryLike {
   }
 
   /**
-   * Writes `config.json` and `sae.safetensors` into `dir` (created if needed). Each file is
-   * written to a temporary name and renamed, so an existing dictionary is never half-overwritten.
+   * Writes `config.json` and `sae.safetensors` into `dir` (created if needed); the config records
+   * the SHA-256 of the weights. Each file is written to a temporary name and renamed, so an
+   * existing dictionary is never half-overwritten.
    */
   async save(dir: string): Promise<void> {
     const { ensureDir, joinPath } = await import('./io/dirs.js');
@@ -202,33 +244,49 @@ export class Dictionary implements DictionaryLike {
       entries[name] = { dtype: 'F32', shape: [...t.shape], data: (await t.data()) as Float32Array };
     }
     const bytes = encodeSafetensors(entries, { format: 'dictlearn', architecture: this.arch.name });
+    // The config records the weights' checksum, so load can tell a changed or corrupted file.
+    const config: DictionaryConfig = {
+      ...this.config(),
+      sha256: { [DICTIONARY_FILES.weights]: await sha256Hex(bytes) },
+    };
     await writeFileAtomic(joinPath(dir, DICTIONARY_FILES.weights), bytes);
-    await writeFileAtomic(
-      joinPath(dir, DICTIONARY_FILES.config),
-      `${JSON.stringify(this.config(), null, 2)}\n`,
-    );
+    await writeFileAtomic(joinPath(dir, DICTIONARY_FILES.config), `${JSON.stringify(config, null, 2)}\n`);
   }
 
   /**
    * Reads a dictionary saved by {@link save}. Errors name the file and field: missing or
-   * truncated files, a foreign config, an unregistered architecture (with the package to
-   * install), missing or mis-shaped parameters, non-finite weights.
+   * truncated files, weights whose SHA-256 differs from the one config.json records, a foreign
+   * config, an unregistered architecture (with the package to install), missing or mis-shaped
+   * parameters, non-finite weights.
    */
   static async load(dir: string, options: { backend?: string } = {}): Promise<Dictionary> {
     const { readTextFile, joinPath } = await import('./io/dirs.js');
-    const { readSafetensors } = await import('./io/safetensors.js');
+    const { readFileBytes } = await import('./io/fs.js');
+    const { decodeSafetensors } = await import('./io/safetensors.js');
     const configPath = joinPath(dir, DICTIONARY_FILES.config);
     const config = parseConfig(await readTextFile(configPath), configPath);
-    const arch = createArchitecture(
-      config.architecture.name,
-      config.architecture.config,
-      config.architecture.package,
-      configPath,
-    );
-    const weightsPath = joinPath(dir, DICTIONARY_FILES.weights);
-    const file = await readSafetensors(weightsPath);
     const sizes = { activationDim: config.activationDim, dictSize: config.dictSize };
-    const want = arch.paramShapes(sizes);
+    let arch: ArchitecturePlugin<object>;
+    let want: Record<string, number[]>;
+    try {
+      arch = createArchitecture(
+        config.architecture.name,
+        config.architecture.config,
+        config.architecture.package,
+        configPath,
+      );
+      want = arch.paramShapes(sizes);
+    } catch (e) {
+      // A plugin's config error names the plugin; the user needs the file that holds the config.
+      if (e instanceof DictlearnError && !e.message.startsWith(configPath)) {
+        throw new DictlearnError(configPath, `field 'architecture.config': ${e.message}`);
+      }
+      throw e;
+    }
+    const weightsPath = joinPath(dir, DICTIONARY_FILES.weights);
+    const bytes = await readFileBytes(weightsPath);
+    await verifyChecksum(config, DICTIONARY_FILES.weights, bytes, weightsPath);
+    const file = decodeSafetensors(bytes, weightsPath);
     const params: Params = {};
     try {
       for (const [name, shape] of Object.entries(want)) {
@@ -289,7 +347,7 @@ export function parseConfig(text: string, path: string): DictionaryConfig {
   if (!c || typeof c !== 'object' || c.format !== 'dictlearn') {
     throw new DictlearnError(
       path,
-      `field 'format' must be 'dictlearn' (is this a dictlearn dictionary? SAELens and dictionary_learning checkpoints cannot be read yet)`,
+      `field 'format' must be 'dictlearn' (is this a dictlearn dictionary? dictionary_learning, SAELens and sparsify files load with @dictlearn/formats)`,
     );
   }
   if (!c.architecture || typeof c.architecture.name !== 'string') {
@@ -299,6 +357,18 @@ export function parseConfig(text: string, path: string): DictionaryConfig {
     if (!Number.isInteger(c[f]) || (c[f] as number) <= 0) {
       throw new DictlearnError(path, `field '${f}' must be a positive integer, got ${JSON.stringify(c[f])}`);
     }
+  }
+  if (
+    c.sha256 !== undefined &&
+    (c.sha256 === null ||
+      typeof c.sha256 !== 'object' ||
+      Array.isArray(c.sha256) ||
+      Object.values(c.sha256).some((v) => typeof v !== 'string' || !/^[0-9a-f]{64}$/.test(v)))
+  ) {
+    throw new DictlearnError(
+      path,
+      `field 'sha256' must map file names to 64 hex digits, got ${JSON.stringify(c.sha256)}`,
+    );
   }
   if (c.normalization && !(typeof c.normalization.scale === 'number' && c.normalization.scale > 0)) {
     throw new DictlearnError(

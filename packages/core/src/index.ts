@@ -22,6 +22,8 @@ export {
   LIBRARY_VERSION,
   LIBRARY_VERSION as VERSION,
   parseConfig,
+  sha256Hex,
+  verifyChecksum,
 } from './dictionary.js';
 export type { DictionaryLike, ForwardOutput } from './dictionary-types.js';
 export {
