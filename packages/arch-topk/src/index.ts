@@ -17,6 +17,7 @@ export {
   auxKLoss,
   batchTopkDense,
   codeL0,
+  type DenseBatchCode,
   decodeLinear,
   decodeSparse,
   denseFeatures,

@@ -107,16 +107,22 @@ export function codeL0(code: TopKCode): Tensor {
   return noGrad(() => div(sum(greater(code.values, 0)), code.batch));
 }
 
+/** What {@link batchTopkDense} returns. */
+export interface DenseBatchCode {
+  /** The features [B, F]: the kept activations, zero elsewhere. */
+  f: Tensor;
+  /** The kept activations [1, B·k], in descending order. */
+  values: Tensor;
+  /** The encoder bias with b_dec folded in [F]. */
+  shift: Tensor;
+}
+
 /**
  * BatchTopK's features as a dense [B, F] matrix (Matryoshka's nested prefixes slice it): the
  * B·k largest of ReLU(x W_enc + shift) over the batch, zero elsewhere; same selection and ties
  * as `batchTopkEncode`. Returns the kept values too (the threshold's EMA reads them).
  */
-export function batchTopkDense(
-  p: Params,
-  x: Tensor,
-  k: number,
-): { f: Tensor; values: Tensor; shift: Tensor } {
+export function batchTopkDense(p: Params, x: Tensor, k: number): DenseBatchCode {
   const [B, F] = [x.shape[0], p.W_enc.shape[1]];
   const shift = encoderShift(p);
   const post = linearBiasRelu(x, p.W_enc, shift);

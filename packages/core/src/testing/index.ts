@@ -28,6 +28,8 @@ export {
   describeStepFixture,
   type StepFixture,
   type StepFixtureCase,
+  type StepFixtureConfig,
+  type StepFixtureSizes,
   type StepFixtureStep,
   type StepFixtureTensor,
   type TrainingStepsOptions,

@@ -107,12 +107,31 @@ export async function checkTrainingSteps(
 
 /** A step-fixture file: the sizes, the learning rate and the cases by name, each with its config. */
 export interface StepFixture<C> {
-  /** Batch rows, width d and features F of every case. */
-  sizes: { batch: number; activationDim: number; dictSize: number };
-  /** The learning rate the reference used. */
-  hyper: { lr: number };
+  /** The sizes of every case. */
+  sizes: StepFixtureSizes;
+  /** The reference's hyper-parameters. */
+  hyper: {
+    /** The learning rate the reference used. */
+    lr: number;
+  };
   /** The cases by name. */
-  cases: Record<string, StepFixtureCase & { config: C }>;
+  cases: Record<string, StepFixtureCase & StepFixtureConfig<C>>;
+}
+
+/** The sizes of a step fixture's cases. */
+export interface StepFixtureSizes {
+  /** Rows per batch. */
+  batch: number;
+  /** Width d. */
+  activationDim: number;
+  /** Features F. */
+  dictSize: number;
+}
+
+/** The architecture config a case was made with. */
+export interface StepFixtureConfig<C> {
+  /** What the plugin is built from. */
+  config: C;
 }
 
 /**
