@@ -7,6 +7,29 @@
 # Without them the tests that need them report themselves skipped, with the reason.
 set -uo pipefail
 
+# Python with torch and safetensors in the repository's .venv (git-ignored), for the tests that
+# load what dictlearn writes with the real libraries (they skip, with the reason, without it).
+# Only from the local package index pip is configured with: PyPI itself is not reachable here.
+setup_python() {
+  local root venv index
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  venv="$root/.venv"
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import torch, safetensors, numpy' 2>/dev/null; then
+    echo "python: .venv has torch, safetensors and numpy"
+    return 0
+  fi
+  index=$(pip config get global.extra-index-url 2>/dev/null | awk '{print $1}')
+  if [ -z "$index" ] || ! command -v python3 >/dev/null 2>&1; then
+    echo "python: no local package index configured for pip; the tests that load files with torch will report themselves skipped"
+    return 0
+  fi
+  { python3 -m venv "$venv" &&
+    "$venv/bin/pip" install -q --index-url "$index" torch numpy safetensors; } >/dev/null 2>&1 ||
+    { echo "python: could not install torch, numpy and safetensors into .venv from $index; those tests will report themselves skipped"; return 0; }
+  echo "python: installed torch, numpy and safetensors into .venv from $index"
+}
+setup_python
+
 need=()
 ldconfig -p 2>/dev/null | grep -q 'libopenblas.so.0' || need+=(openblas)
 dpkg-query -W -f '${Version}' mesa-vulkan-drivers 2>/dev/null | grep -q bpo || need+=(lavapipe)

@@ -1,4 +1,5 @@
 import '@dictlearn/arch-standard/register';
+import '@dictlearn/arch-topk/register';
 import { describe, expect, it } from 'vitest';
 import { parseSet, sweepConfigs, sweptKeys } from './commands/arch-flags.js';
 import { main } from './main.js';
@@ -18,6 +19,15 @@ describe('architecture flags and sweeps', () => {
     expect(trainers).toEqual([
       ...combos.map((config) => ({ architecture: 'standard', config })),
       ...combos.map((config) => ({ architecture: 'tied', config })),
+    ]);
+  });
+
+  it('an architecture with a required field (topk: k) takes only its own keys from a mixed sweep', () => {
+    const trainers = sweepConfigs(['standard', 'topk'], sweptKeys({ l1: '0.1', k: '6,8' }));
+    expect(trainers).toEqual([
+      { architecture: 'standard', config: { l1Penalty: 0.1 } },
+      { architecture: 'topk', config: { k: 6 } },
+      { architecture: 'topk', config: { k: 8 } },
     ]);
   });
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { registerPlugin, type SourceFactory } from '@dictlearn/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from './main.js';
+import { COMMANDS, main } from './main.js';
 import { indexedRows, writeNpy } from './test-files.js';
 import { captureOutput } from './test-io.js';
 
@@ -345,12 +345,22 @@ describe('every bad input gets one line and exit code 1 or 2', () => {
     expect(err).toMatch(/\n\s+at /);
   });
 
-  it('an unknown command is one line', async () => {
+  it('--help lists every command', async () => {
     const io = captureOutput();
+    expect(await main(['--help'])).toBe(0);
+    vi.restoreAllMocks();
+    for (const name of Object.keys(COMMANDS)) expect(io.out.join('')).toMatch(new RegExp(`\\n  ${name} `));
+  });
+
+  it('an unknown command is one line; so is a name of an object property (toString)', async () => {
+    const io = captureOutput();
+    expect(await main(['toString'])).toBe(2);
+    expect(io.err).toHaveLength(1);
+    io.err.length = 0;
     expect(await main(['frobnicate'])).toBe(2);
     vi.restoreAllMocks();
     expect(io.err).toEqual([
-      "dictlearn: unknown command 'frobnicate' (commands: demo, train, eval, bench; dictlearn --help for the options)\n",
+      `dictlearn: unknown command 'frobnicate' (commands: ${Object.keys(COMMANDS).join(', ')}; dictlearn --help for the options)\n`,
     ]);
   });
 });

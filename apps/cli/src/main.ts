@@ -4,12 +4,20 @@ import '@dictlearn/arch-standard/register';
 import '@dictlearn/arch-topk/register';
 import '@dictlearn/arch-jumprelu/register';
 import '@dictlearn/arch-gated/register';
+import '@dictlearn/arch-lista/register';
+import '@dictlearn/arch-blockdiag/register';
 import '@dictlearn/buffer/register';
+import '@dictlearn/source-model/register';
 import { parseArgs } from 'node:util';
 import { DictlearnError } from '@dictlearn/core';
 import { ARCH_FLAGS, sweepConfigs, sweptKeys } from './commands/arch-flags.js';
 import { formatBench, runBench } from './commands/bench.js';
 import { formatMetrics, runEval } from './commands/eval.js';
+import { formatEvalExtras, isBlockDiagonal, parseCodes, runEvalExtras } from './commands/eval-codes.js';
+import { EXPERIMENT_USAGE, experimentCommand } from './commands/experiment-cli.js';
+import { encodeCommand, featuresCommand } from './commands/features.js';
+import { convertCommand, inspectCommand } from './commands/formats.js';
+import { MODEL_FLAGS, modelSourceFromFlags } from './commands/model-flags.js';
 import {
   catchInterrupts,
   formatSummary,
@@ -28,7 +36,7 @@ import {
   readConfigFile,
   resolveConfig,
 } from './commands/train-config.js';
-import { demoConfig } from './demo.js';
+import { archsDemoConfig, demoConfig } from './demo.js';
 
 const USAGE = `usage: dictlearn [command] [options]
 
@@ -36,10 +44,17 @@ With no command: the synthetic ground-truth demo (trains standard SAEs at severa
 penalties in one pass and reports how many true features each recovered).
 
 commands:
-  demo      the same demo with another seed: --seed N (data and init; default 0), --json
+  demo      the same demo: --seed N (data and init; default 0), --steps N (default 1000), --json
+            --archs               one dictionary of each architecture instead (standard, topk,
+                                  batch-topk, jumprelu, gated), each with its tuned settings, on
+                                  one synthetic stream for 1500 steps; the same run as a config
+                                  file: dictlearn train --config apps/cli/examples/archs-demo.yaml
   train     train dictionaries
             --config FILE         JSON or YAML run config (flags below override it)
-            --source NAME         synthetic (default), npy, safetensors
+            --source NAME         synthetic (default), npy, safetensors, model
+            --model FILE --hook H[,H2] --text FILE [--tokenizer FILE --context-length N
+            --forward-batch N --drop-bos]   a language model's activations (--source model):
+                                  one trainer set per hook, folders --out DIR/<hook>/<trainer>
             --data FILE           activation file(s) for npy/safetensors (repeatable)
             --dim D --num-features N --mean-active K --noise S --data-seed N   synthetic data
             --arch NAME           standard (default), april-update, tied, or any registered
@@ -66,7 +81,29 @@ commands:
             --resume-or-start     resume if --out has a checkpoint, else start
             --restart             discard the run already in --out;  --allow-config-change  resume anyway
             --log-every N         --json  print the final table as JSON
-  eval      dictlearn eval DIR --source NAME [--data FILE ...] [source flags] [--batches N] [--json]
+  eval      dictlearn eval PATH --source NAME [--data FILE ...] [source flags] [--batches N] [--json]
+            --model FILE --hook H --text FILE [--contexts N]: the model's activations, and
+            CE-loss recovered and KL on the first N contexts (default 64) beside the metrics
+            PATH: a dictlearn folder, dictionary_learning's ae.pt (or its folder), a SAELens or
+            a sparsify folder;  --dict-class C  DL's class when its config.json is missing
+            --codes fista|omp     also the amortisation gap: FVE of the encoder vs inference-time
+                                  codes on the same decoder at equal L0 (--codes-l1 L: FISTA's λ,
+                                  default matched to the encoder's L0; --codes-iterations N;
+                                  --atoms K: OMP's atoms, default the encoder's L0)
+            a block-diagonal dictionary also gets its L0 and dead fraction per head
+  inspect   dictlearn inspect PATH [--json]: format, architecture, sizes, dtypes, norms
+  convert   dictlearn convert IN OUT --to dictlearn|dl|saelens|sparsify|onnx [--force]
+            (reads IN in any format, writes the folder OUT, checks it reads back the same;
+            onnx: encode.onnx, decode.onnx, forward.onnx)
+  features  dictlearn features DIR --model m.onnx --hook H --text FILE: an HTML page (DIR/features.html,
+            or --out FILE) of the most active features' top contexts, nearest vocabulary tokens
+            beside a random direction's, and the same view of the raw activation dimensions
+            --features N (16)  --ids I,J  --contexts N (8 per feature)  --max-contexts N
+            --context-length N (128)  --nearest N (10)  --seed N  --no-neurons  --keep-bos
+            --json OUT (every number on the page)  --tokenizer FILE  --backend NAME
+  encode    dictlearn encode DIR --model m.onnx --hook H --prompt "text" [--top N] [--no-bos] [--json]:
+            per token of the prompt, its top features and their values
+${EXPERIMENT_USAGE}
   bench     matmul GFLOP/s and one training step per backend, beside numpy
             --json --reps N --batch B --d D --features F --include-ts --no-numpy
 
@@ -75,6 +112,7 @@ flag or config, 1 for a run that failed (bad data, unwritable --out, not enough 
 `;
 
 const SOURCE_FLAGS = {
+  ...MODEL_FLAGS,
   source: { type: 'string' },
   data: { type: 'string', multiple: true },
   dim: { type: 'string' },
@@ -90,7 +128,12 @@ const SOURCE_FLAGS = {
 type Values = Record<string, string | boolean | string[] | undefined>;
 
 function sourceFromFlags(values: Values, base?: RunConfig['source']): RunConfig['source'] {
-  const type = (values.source as string | undefined) ?? base?.type ?? 'synthetic';
+  const type =
+    (values.source as string | undefined) ??
+    base?.type ??
+    (values.model !== undefined ? 'model' : 'synthetic');
+  const model = modelSourceFromFlags(values, base, type);
+  if (model) return model;
   const src: RunConfig['source'] = { ...(base && base.type === type ? base : {}), type };
   const files = values.data as string[] | undefined;
   if (files) src.files = files;
@@ -236,40 +279,103 @@ async function runAndPrint(
   }
 }
 
-/** `dictlearn demo --seed N`: the no-argument demo with its data and init seeds set to N. */
+/**
+ * `dictlearn demo [--archs] [--seed N] [--steps N]`: the no-argument demo (or, with `--archs`,
+ * one dictionary per architecture) with its data and init seeds set to N.
+ */
 async function demoCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { seed: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: {
+      seed: { type: 'string' },
+      steps: { type: 'string' },
+      archs: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
     strict: true,
   });
   const seed = flagNumber('seed', values.seed) ?? 0;
-  return runAndPrint(resolveConfig(demoConfig(seed)), values.json as boolean);
+  const cfg = values.archs ? archsDemoConfig(seed) : demoConfig(seed);
+  const steps = flagNumber('steps', values.steps);
+  if (steps !== undefined) cfg.steps = steps;
+  return runAndPrint(resolveConfig(cfg), values.json as boolean);
 }
 
 async function evalCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { ...SOURCE_FLAGS, batches: { type: 'string' } },
+    options: {
+      ...SOURCE_FLAGS,
+      batches: { type: 'string' },
+      'dict-class': { type: 'string' },
+      contexts: { type: 'string' },
+      codes: { type: 'string' },
+      'codes-l1': { type: 'string' },
+      'codes-iterations': { type: 'string' },
+      atoms: { type: 'string' },
+    },
     allowPositionals: true,
     strict: true,
   });
   if (positionals.length !== 1)
-    throw new ConfigError('usage: dictlearn eval DIR --source NAME [--data FILE ...]');
+    throw new ConfigError('usage: dictlearn eval PATH --source NAME [--data FILE ...]');
+  if (values.model !== undefined || values.source === 'model') {
+    // The model's activations on text, and the CE-loss recovered beside the other metrics.
+    const { runModelEval } = await import('./commands/model.js');
+    const metrics = await runModelEval({
+      checkpoint: positionals[0],
+      dictClass: values['dict-class'] as string | undefined,
+      source: sourceFromFlags({ ...values, source: 'model' }),
+      batchSize: flagNumber('batch-size', values['batch-size'] as string | undefined) ?? 4096,
+      batches: flagNumber('batches', values.batches as string | undefined) ?? 8,
+      contexts: flagNumber('contexts', values.contexts as string | undefined) ?? 64,
+      backend: (values.backend as string | undefined) ?? 'auto',
+    });
+    process.stdout.write(
+      values.json ? `${JSON.stringify(metrics, null, 2)}\n` : `${formatMetrics(metrics)}\n`,
+    );
+    return 0;
+  }
+  if (values.contexts !== undefined) {
+    throw new ConfigError('--contexts sets how many contexts the CE-loss recovered uses: it needs --model');
+  }
   if (values.source === undefined) {
     throw new ConfigError(
       'name the data to evaluate on: --source npy --data FILE, --source safetensors --data FILE, or --source synthetic --dim D (with the --data-seed, --num-features ... it was trained with)',
     );
   }
+  // Checked before the evaluation runs: a bad --codes is a usage error, not a late failure.
+  const codes = parseCodes(values.codes as string | undefined);
   const metrics = await runEval({
     checkpoint: positionals[0],
+    dictClass: values['dict-class'] as string | undefined,
     source: sourceFromFlags(values),
     batchSize: flagNumber('batch-size', values['batch-size'] as string | undefined) ?? 4096,
     batches: flagNumber('batches', values.batches as string | undefined) ?? 8,
     backend: (values.backend as string | undefined) ?? 'auto',
     notice: (text) => process.stderr.write(`${text}\n`),
   });
-  process.stdout.write(values.json ? `${JSON.stringify(metrics, null, 2)}\n` : `${formatMetrics(metrics)}\n`);
+  const extras =
+    codes || (await isBlockDiagonal(positionals[0]))
+      ? await runEvalExtras({
+          checkpoint: positionals[0],
+          dictClass: values['dict-class'] as string | undefined,
+          source: sourceFromFlags(values),
+          batchSize: flagNumber('batch-size', values['batch-size'] as string | undefined) ?? 4096,
+          batches: flagNumber('batches', values.batches as string | undefined) ?? 8,
+          backend: (values.backend as string | undefined) ?? 'auto',
+          codes,
+          codesL1: flagNumber('codes-l1', values['codes-l1'] as string | undefined),
+          codesIterations: flagNumber('codes-iterations', values['codes-iterations'] as string | undefined),
+          atoms: flagNumber('atoms', values.atoms as string | undefined),
+        })
+      : {};
+  const more = formatEvalExtras(extras);
+  process.stdout.write(
+    values.json
+      ? `${JSON.stringify({ ...metrics, ...extras }, null, 2)}\n`
+      : `${formatMetrics(metrics)}\n${more ? `\n${more}\n` : ''}`,
+  );
   return 0;
 }
 
@@ -335,6 +441,24 @@ function reportError(command: string | undefined, e: unknown, debug: boolean): n
   return usage ? 2 : 1;
 }
 
+const write = (s: string) => process.stdout.write(s);
+
+/** The commands, in the order `dictlearn --help` and the unknown-command line list them. */
+export const COMMANDS = {
+  demo: demoCommand,
+  train: trainCommand,
+  eval: evalCommand,
+  inspect: (args: string[]) => inspectCommand(args, write),
+  convert: (args: string[]) => convertCommand(args, write),
+  features: featuresCommand,
+  encode: encodeCommand,
+  experiment: experimentCommand,
+  bench: benchCommand,
+} satisfies Record<string, (args: string[]) => Promise<number>>;
+
+/** A command's name. */
+export type CommandName = keyof typeof COMMANDS;
+
 /** Parses the command line and runs a command; returns the exit code. Errors print one clear line. */
 export async function main(argv: string[]): Promise<number> {
   // --debug is accepted anywhere before a `--` terminator
@@ -349,12 +473,10 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     if (command === undefined) return await runAndPrint(resolveConfig(demoConfig()), false);
-    if (command === 'demo') return await demoCommand(rest);
-    if (command === 'train') return await trainCommand(rest);
-    if (command === 'eval') return await evalCommand(rest);
-    if (command === 'bench') return await benchCommand(rest);
+    // Own keys only: `dictlearn toString` is an unknown command, not Object.prototype's.
+    if (Object.hasOwn(COMMANDS, command)) return await COMMANDS[command as CommandName](rest);
     process.stderr.write(
-      `dictlearn: unknown command '${command}' (commands: demo, train, eval, bench; dictlearn --help for the options)\n`,
+      `dictlearn: unknown command '${command}' (commands: ${Object.keys(COMMANDS).join(', ')}; dictlearn --help for the options)\n`,
     );
     return 2;
   } catch (e) {

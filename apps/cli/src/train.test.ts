@@ -144,7 +144,7 @@ describe('dictlearn train / eval', () => {
     expect(await main(['train', '--source', 'npy'])).toBe(2);
     expect(io.err.join('')).toContain('--source npy needs --data FILE');
     expect(await main(['eval', '/nonexistent/dict', '--source', 'synthetic'])).toBe(1);
-    expect(io.err.join('')).toMatch(/\/nonexistent\/dict\/config.json: could not read the file/);
+    expect(io.err.join('')).toMatch(/dictlearn eval: \/nonexistent\/dict: no such file or directory/);
     expect(await main(['train', '--config', '/nonexistent.yaml'])).toBe(2);
     expect(io.err.join('')).toContain("cannot read config file '/nonexistent.yaml': ENOENT");
     expect(io.err.join('')).not.toMatch(/\n\s+at /);

@@ -18,7 +18,6 @@ import {
   randomUnitRows,
   reshape,
   slice,
-  sub,
   sum,
   type Tensor,
   type TrainingDefaults,

@@ -1,8 +1,12 @@
 import {
   type ActivationSource,
   collectTensors,
+  concat,
   DictlearnError,
   fmtShape,
+  gatherRows,
+  keep,
+  noGrad,
   philoxWords,
   seedFor,
   Tensor,
@@ -72,6 +76,13 @@ export interface ActivationBufferOptions {
   backend?: string;
   /** Backend asked of the source for its batches (default: the current backend). */
   sourceBackend?: string;
+  /**
+   * Keep the reservoir on the backend of the yielded batches (GPU memory on WebGPU) instead of the
+   * host: a refill uploads the new rows once, and each batch is gathered there (`gatherRows`) with
+   * row indices drawn on the host, so activations never travel back. The batches are the same as
+   * the host reservoir's for the same source and seed. Default false.
+   */
+  onDevice?: boolean;
 }
 
 /** Counters of an {@link ActivationBuffer}. */
@@ -142,7 +153,10 @@ export class ActivationBuffer implements AsyncIterable<Tensor> {
 
   readonly #backend: string | undefined;
   readonly #sourceBackend: string | undefined;
+  /** The host reservoir: rows 0 … held−1 are the ones held, in sampling order (empty on device). */
   readonly #rows: Float32Array;
+  /** The device reservoir ([rows, dim] on the batches' backend) and, per held row in sampling order, its row there. */
+  readonly #device: { reservoir: Tensor | undefined; slots: Int32Array } | undefined;
   #held = 0;
   #iterator: AsyncIterator<ActivationOutput> | undefined;
   #pending: Float32Array | undefined;
@@ -193,7 +207,18 @@ export class ActivationBuffer implements AsyncIterable<Tensor> {
     }
     this.#backend = options.backend;
     this.#sourceBackend = options.sourceBackend;
-    this.#rows = new Float32Array(this.capacity * dim);
+    if (options.onDevice) {
+      this.#rows = new Float32Array(0);
+      this.#device = { reservoir: undefined, slots: new Int32Array(this.capacity) };
+    } else {
+      this.#rows = new Float32Array(this.capacity * dim);
+      this.#device = undefined;
+    }
+  }
+
+  /** Whether the reservoir lives on the batches' backend ({@link ActivationBufferOptions.onDevice}). */
+  get onDevice(): boolean {
+    return this.#device !== undefined;
   }
 
   /** Counters: rows held, refills, rows read and yielded, whether the source ended. */
@@ -237,6 +262,10 @@ export class ActivationBuffer implements AsyncIterable<Tensor> {
     this.#closed = true;
     this.#held = 0;
     this.#pending = undefined;
+    if (this.#device) {
+      this.#device.reservoir?.dispose();
+      this.#device.reservoir = undefined;
+    }
     const it = this.#iterator;
     this.#iterator = undefined;
     await it?.return?.();
@@ -261,6 +290,7 @@ export class ActivationBuffer implements AsyncIterable<Tensor> {
     if (this.#held <= this.capacity / 2 && !this.#exhausted) await this.#refill();
     const n = Math.min(this.batchSize, this.#held);
     if (n === 0) return undefined;
+    if (this.#device) return this.#takeOnDevice(n, this.#device);
     const d = this.dim;
     const rows = this.#rows;
     const out = new Float32Array(n * d);
@@ -286,8 +316,93 @@ export class ActivationBuffer implements AsyncIterable<Tensor> {
     return batch;
   }
 
+  /**
+   * A batch gathered on the device: the same draws as the host path (row r of the held rows, then
+   * the last held row takes its place), applied to the row numbers of the device reservoir.
+   */
+  #takeOnDevice(n: number, device: { reservoir: Tensor | undefined; slots: Int32Array }): Tensor {
+    const slots = device.slots.slice(0, this.#held);
+    const picked = new Int32Array(n);
+    const words = philoxWords(2 * n, seedFor('sampling', this.seed), this.#batches % 2 ** 32);
+    let held = this.#held;
+    for (let t = 0; t < n; t++) {
+      const u = ((words[2 * t] >>> 0) * 2 ** 21 + (words[2 * t + 1] >>> 11)) / 2 ** 53;
+      const r = Math.floor(u * held);
+      picked[t] = slots[r];
+      held--;
+      slots[r] = slots[held];
+    }
+    const reservoir = device.reservoir as Tensor;
+    const indices = tensor(picked, [n], { dtype: 'int32', backend: reservoir.backend });
+    let batch: Tensor;
+    try {
+      batch = noGrad(() => gatherRows(reservoir, indices));
+    } finally {
+      indices.dispose();
+    }
+    // Only now that the batch exists do the rows leave the reservoir.
+    device.slots.set(slots.subarray(0, held));
+    this.#held = held;
+    this.#batches++;
+    this.#rowsYielded += n;
+    return batch;
+  }
+
   async #refill(): Promise<void> {
     this.#refills++;
+    if (!this.#device) {
+      await this.#fill((rows, at) => this.#rows.set(rows, at * this.dim));
+      return;
+    }
+    // Device: the new rows gather on the host, then go up in one upload, after the rows still held.
+    const device = this.#device;
+    const before = this.#held;
+    const staged = new Float32Array((this.capacity - before) * this.dim);
+    try {
+      await this.#fill((rows, at) => staged.set(rows, (at - before) * this.dim));
+    } finally {
+      // Rows read before a failing read are held all the same, as on the host.
+      this.#upload(device, staged, before);
+    }
+  }
+
+  /** Puts the `held − before` staged rows on the device after the rows still held there. */
+  #upload(
+    device: { reservoir: Tensor | undefined; slots: Int32Array },
+    staged: Float32Array,
+    before: number,
+  ): void {
+    const added = this.#held - before;
+    if (added === 0) return;
+    const fresh = tensor(staged.subarray(0, added * this.dim), [added, this.dim], { backend: this.#backend });
+    const old = device.reservoir;
+    let next: Tensor;
+    if (old && before > 0) {
+      const kept = tensor(device.slots.slice(0, before), [before], { dtype: 'int32', backend: old.backend });
+      try {
+        next = noGrad(() => {
+          const held = gatherRows(old, kept);
+          try {
+            return concat([held, fresh]);
+          } finally {
+            held.dispose();
+          }
+        });
+      } finally {
+        kept.dispose();
+        fresh.dispose();
+      }
+    } else next = fresh;
+    old?.dispose();
+    device.reservoir = keep(next);
+    for (let i = 0; i < this.#held; i++) device.slots[i] = i;
+  }
+
+  /**
+   * Reads the source until the reservoir is full (or the source ends): `put(rows, at)` stores rows
+   * as held rows `at`, `at + 1`, … in sampling order.
+   */
+  async #fill(put: (rows: Float32Array, at: number) => void): Promise<void> {
     const d = this.dim;
     let empty = 0;
     while (this.#held < this.capacity) {
@@ -295,7 +410,7 @@ export class ActivationBuffer implements AsyncIterable<Tensor> {
       if (pending) {
         const available = pending.length / d - this.#pendingRow;
         const take = Math.min(available, this.capacity - this.#held);
-        this.#rows.set(pending.subarray(this.#pendingRow * d, (this.#pendingRow + take) * d), this.#held * d);
+        put(pending.subarray(this.#pendingRow * d, (this.#pendingRow + take) * d), this.#held);
         this.#held += take;
         this.#pendingRow += take;
         if (this.#pendingRow * d >= pending.length) this.#pending = undefined;

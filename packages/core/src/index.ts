@@ -95,6 +95,7 @@ export { fractionVarianceExplained, meanL0 } from './train/metrics.js';
 export {
   CHANGEABLE_RUN_FIELDS,
   checkpointDir,
+  type DataPosition,
   diffRunConfig,
   RUN_FILE,
   type RunConfigChange,

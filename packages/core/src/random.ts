@@ -84,7 +84,8 @@ export type RandomPurpose =
   | 'sampling'
   | 'resampling'
   | 'shuffle'
-  | 'test';
+  | 'test'
+  | 'baseline';
 
 /** The tag of each purpose in the key's high bits (stable: changing one changes every stream). */
 export const RANDOM_PURPOSE_TAGS: Readonly<Record<RandomPurpose, number>> = Object.freeze({
@@ -96,6 +97,8 @@ export const RANDOM_PURPOSE_TAGS: Readonly<Record<RandomPurpose, number>> = Obje
   resampling: 5,
   shuffle: 6,
   test: 7,
+  // Random directions that stand beside learned ones as a chance baseline (nearest-token lists).
+  baseline: 8,
 });
 
 /** A seed bound to a purpose: made by {@link seedFor}. */

@@ -7,6 +7,8 @@
  * - {@link LanguageModel}: an ONNX export of a causal LM on onnxruntime (onnxruntime-node in Node,
  *   onnxruntime-web passed in a browser), with hooks named by PyTorch module path.
  * - {@link OnnxModel} and {@link resolveHook}: the graph reader/editor and hook resolution.
+ * - {@link analyzeFeatures}, {@link encodeText}, {@link tokenEmbeddings}: what a dictionary's
+ *   features fire on in text, their nearest vocabulary tokens, and per-token top features.
  *
  * ```ts
  * import '@dictlearn/backend-cpu/register';
@@ -17,6 +19,29 @@
  * @packageDocumentation
  */
 export {
+  nearestTokens,
+  rowNorms,
+  type TokenEmbeddings,
+  type TokenMatrix,
+  type TokenScore,
+  tokenEmbeddings,
+} from './embeddings.js';
+export { modelSourceFactory, parseModelSourceOptions } from './factory.js';
+export {
+  analyzeFeatures,
+  type ContextExample,
+  type EncodeTextOptions,
+  encodeText,
+  type FeatureAnalysisOptions,
+  type FeatureReport,
+  type NearestLists,
+  type NearestSummary,
+  type NearestToken,
+  SELECTION_RULE,
+  type TokenFeatures,
+  type UnitSummary,
+} from './features.js';
+export {
   type HookKind,
   modulePaths,
   nearestNames,
@@ -24,7 +49,20 @@ export {
   type ResolvedHook,
   resolveHook,
 } from './hooks.js';
-export { type ForwardResult, type HookValue, LanguageModel, type LanguageModelOptions } from './model.js';
+export {
+  type ContextTokens,
+  type LossRecovered,
+  type LossRecoveredOptions,
+  lossRecovered,
+} from './loss-recovered.js';
+export {
+  type ForwardOptions,
+  type ForwardResult,
+  type HookReplacement,
+  type HookValue,
+  LanguageModel,
+  type LanguageModelOptions,
+} from './model.js';
 export {
   encodeValueInfo,
   type GraphCut,
@@ -60,6 +98,7 @@ export {
   type ModelChunk,
   ModelSource,
   type ModelSourceOptions,
+  type ModelSourceStats,
 } from './source.js';
 export {
   formatOf,

@@ -4,7 +4,14 @@
  *
  * @module
  */
-import { bfloat16ToFloat32, DictlearnError, float16ToFloat32, readFileBytes } from '@dictlearn/core';
+import {
+  bfloat16ToFloat32,
+  DictlearnError,
+  float16ToFloat32,
+  float32ToBFloat16Bits,
+  float32ToFloat16Bits,
+  readFileBytes,
+} from '@dictlearn/core';
 import { type ResolvedHook, resolveHook } from './hooks.js';
 import { OnnxModel, OnnxType, type OnnxValueInfo } from './onnx.js';
 import { loadNodeRuntime, type OrtModule, type OrtSession, type OrtTensor } from './runtime.js';
@@ -23,6 +30,30 @@ export interface HookValue {
   data: Float32Array;
   /** Width of a row. */
   dim: number;
+  /** The value's shape in the graph ([batch, seq, dim], or [batch·seq, dim]): what a replacement must have. */
+  shape: readonly number[];
+}
+
+/**
+ * A hook value to replace in a forward pass: every node that reads the hook's value reads `data`
+ * instead (the graph is cut there, see {@link OnnxModel.edit}), so the rest of the model runs on a
+ * dictionary's reconstruction, or on zeros.
+ */
+export interface HookReplacement {
+  /** The hook whose value is replaced. */
+  hook: ResolvedHook;
+  /** The replacement, float32, row-major over `shape` (converted to the value's type, e.g. float16). */
+  data: Float32Array;
+  /** Its shape: the hook value's shape from a forward pass ({@link HookValue.shape}). */
+  shape: readonly number[];
+}
+
+/** Options of {@link LanguageModel.forward}. */
+export interface ForwardOptions {
+  /** Return the logits too. */
+  logits?: boolean;
+  /** Hook values to replace (each hook at most once). */
+  replace?: readonly HookReplacement[];
 }
 
 /** What one forward pass returns. */
@@ -145,14 +176,18 @@ export class LanguageModel {
     batch: number,
     seq: number,
     hooks: readonly ResolvedHook[],
-    options: { logits?: boolean } = {},
+    options: ForwardOptions = {},
   ): Promise<ForwardResult> {
     if (tokens.length !== batch * seq) {
       throw new DictlearnError(this.file, `forward: ${tokens.length} tokens for ${batch} contexts of ${seq}`);
     }
     const outputs = this.#outputs(hooks, options.logits);
-    const session = await this.#session(outputs);
+    const replace = options.replace ?? [];
+    const session = await this.#session(outputs, replace);
     const feeds = this.#feeds(tokens, batch, seq);
+    replace.forEach((r, i) => {
+      feeds[replacementInput(i)] = this.#replacementTensor(r);
+    });
     let results: Record<string, OrtTensor>;
     try {
       results = await session.run(feeds, outputs);
@@ -179,8 +214,8 @@ export class LanguageModel {
   }
 
   /** Frees the session that {@link forward} keeps for these hooks (and logits); the next call rebuilds it. */
-  async releaseSession(hooks: readonly ResolvedHook[], options: { logits?: boolean } = {}): Promise<void> {
-    const key = JSON.stringify(this.#outputs(hooks, options.logits));
+  async releaseSession(hooks: readonly ResolvedHook[], options: ForwardOptions = {}): Promise<void> {
+    const key = sessionKey(this.#outputs(hooks, options.logits), options.replace ?? []);
     const s = this.#sessions.get(key);
     this.#sessions.delete(key);
     await (await s?.catch(() => undefined))?.release?.();
@@ -199,12 +234,25 @@ export class LanguageModel {
     return outputs;
   }
 
-  #session(outputs: readonly string[]): Promise<OrtSession> {
-    const key = JSON.stringify(outputs);
+  #session(outputs: readonly string[], replace: readonly HookReplacement[]): Promise<OrtSession> {
+    const key = sessionKey(outputs, replace);
     let s = this.#sessions.get(key);
     if (!s) {
+      const values = replace.map((r) => r.hook.value);
+      if (new Set(values).size !== values.length) {
+        throw new DictlearnError(this.file, `forward: a hook value is replaced twice (${values.join(', ')})`);
+      }
       const bytes = this.graph.edit({
         outputs: outputs.map((name) => ({ name, elemType: this.graph.elemType(name) ?? OnnxType.FLOAT })),
+        cuts: replace.map((r, i) => ({
+          value: r.hook.value,
+          input: {
+            name: replacementInput(i),
+            elemType: this.graph.elemType(r.hook.value) ?? OnnxType.FLOAT,
+            // Symbolic leading axes (batch, sequence) and the fixed width.
+            dims: r.shape.map((d, j) => (j === r.shape.length - 1 ? d : `dictlearn_axis_${j}`)),
+          },
+        })),
       });
       s = this.#ort.InferenceSession.create(bytes, this.#sessionOptions).catch((e: unknown) => {
         this.#sessions.delete(key);
@@ -240,6 +288,31 @@ export class LanguageModel {
     return feeds;
   }
 
+  /** A replacement as an onnxruntime tensor of the replaced value's element type. */
+  #replacementTensor(r: HookReplacement): OrtTensor {
+    const count = r.shape.reduce((a, b) => a * b, 1);
+    if (r.data.length !== count) {
+      throw new DictlearnError(
+        this.file,
+        `forward: the replacement of hook '${r.hook.hook}' holds ${r.data.length} values; expected ${count} for shape [${r.shape.join(', ')}]`,
+      );
+    }
+    const type = this.graph.elemType(r.hook.value) ?? OnnxType.FLOAT;
+    if (type === OnnxType.FLOAT) return new this.#ort.Tensor('float32', r.data, [...r.shape]);
+    if (type === OnnxType.FLOAT16 || type === OnnxType.BFLOAT16) {
+      const bits = new Uint16Array(count);
+      const convert = type === OnnxType.FLOAT16 ? float32ToFloat16Bits : float32ToBFloat16Bits;
+      for (let i = 0; i < count; i++) bits[i] = convert(r.data[i]);
+      return new this.#ort.Tensor(type === OnnxType.FLOAT16 ? 'float16' : 'bfloat16', bits, [...r.shape]);
+    }
+    if (type === OnnxType.DOUBLE)
+      return new this.#ort.Tensor('float64', Float64Array.from(r.data), [...r.shape]);
+    throw new DictlearnError(
+      this.file,
+      `hook '${r.hook.hook}' has element type ${type}; only floating-point values can be replaced`,
+    );
+  }
+
   /** An output as float32 rows [batch·seq, width]; checks that its leading axes are batch and seq. */
   #rows(t: OrtTensor | undefined, batch: number, seq: number, what: string): HookValue {
     if (!t) throw new DictlearnError(this.file, `onnxruntime returned no value for ${what}`);
@@ -266,8 +339,19 @@ export class LanguageModel {
         this.file,
         `${what} has element type ${t.type}; expected floating-point values`,
       );
-    return { data, dim };
+    return { data, dim, shape: [...dims] };
   }
+}
+
+/** Name of the graph input that feeds replacement `i`. */
+function replacementInput(i: number): string {
+  return `dictlearn_replacement_${i}`;
+}
+
+/** The sessions cache key: the outputs and the values cut out (with the rank and width fed for each). */
+function sessionKey(outputs: readonly string[], replace: readonly HookReplacement[]): string {
+  if (replace.length === 0) return JSON.stringify(outputs);
+  return JSON.stringify([outputs, replace.map((r) => [r.hook.value, r.shape.length, r.shape.at(-1)])]);
 }
 
 /** Rows of the token embedding: the initializer that a Gather on `input_ids` reads, if any. */

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { DictlearnError } from '@dictlearn/core';
+import { bfloat16ToFloat32, DictlearnError, float16ToFloat32 } from '@dictlearn/core';
 import {
   concatBytes,
   encodeBytesField,
@@ -153,7 +153,11 @@ const ATTR_G = 6;
 const ATTR_GRAPHS = 11;
 const TENSOR_DIMS = 1;
 const TENSOR_DATA_TYPE = 2;
+const TENSOR_FLOAT_DATA = 4;
+const TENSOR_INT32_DATA = 5;
 const TENSOR_NAME = 8;
+const TENSOR_RAW_DATA = 9;
+const TENSOR_DOUBLE_DATA = 10;
 const TENSOR_DATA_LOCATION = 14;
 const VALUE_NAME = 1;
 const VALUE_TYPE = 2;
@@ -163,6 +167,21 @@ const TENSOR_TYPE_SHAPE = 2;
 const SHAPE_DIM = 1;
 const DIM_VALUE = 1;
 const DIM_PARAM = 2;
+
+/**
+ * The elements of a repeated fixed-width field (`float_data`, `double_data`), packed or one field
+ * each, as little-endian views of `width` bytes.
+ */
+function fixedValues(fields: readonly ProtoField[], no: number, width: number): DataView[] {
+  const out: DataView[] = [];
+  for (const f of fields) {
+    if (f.no !== no) continue;
+    const bytes = f.wire === WIRE_LEN ? f.bytes : f.raw.subarray(f.raw.length - width);
+    const copy = bytes.slice();
+    for (let at = 0; at + width <= copy.length; at += width) out.push(new DataView(copy.buffer, at, width));
+  }
+  return out;
+}
 
 /** Parses a `ValueInfoProto`. */
 function parseValueInfo(bytes: Uint8Array): OnnxValueInfo {
@@ -394,6 +413,8 @@ export class OnnxModel {
   readonly #nodeBytes: Uint8Array[];
   /** Initializer names in graph-field order (for dropping the unused ones). */
   readonly #initializerNames: string[] = [];
+  /** Initializer name → its `TensorProto` fields (views of the model bytes; decoded on demand). */
+  readonly #initializerFields = new Map<string, ProtoField[]>();
   #producer: Map<string, number> | undefined;
   #consumers: Map<string, number[]> | undefined;
   #types: Map<string, number> | undefined;
@@ -434,6 +455,7 @@ export class OnnxModel {
         const name = t.find((x) => x.no === TENSOR_NAME);
         this.#initializerNames.push(name ? fieldString(name) : '');
         if (!name) continue;
+        this.#initializerFields.set(fieldString(name), t);
         initializers.set(fieldString(name), {
           name: fieldString(name),
           dataType: t.find((x) => x.no === TENSOR_DATA_TYPE)?.value ?? 0,
@@ -478,6 +500,70 @@ export class OnnxModel {
         `not an ONNX model (${e instanceof Error ? e.message : String(e)}); expected an ONNX ModelProto (.onnx)`,
       );
     }
+  }
+
+  /**
+   * The values of a floating-point initializer (float32, float16, bfloat16 or float64; from
+   * `raw_data` or the typed fields) as float32, row-major over its `dims`: reading a model's weights,
+   * e.g. the token embedding. A `DictlearnError` naming the file says why it cannot: no such
+   * initializer, data in an external file, a type that is not floating point, a size that does not
+   * match the dims.
+   */
+  initializerValues(name: string): Float32Array {
+    const info = this.initializers.get(name);
+    const fields = this.#initializerFields.get(name);
+    if (!info || !fields) throw new DictlearnError(this.file, `the graph has no initializer '${name}'`);
+    if (info.external) {
+      throw new DictlearnError(
+        this.file,
+        `initializer '${name}' is stored in an external data file; expected its values in the model file`,
+      );
+    }
+    const type = info.dataType;
+    if (!isFloatType(type)) {
+      throw new DictlearnError(
+        this.file,
+        `initializer '${name}' has element type ${type}; expected floating-point weights`,
+      );
+    }
+    const count = info.dims.reduce((a, b) => a * b, 1);
+    const raw = fields.find((f) => f.no === TENSOR_RAW_DATA && f.wire === WIRE_LEN);
+    let out: Float32Array;
+    if (raw) {
+      // A copy: raw_data is rarely 4-byte aligned inside the model bytes. ONNX stores it little-endian.
+      const bytes = raw.bytes.slice();
+      const view = new DataView(bytes.buffer);
+      const width = type === OnnxType.DOUBLE ? 8 : type === OnnxType.FLOAT ? 4 : 2;
+      if (bytes.length !== count * width) {
+        throw new DictlearnError(
+          this.file,
+          `initializer '${name}' holds ${bytes.length} bytes of data; expected ${count * width} for dims [${info.dims.join(', ')}]`,
+        );
+      } else if (type === OnnxType.FLOAT) out = new Float32Array(bytes.buffer);
+      else if (type === OnnxType.DOUBLE) {
+        out = new Float32Array(count);
+        for (let i = 0; i < count; i++) out[i] = view.getFloat64(8 * i, true);
+      } else {
+        const bits = new Uint16Array(count);
+        for (let i = 0; i < count; i++) bits[i] = view.getUint16(2 * i, true);
+        out = type === OnnxType.FLOAT16 ? float16ToFloat32(bits) : bfloat16ToFloat32(bits);
+      }
+    } else if (type === OnnxType.FLOAT) {
+      out = Float32Array.from(fixedValues(fields, TENSOR_FLOAT_DATA, 4), (b) => b.getFloat32(0, true));
+    } else if (type === OnnxType.DOUBLE) {
+      out = Float32Array.from(fixedValues(fields, TENSOR_DOUBLE_DATA, 8), (b) => b.getFloat64(0, true));
+    } else {
+      // Half-precision values without raw_data sit in int32_data, one per element (the low 16 bits).
+      const bits = Uint16Array.from(repeatedVarints(fields, TENSOR_INT32_DATA), (v) => v & 0xffff);
+      out = type === OnnxType.FLOAT16 ? float16ToFloat32(bits) : bfloat16ToFloat32(bits);
+    }
+    if (out.length !== count) {
+      throw new DictlearnError(
+        this.file,
+        `initializer '${name}' holds ${out.length} values; expected ${count} for dims [${info.dims.join(', ')}]`,
+      );
+    }
+    return out;
   }
 
   /** Value name → index of the node that produces it. */

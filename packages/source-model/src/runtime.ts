@@ -40,8 +40,8 @@ export interface OrtSessionFactory {
 export interface OrtTensorConstructor {
   /** A tensor of `type` over `data` with dimensions `dims`. */
   new (
-    type: 'int64' | 'int32' | 'float32',
-    data: BigInt64Array | Int32Array | Float32Array,
+    type: 'int64' | 'int32' | 'float32' | 'float16' | 'bfloat16' | 'float64',
+    data: BigInt64Array | Int32Array | Float32Array | Uint16Array | Float64Array,
     dims: readonly number[],
   ): OrtTensor;
 }

@@ -78,6 +78,16 @@ export interface ModelChunk {
   readonly rows: ReadonlyMap<string, HookRows>;
 }
 
+/** Counters of a {@link ModelSource} ({@link ModelSource.stats}). */
+export interface ModelSourceStats {
+  /** Forward passes run. */
+  forwardPasses: number;
+  /** Tokens run through the model (contexts × contextLength). */
+  tokens: number;
+  /** Seconds spent in the forward passes. */
+  forwardSeconds: number;
+}
+
 /** One hook's view of a {@link ModelSource} (see {@link ModelSource.split}). */
 export interface HookSource extends ActivationSource {
   /** The hook it yields. */
@@ -144,6 +154,7 @@ export class ModelSource implements ActivationSource {
   readonly #outlier: number | undefined;
   readonly #start: ModelSourcePosition;
   #position: ModelSourcePosition;
+  readonly #stats: ModelSourceStats = { forwardPasses: 0, tokens: 0, forwardSeconds: 0 };
 
   private constructor(
     model: LanguageModel,
@@ -355,7 +366,11 @@ export class ModelSource implements ActivationSource {
       contexts.forEach((c, i) => {
         tokens.set(c.tokens, i * L);
       });
+      const t0 = performance.now();
       const out = await this.model.forward(tokens, n, L, this.hooks);
+      this.#stats.forwardSeconds += (performance.now() - t0) / 1000;
+      this.#stats.forwardPasses++;
+      this.#stats.tokens += n * L;
       const rows = new Map<string, HookRows>();
       for (const h of this.hooks) {
         const { data, dim } = out.hooks.get(h.hook) as HookValue;
@@ -454,6 +469,14 @@ export class ModelSource implements ActivationSource {
       };
       return source;
     });
+  }
+
+  /**
+   * Work done by the model so far: forward passes, tokens run through it (every position of every
+   * context, kept or not) and the seconds spent in them, for a tokens/s figure beside the trainer's.
+   */
+  get stats(): ModelSourceStats {
+    return { ...this.#stats };
   }
 
   /** Frees the model's onnxruntime sessions. */

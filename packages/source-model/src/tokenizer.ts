@@ -19,6 +19,12 @@ export interface TextTokenizer {
   readonly eos: number | undefined;
   /** Token ids of `text`, without special tokens (the source adds BOS itself). */
   encode(text: string): number[];
+  /**
+   * The text of token ids, special tokens kept (`<|endoftext|>`) and spaces not cleaned up, so one
+   * token decodes to exactly its own piece (a byte-level token that holds part of a multi-byte
+   * character decodes to U+FFFD).
+   */
+  decode(ids: readonly number[]): string;
 }
 
 /** Options of {@link loadTokenizer} and {@link tokenizerFromJson}. */
@@ -96,6 +102,9 @@ export function tokenizerFromJson(
     eos,
     encode(text: string): number[] {
       return t.encode(text, { add_special_tokens: false }).ids;
+    },
+    decode(ids: readonly number[]): string {
+      return t.decode([...ids], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
     },
   };
 }

@@ -74,11 +74,22 @@ export function configKeysOf(architecture: string): Set<string> {
       Object.keys(createArchitecture(architecture, {}, undefined, `--arch ${architecture}`).config),
     );
   } catch (e) {
-    // An architecture with required fields cannot be made from {}: let its own validation judge.
-    if ((e as Error).message.includes('is required')) return new Set(['*']);
-    throw e;
+    if (!(e as Error).message.includes('is required')) throw e;
   }
+  // An architecture with required fields (topk's k) cannot be made from {}; given a field it does
+  // not know, the config validator lists the ones it does.
+  try {
+    createArchitecture(architecture, { [PROBE_FIELD]: 0 }, undefined, `--arch ${architecture}`);
+  } catch (e) {
+    const known = /\(known: ([^)]*)\)/.exec((e as Error).message);
+    if (known) return new Set(known[1].split(', '));
+  }
+  // Otherwise let the architecture's own validation judge each key.
+  return new Set(['*']);
 }
+
+/** A config field no architecture has, to make the validator list the fields it knows. */
+const PROBE_FIELD = '\u0000probe';
 
 /**
  * The trainers' architecture configs: for each architecture, every combination of the swept

@@ -1,12 +1,18 @@
-import { Dictionary, DictlearnError, useBackend } from '@dictlearn/core';
+import { DictlearnError, useBackend } from '@dictlearn/core';
 import { type EvalMetrics, evaluate, formatMetrics } from '@dictlearn/eval';
+import { loadDictionary } from '@dictlearn/formats';
 import { openSource } from './plan.js';
 import type { RunConfig } from './train-config.js';
 
 /** Options of `dictlearn eval`. */
 export interface EvalOptions {
-  /** Directory of a saved dictionary (config.json + sae.safetensors). */
+  /**
+   * A saved dictionary in any format @dictlearn/formats reads: a dictlearn folder (config.json +
+   * sae.safetensors), dictionary_learning's ae.pt, a SAELens or a sparsify folder.
+   */
   checkpoint: string;
+  /** dictionary_learning's class, when its config.json is missing (e.g. `BatchTopKSAE`). */
+  dictClass?: string;
   /** Where the activations come from. */
   source: RunConfig['source'];
   /** Rows per batch. */
@@ -22,7 +28,10 @@ export interface EvalOptions {
 /** Loads a dictionary and evaluates it on a source: the REFERENCE metrics. */
 export async function runEval(o: EvalOptions): Promise<EvalMetrics> {
   const backend = await useBackend(o.backend);
-  const dict = await Dictionary.load(o.checkpoint, { backend: backend.name });
+  const { dictionary: dict } = await loadDictionary(o.checkpoint, {
+    backend: backend.name,
+    dictClass: o.dictClass,
+  });
   try {
     const source = await openSource(o.source);
     for (const n of (source as { notices?: readonly string[] }).notices ?? []) o.notice?.(n);

@@ -24,6 +24,8 @@ export interface TrainerConfig {
   decayStart?: number;
   /** Init seed. */
   seed?: number;
+  /** Model sources: the hook it trains on (default: a copy of the trainer for every hook). */
+  hook?: string;
 }
 
 /** A whole `dictlearn train` run, from a config file and/or flags. */
@@ -239,6 +241,7 @@ export const FLAG_BOUNDS: Readonly<Record<string, Bound>> = {
   'save-steps': { field: 'saveSteps', integer: true, min: 1, max: 1e12 },
   'max-memory': { field: 'maxMemory', integer: false, min: 0, max: 1e6, minExclusive: true },
   batches: { field: 'batches', integer: true, min: 1, max: 1e9 },
+  contexts: { field: 'contexts', integer: true, min: 1, max: 1e9 },
 };
 
 function describeBound(b: Bound): string {
@@ -307,6 +310,7 @@ const TRAINER_KNOWN = [
   'resampleSteps',
   'decayStart',
   'seed',
+  'hook',
 ];
 
 /** Trainer fields checked against the bounds of a flag. */
@@ -333,7 +337,7 @@ export function resolveConfig(c: Partial<RunConfig>): RunConfig {
   const source = c.source ?? { type: 'synthetic' };
   if (!source || typeof source !== 'object' || Array.isArray(source) || typeof source.type !== 'string') {
     throw new ConfigError(
-      `'source.type' must name a source (synthetic, npy, safetensors), got ${show(source)}`,
+      `'source.type' must name a source (synthetic, npy, safetensors, model), got ${show(source)}`,
     );
   }
   if (!Array.isArray(c.trainers) || c.trainers.length === 0)
@@ -353,6 +357,14 @@ export function resolveConfig(c: Partial<RunConfig>): RunConfig {
     )
       throw new ConfigError(
         `'trainers[${i}].config' must be an object of hyper-parameters, got ${show(t.config)}`,
+      );
+    if (t.hook !== undefined && (typeof t.hook !== 'string' || t.hook === ''))
+      throw new ConfigError(
+        `'trainers[${i}].hook' must be a hook name (e.g. gpt_neox.layers.1), got ${show(t.hook)}`,
+      );
+    if (t.hook !== undefined && source.type !== 'model')
+      throw new ConfigError(
+        `'trainers[${i}].hook' names a hook of a model source; the source is ${source.type}`,
       );
     if (t.name !== undefined && (typeof t.name !== 'string' || !/^[A-Za-z0-9._=-]+$/.test(t.name)))
       throw new ConfigError(

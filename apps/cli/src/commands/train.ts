@@ -34,6 +34,8 @@ export interface TrainerSummary {
   recovered?: number;
   /** Where the dictionary was saved. */
   savedTo?: string;
+  /** CE-loss recovered (model sources): (loss_reconstructed − loss_zero) / (loss_original − loss_zero). */
+  fracRecovered?: number;
 }
 
 /** What a run returns. */
@@ -50,6 +52,12 @@ export interface TrainSummary {
   scoredOn: string;
   /** Per trainer. */
   trainers: TrainerSummary[];
+  /** Model sources: tokens run through the language model by this process (every hook shares them). */
+  modelTokens?: number;
+  /** Model sources: tokens the language model ran per second of its forward passes. */
+  modelTokensPerSecond?: number;
+  /** Model sources: rows the SAE steps trained on per second of the time outside the forward passes. */
+  saeTokensPerSecond?: number;
 }
 
 /** Sink for progress output. */
@@ -115,8 +123,11 @@ export class Progress {
     this.#lastLine = this.#started;
   }
 
-  /** Reports that `step` steps are done after `tokens` rows; `stats` is appended on a terminal. */
-  update(step: number, tokens: number, stats = ''): void {
+  /**
+   * Reports that `step` steps are done after `tokens` rows; `stats` is appended on a terminal;
+   * `rateText` replaces the measured `N tok/s` (a model source shows the model's and the SAE's rates).
+   */
+  update(step: number, tokens: number, stats = '', rateText?: string): void {
     const now = this.#now();
     this.#first ??= { step, tokens, t: now };
     const last = step >= this.#total;
@@ -125,7 +136,7 @@ export class Progress {
     const rate = dt > 0 && tokens > f.tokens ? (tokens - f.tokens) / dt : undefined;
     const stepsPerSec = dt > 0 && step > f.step ? (step - f.step) / dt : undefined;
     const eta = last ? 0 : stepsPerSec ? (this.#total - step) / stepsPerSec : undefined;
-    const rateText = rate === undefined ? '– tok/s' : `${rate.toFixed(0)} tok/s`;
+    rateText ??= rate === undefined ? '– tok/s' : `${rate.toFixed(0)} tok/s`;
     const timing = `elapsed ${formatDuration(now - this.#started)}, ETA ${eta === undefined ? '?' : formatDuration(eta)}`;
     if (this.#tty) {
       if (!last && now - this.#lastDraw < 0.25) return;
@@ -231,7 +242,8 @@ export function catchInterrupts(say: (text: string) => void): {
   };
 }
 
-function describeTrainer(t: RunConfig['trainers'][number]): string {
+/** A trainer as the table shows it: `standard(l1Penalty=0.1)`. */
+export function describeTrainer(t: RunConfig['trainers'][number]): string {
   const cfg =
     t.config && Object.keys(t.config).length > 0
       ? `(${Object.entries(t.config)
@@ -241,7 +253,8 @@ function describeTrainer(t: RunConfig['trainers'][number]): string {
   return `${t.architecture}${cfg}`;
 }
 
-function safeName(s: string): string {
+/** `s` as a folder name (letters, digits, `.`, `_`, `=`, `-`). */
+export function safeName(s: string): string {
   return s.replace(/[^A-Za-z0-9._=-]+/g, '_').replace(/^_+|_+$/g, '');
 }
 
@@ -260,6 +273,10 @@ function withoutEpochs(source: RunConfig['source']): Record<string, unknown> {
 
 /** Runs `dictlearn train` from a resolved config. */
 export async function runTrain(cfg: RunConfig, io: TrainIO, control: RunControl = {}): Promise<TrainSummary> {
+  if (cfg.source.type === 'model') {
+    const { runModelTrain } = await import('./model.js');
+    return runModelTrain(cfg, io, control);
+  }
   if ((control.resumeOrStart || control.restart || control.allowConfigChange) && !cfg.out) {
     throw new ConfigError('--resume-or-start, --restart and --allow-config-change need --out');
   }
@@ -413,7 +430,8 @@ async function summarise(
 
 /** The final table. */
 export function formatSummary(s: TrainSummary): string {
-  const head = ['trainer', 'L0', 'FVE', 'dead', 'MMCS', 'recovered'];
+  const ce = s.trainers.some((t) => t.fracRecovered !== undefined);
+  const head = ['trainer', 'L0', 'FVE', 'dead', 'MMCS', 'recovered', ...(ce ? ['CE rec'] : [])];
   const rows = s.trainers.map((t) => [
     t.architecture,
     t.l0.toFixed(2),
@@ -421,12 +439,13 @@ export function formatSummary(s: TrainSummary): string {
     `${(t.deadFraction * 100).toFixed(1)}%`,
     t.mmcs === undefined ? '–' : t.mmcs.toFixed(4),
     t.recovered === undefined ? '–' : `${(t.recovered * 100).toFixed(1)}%`,
+    ...(ce ? [t.fracRecovered === undefined ? '–' : t.fracRecovered.toFixed(4)] : []),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const fmt = (r: string[]) =>
     r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   const lines = [
-    `trained ${s.trainers.length} dictionaries for ${s.steps} steps (${s.tokens} activations) on ${s.backend} in ${s.seconds.toFixed(1)} s (${(s.tokens / s.seconds).toFixed(0)} activations/s)`,
+    `trained ${s.trainers.length} dictionaries for ${s.steps} steps (${s.tokens} activations) on ${s.backend} in ${s.seconds.toFixed(1)} s (${(s.tokens / s.seconds).toFixed(0)} activations/s${s.modelTokensPerSecond === undefined ? '' : `; model ${s.modelTokensPerSecond.toFixed(0)} tok/s, SAE steps ${(s.saeTokensPerSecond ?? 0).toFixed(0)} tok/s`})`,
     '',
     `scored on ${s.scoredOn}`,
     fmt(head),

@@ -19,6 +19,8 @@ export interface TrainerStateInfo {
   batchesConsumed: number;
   /** Normalisation scale. */
   scale: number;
+  /** Where resumable data stood after the last batch trained on (see `TrainSAEOptions.dataPosition`). */
+  dataPosition?: unknown;
   /** Resampling counters. */
   resampled: ResampleCounts;
 }
@@ -35,7 +37,7 @@ const STATE_INFO = 'state.json';
 export async function saveTrainerState(
   trainer: Trainer,
   dir: string,
-  extra: { scale: number; batchesConsumed: number },
+  extra: { scale: number; batchesConsumed: number; dataPosition?: unknown },
 ): Promise<void> {
   const fs = { ...(await import('../io/dirs.js')), ...(await import('../io/fs.js')) };
   const { encodeSafetensors } = await import('../io/safetensors.js');
@@ -53,7 +55,7 @@ export async function saveTrainerState(
 async function writeState(
   trainer: Trainer,
   tmp: string,
-  extra: { scale: number; batchesConsumed: number },
+  extra: { scale: number; batchesConsumed: number; dataPosition?: unknown },
   fs: typeof import('../io/dirs.js') & typeof import('../io/fs.js'),
   encodeSafetensors: typeof import('../io/safetensors.js').encodeSafetensors,
 ): Promise<void> {
@@ -87,6 +89,7 @@ async function writeState(
     adamStep: opt.step,
     batchesConsumed: extra.batchesConsumed,
     scale: extra.scale,
+    ...(extra.dataPosition !== undefined ? { dataPosition: extra.dataPosition } : {}),
     resampled: trainer.resampled,
   };
   await fs.writeFileAtomic(fs.joinPath(tmp, STATE_INFO), `${JSON.stringify(info, null, 2)}\n`);

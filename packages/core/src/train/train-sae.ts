@@ -88,6 +88,23 @@ export interface TrainSAEOptions {
   onNotice?: (message: string) => void;
   /** Backend (default: the current one). */
   backend?: string;
+  /**
+   * Resuming without replay, for data that is costly to produce again (a language model's forward
+   * passes): `current()` says where the data stands (plain JSON), read after every batch; the value
+   * of the last batch trained on goes into each checkpoint's `state.json` as `dataPosition`. On
+   * resume, `resume(position)` gives the stream from there and `data` is not read at all (without
+   * it, or for a checkpoint without a position, the stream is replayed from its start and the
+   * consumed batches skipped). Rows a shuffling buffer held but had not yielded are not replayed.
+   */
+  dataPosition?: DataPosition;
+}
+
+/** Where a resumable data stream stands, and how to reopen it there (see {@link TrainSAEOptions.dataPosition}). */
+export interface DataPosition {
+  /** The position after the batches read so far: plain JSON, saved with checkpoints. */
+  current(): unknown;
+  /** The stream from a position `current()` returned earlier (in an earlier process). */
+  resume(position: unknown): ActivationSource | AsyncIterable<Tensor>;
 }
 
 /** The file in `outDir` that records the configuration of a run, compared on resume. */
@@ -174,7 +191,16 @@ class BatchReader {
   constructor(data: TrainSAEOptions['data'], batchSize: number, backend: string) {
     const iterable = isSource(data) ? data.batches({ batchSize, backend }) : data;
     this.#it = iterable[Symbol.asyncIterator]();
-    this.#dim = isSource(data) ? data.dim : undefined;
+    // An iterable that states its width (an ActivationBuffer) needs no batch read to learn it.
+    const stated = (data as { dim?: unknown }).dim;
+    this.#dim =
+      isSource(data) || (Number.isSafeInteger(stated) && (stated as number) > 0)
+        ? (stated as number)
+        : undefined;
+  }
+  /** Stops the stream (an iterator's `return`), e.g. when a resume reopens it elsewhere. */
+  async close(): Promise<void> {
+    await this.#it.return?.();
   }
   get dim(): number | undefined {
     return this.#dim;
@@ -292,7 +318,17 @@ async function train(
   const saveSteps = new Set(options.saveSteps ?? []);
   const backend = options.backend ?? currentBackend().name;
   const batchSize = options.batchSize ?? 4096;
-  const reader = new BatchReader(options.data, batchSize, backend);
+  let reader = new BatchReader(options.data, batchSize, backend);
+  const tracker = options.dataPosition;
+  // Positions of the batches read but not trained on yet (in `pending`, or the one just read), and
+  // the position after the last batch trained on: what a checkpoint records.
+  const positions: unknown[] = [];
+  let trainedPosition: unknown;
+  const readBatch = async (step: number): Promise<Tensor> => {
+    const t = await reader.next(step);
+    if (tracker) positions.push(tracker.current());
+    return t;
+  };
   const logEvery = options.logEvery ?? 100;
   const started = performance.now();
   const signal = options.signal;
@@ -301,7 +337,7 @@ async function train(
   const pending: Tensor[] = [];
   let dim = reader.dim;
   if (dim === undefined) {
-    pending.push(keep(await reader.next(0)));
+    pending.push(keep(await readBatch(0)));
     dim = pending[0].shape[1];
   }
   const trainers = options.trainers.map(
@@ -319,6 +355,19 @@ async function train(
         for (let i = 0; i < trainers.length; i++) applyTrainerState(trainers[i], state[i]);
         scale = state[0].info.scale;
         startStep = state[0].info.step;
+        const at = state[0].info.dataPosition;
+        if (tracker && at !== undefined) {
+          // Reopen the data where the checkpoint left it; nothing of the original stream is read.
+          for (const t of pending.splice(0)) t.dispose();
+          positions.length = 0;
+          await reader.close();
+          reader = new BatchReader(tracker.resume(at), batchSize, backend);
+          reader.consumed = state[0].info.batchesConsumed;
+          // Rows before the checkpoint, for the log's token counts: full batches (a source only
+          // yields a short batch at its very end).
+          tokensBefore = state[0].info.batchesConsumed * batchSize;
+          trainedPosition = at;
+        }
         // Replay the deterministic stream up to where the checkpoint left it; the batch already
         // read to learn the dimension is one of those replayed, so its rows count too.
         for (const t of pending.splice(0)) {
@@ -327,7 +376,8 @@ async function train(
         }
         while (reader.consumed < state[0].info.batchesConsumed) {
           if (signal?.aborted) throw interrupted(startStep, steps, ctx, names);
-          const skipped = await reader.next(0);
+          const skipped = await readBatch(0);
+          trainedPosition = positions.shift();
           tokensBefore += skipped.shape[0];
           skipped.dispose();
         }
@@ -348,7 +398,7 @@ async function train(
       const nb = options.normalizeBatches ?? 4;
       while (pending.length < nb) {
         if (signal?.aborted) throw interrupted(0, steps, ctx, names);
-        pending.push(keep(await reader.next(0)));
+        pending.push(keep(await readBatch(0)));
       }
       scale = await normalisationScale(pending, dim);
     }
@@ -356,7 +406,11 @@ async function train(
       for (const tr of trainers) {
         const dir = checkpointDir(ctx!.out, tr.name, step);
         try {
-          await saveTrainerState(tr, dir, { scale, batchesConsumed: reader.consumed - pending.length });
+          await saveTrainerState(tr, dir, {
+            scale,
+            batchesConsumed: reader.consumed - pending.length,
+            ...(tracker && trainedPosition !== undefined ? { dataPosition: trainedPosition } : {}),
+          });
         } catch (e) {
           throw withCause(
             new DictlearnError(
@@ -381,7 +435,8 @@ async function train(
         if (ctx && step > lastSaved) await saveCheckpoint(step);
         throw interrupted(step, steps, ctx, names);
       }
-      const raw = pending.length > 0 ? pending.shift()! : await reader.next(step);
+      const raw = pending.length > 0 ? pending.shift()! : await readBatch(step);
+      if (tracker) trainedPosition = positions.shift();
       const bad = scope(() => countNonFinite(raw));
       const nBad = (await bad.data())[0];
       bad.dispose();
@@ -647,7 +702,12 @@ async function prepareOutDir(
             );
           }
           const first = states[0]?.info;
-          if (first && (first.batchesConsumed !== st.info.batchesConsumed || first.scale !== st.info.scale)) {
+          if (
+            first &&
+            (first.batchesConsumed !== st.info.batchesConsumed ||
+              first.scale !== st.info.scale ||
+              JSON.stringify(first.dataPosition) !== JSON.stringify(st.info.dataPosition))
+          ) {
             throw new DictlearnError(
               fs.joinPath(st.dir, 'state.json'),
               `data position or scale differs from trainer '${trainers[0].name}' at the same step`,
