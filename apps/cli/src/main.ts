@@ -95,13 +95,13 @@ commands:
   convert   dictlearn convert IN OUT --to dictlearn|dl|saelens|sparsify|onnx [--force]
             (reads IN in any format, writes the folder OUT, checks it reads back the same;
             onnx: encode.onnx, decode.onnx, forward.onnx)
-  features  dictlearn features DIR --model m.onnx --hook H --text FILE: an HTML page (DIR/features.html,
+  features  dictlearn features PATH --model m.onnx --hook H --text FILE: an HTML page (features.html in PATH's folder,
             or --out FILE) of the most active features' top contexts, nearest vocabulary tokens
             beside a random direction's, and the same view of the raw activation dimensions
             --features N (16)  --ids I,J  --contexts N (8 per feature)  --max-contexts N
             --context-length N (128)  --nearest N (10)  --seed N  --no-neurons  --keep-bos
             --json OUT (every number on the page)  --tokenizer FILE  --backend NAME
-  encode    dictlearn encode DIR --model m.onnx --hook H --prompt "text" [--top N] [--no-bos] [--json]:
+  encode    dictlearn encode PATH --model m.onnx --hook H --prompt "text" [--top N] [--no-bos] [--json]:
             per token of the prompt, its top features and their values
 ${EXPERIMENT_USAGE}
   bench     matmul GFLOP/s and one training step per backend, beside numpy

@@ -7,10 +7,11 @@ import '@dictlearn/arch-topk/register';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { topk } from '@dictlearn/arch-topk';
 import { Dictionary, trainSAE, useBackend } from '@dictlearn/core';
+import { writeDictionary } from '@dictlearn/formats';
 import {
   encodeText,
   type FeatureReport,
@@ -337,6 +338,32 @@ describe('dictlearn encode', () => {
       dict.dispose();
       await model.release();
     }
+
+    // The same dictionary as sparsify writes it (TopK): the same per-token features.
+    const sparsifyDir = join(dirname(dictDir), 'sparsify');
+    const saved = await Dictionary.load(dictDir, { backend: 'cpu' });
+    await writeDictionary(saved, sparsifyDir, 'sparsify');
+    saved.dispose();
+    const foreign = captureOutput();
+    const args = [
+      '--model',
+      MODEL,
+      '--hook',
+      HOOK,
+      '--prompt',
+      prompt,
+      '--top',
+      '3',
+      '--json',
+      '--backend',
+      'cpu',
+    ];
+    expect(await main(['encode', sparsifyDir, ...args])).toBe(0);
+    vi.restoreAllMocks();
+    expect(foreign.err.join('')).toBe('');
+    const fromSparsify = JSON.parse(foreign.out.join(''));
+    const ids = (rows: { top: { feature: number }[] }[]) => rows.map((t) => t.top.map((f) => f.feature));
+    expect(ids(fromSparsify)).toEqual(ids(got));
 
     const table = captureOutput();
     expect(

@@ -4,9 +4,12 @@
  *
  * @module
  */
+
+import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Dictionary, useBackend, writeFileAtomic } from '@dictlearn/core';
+import { useBackend, writeFileAtomic } from '@dictlearn/core';
+import { loadDictionary } from '@dictlearn/formats';
 import {
   analyzeFeatures,
   encodeText,
@@ -51,7 +54,10 @@ export interface FeaturesOptions {
   neurons?: boolean;
   /** Leave BOS positions out. */
   skipBos?: boolean;
-  /** Where the HTML page goes (default `<dictionary>/features.html`). */
+  /**
+   * Where the HTML page goes (default `features.html` in the dictionary's folder, or beside it when
+   * the dictionary is a file such as dictionary_learning's `ae.pt`).
+   */
   out?: string;
   /** Where the JSON goes, if anywhere. */
   json?: string;
@@ -74,7 +80,7 @@ export interface FeaturesResult {
 /** Loads the dictionary and model, analyses the text and writes the page (and JSON). */
 export async function runFeatures(o: FeaturesOptions): Promise<FeaturesResult> {
   const backend = await useBackend(o.backend ?? 'auto');
-  const dict = await Dictionary.load(o.dictionary, { backend: backend.name });
+  const { dictionary: dict } = await loadDictionary(o.dictionary, { backend: backend.name });
   let source: ModelSource | undefined;
   try {
     source = await ModelSource.open({
@@ -100,7 +106,7 @@ export async function runFeatures(o: FeaturesOptions): Promise<FeaturesResult> {
       onProgress: (n) => o.progress?.(`features: ${n} contexts run`),
     });
     const info = { dictionary: o.dictionary, architecture: dict.arch.name, text: o.text };
-    const page = o.out ?? join(o.dictionary, 'features.html');
+    const page = o.out ?? join(dictionaryFolder(o.dictionary), 'features.html');
     await writeFileAtomic(page, renderFeaturesPage(report, info));
     if (o.json) {
       const json = { path: o.dictionary, architecture: info.architecture, text: o.text, ...report };
@@ -136,7 +142,7 @@ export interface EncodeOptions {
 /** Encodes a prompt: per token, the top features. */
 export async function runEncode(o: EncodeOptions): Promise<TokenFeatures[]> {
   const backend = await useBackend(o.backend ?? 'auto');
-  const dict = await Dictionary.load(o.dictionary, { backend: backend.name });
+  const { dictionary: dict } = await loadDictionary(o.dictionary, { backend: backend.name });
   let model: LanguageModel | undefined;
   try {
     model = await LanguageModel.load(o.model);
@@ -287,4 +293,9 @@ export async function encodeCommand(args: string[]): Promise<number> {
   });
   process.stdout.write(values.json ? `${JSON.stringify(tokens, null, 1)}\n` : `${formatEncode(tokens)}\n`);
   return 0;
+}
+
+/** The folder of a dictionary given as a folder, or as a file inside one (`ae.pt`). */
+function dictionaryFolder(path: string): string {
+  return statSync(path, { throwIfNoEntry: false })?.isFile() ? dirname(path) : path;
 }
