@@ -1,4 +1,4 @@
-import type { Backend, DType, HostArray, TensorValues } from '@dictlearn/core';
+import { type Backend, DictlearnError, type DType, type HostArray, type TensorValues } from '@dictlearn/core';
 import type { FastMatmul } from './fast/ort-matmul.js';
 import { type CpuArray, createContext } from './kernels/context.js';
 import { registerCreate } from './kernels/create.js';
@@ -26,6 +26,14 @@ export interface CpuBackendOptions {
   fastMatmul?: boolean | 'blas' | 'ort';
   /** Threads for the fast path (default: all cores). */
   threads?: number;
+  /**
+   * Threads the sparse kernels' WebAssembly loops split large calls over, in Node: this one and
+   * `kernelThreads − 1` workers (which never keep the process alive). Results are bit for bit
+   * the same with any count. Default: the environment variable `DICTLEARN_KERNEL_THREADS` when
+   * set, else the number of cores (at most 4); 1 runs every loop on this thread. Browsers and
+   * float64 backends use one thread.
+   */
+  kernelThreads?: number;
   /** Where the one-time notice goes when the fast path is unavailable (default console.warn). */
   log?: (message: string) => void;
   /**
@@ -67,6 +75,27 @@ export interface CpuBackend extends Backend {
    * content-security policy forbids it or `codegen: false` was passed (closures then).
    */
   readonly codegen: boolean;
+  /** Threads the sparse kernels run on (1 until `init()`, and where workers are off or unavailable). */
+  readonly kernelThreads: number;
+}
+
+/** The threads asked for: the option, else `DICTLEARN_KERNEL_THREADS`, else undefined (the default). */
+function requestedKernelThreads(option: number | undefined): number | undefined {
+  const fromEnv = typeof process !== 'undefined' ? process.env?.DICTLEARN_KERNEL_THREADS : undefined;
+  const [value, where] =
+    option !== undefined
+      ? [option, 'option kernelThreads']
+      : fromEnv
+        ? [Number(fromEnv), 'DICTLEARN_KERNEL_THREADS']
+        : [];
+  if (where === undefined) return undefined;
+  if (!Number.isInteger(value) || (value as number) < 1) {
+    throw new DictlearnError(
+      'createCpuBackend',
+      `${where} must be a positive integer, got ${option !== undefined ? String(option) : `'${fromEnv}'`}`,
+    );
+  }
+  return value;
 }
 
 const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
@@ -83,6 +112,8 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
   const codegen = options.codegen !== false && codegenAllowed();
   let fast: FastMatmul | undefined;
   let fastPath: FastPathStatus = { active: false, reason: 'not started' };
+  const askedThreads = requestedKernelThreads(options.kernelThreads);
+  let kernelThreads = 1;
 
   const backend: CpuBackend = {
     name,
@@ -91,7 +122,18 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
     get fastPath() {
       return fastPath;
     },
+    get kernelThreads() {
+      return kernelThreads;
+    },
     async init() {
+      if (isNode && precision === 'float32' && askedThreads !== 1 && !ctx.pool) {
+        const { kernelPool, defaultKernelThreads } = await import('./kernels/kernel-pool.js');
+        const pool = kernelPool(askedThreads ?? defaultKernelThreads());
+        if (typeof pool !== 'string') {
+          ctx.pool = pool;
+          kernelThreads = pool.threads;
+        }
+      }
       if (precision === 'float64') {
         fastPath = { active: false, reason: 'float64 precision (plain TypeScript by design)' };
         return;

@@ -1,30 +1,19 @@
 import { availableParallelism } from 'node:os';
 import { standard } from '@dictlearn/arch-standard';
+import { topk } from '@dictlearn/arch-topk';
 import { createCpuBackend } from '@dictlearn/backend-cpu';
 import {
-  Adam,
+  type ArchitecturePlugin,
   type Backend,
-  customGrad,
   findBackend,
   listBackends,
   matmul,
-  mul,
-  normalizeRows,
   randomNormal,
   registerBackend,
-  reshape,
   scope,
-  sparseDecode,
-  square,
-  sub,
-  sum,
   type Tensor,
   Trainer,
-  topkEncode,
   useBackend,
-  Variable,
-  valueAndGrad,
-  zeros,
 } from '@dictlearn/core';
 import {
   type NumpyResult,
@@ -147,30 +136,41 @@ export interface BenchReport {
   /** numpy's runs of the TopK training step (written the dense way). */
   numpyTopkStep: NumpyStepResult[];
   /**
-   * One full training step per backend and architecture: Standard (forward, backward,
-   * ConstrainedAdam) and TopK (topkEncode, sparseDecode, MSE, backward, Adam with unit-norm
-   * decoder rows).
+   * One full training step per backend and architecture, the `Trainer` as users train it:
+   * Standard (ReLU + L1, ConstrainedAdam) and TopK (arch-topk's plugin: sparse kernels, aux-k,
+   * gradient clipping, ConstrainedAdam).
    */
   trainingStep: StepRow[];
 }
 
-/** Times one Standard training step (forward, backward, ConstrainedAdam with renormalisation), best of `reps`. */
-async function timeTrainingStep(o: BenchOptions, backend: Backend): Promise<number> {
-  const trainer = new Trainer(
-    {
-      architecture: standard({ l1Penalty: 0.1 }),
-      dictSize: o.features,
-      warmupSteps: 0,
-      sparsityWarmupSteps: 0,
-    },
+/**
+ * The trainer the bench times for an architecture (lr warm-up off, so every step moves the
+ * parameters): Standard (ReLU + L1, ConstrainedAdam with renormalised decoder rows), or TopK
+ * (arch-topk's `topk({ k })`: fused sparse encode and decode, aux-k, the decoder gradient's
+ * parallel component removed, gradient norm clipped to 1, Adam, renormalised decoder rows).
+ */
+export function benchTrainer(arch: 'standard' | 'topk', o: BenchOptions, backend: string, seed = 0): Trainer {
+  const architecture: ArchitecturePlugin<object> =
+    arch === 'standard' ? standard({ l1Penalty: 0.1 }) : topk({ k: topkK(o) });
+  return new Trainer(
+    { architecture, dictSize: o.features, warmupSteps: 0, sparsityWarmupSteps: 0, seed },
     o.d,
     1_000_000,
     0,
-    backend.name,
+    backend,
   );
+}
+
+/** Times one training step of the architecture's trainer ({@link benchTrainer}), best of `reps`. */
+async function timeTrainingStep(
+  arch: 'standard' | 'topk',
+  o: BenchOptions,
+  backend: Backend,
+): Promise<number> {
+  const trainer = benchTrainer(arch, o, backend.name);
   const x = randomNormal([o.batch, o.d], { seed: 3, backend: backend.name });
   try {
-    await trainer.update(x, false); // warm-up
+    await trainer.update(x, false); // warm-up (TopK: b_dec's geometric-median init)
     let best = Number.POSITIVE_INFINITY;
     for (let i = 0; i < Math.max(1, Math.min(o.reps, 5)); i++) {
       const t0 = performance.now();
@@ -182,90 +182,6 @@ async function timeTrainingStep(o: BenchOptions, backend: Backend): Promise<numb
   } finally {
     x.dispose();
     trainer.dispose();
-  }
-}
-
-/** The parameters of the bench's minimal TopK SAE (W_enc and W_dec [F, d], nn.Linear's layout). */
-export interface TopkParams {
-  /** Encoder [F, d]. */
-  W_enc: Variable;
-  /** Encoder bias [F]. */
-  b_enc: Variable;
-  /** Decoder [F, d], rows kept unit-norm. */
-  W_dec: Variable;
-  /** Decoder bias [d]. */
-  b_dec: Variable;
-}
-
-/**
- * One training step of the bench's minimal TopK SAE, built from core's sparse ops (the arch-topk
- * plugin is not used, so the figure is the kernels' own): f = TopK_k(ReLU((x − b_dec) W_encᵀ +
- * b_enc)) by `topkEncode` (the b_dec shift folded into the encoder bias: the same function and
- * gradients), x̂ = `sparseDecode`(f, W_dec, b_dec), loss = mean_b ‖x − x̂‖², then `adam` (made
- * with `unitNormRows: [W_dec]`, ConstrainedAdam). Only the encoder product is dense; everything
- * after it touches k of F features per row. Returns the loss (before the update).
- */
-export async function topkStep(p: TopkParams, adam: Adam, x: Tensor, k: number, lr: number): Promise<number> {
-  const [F, d] = p.W_dec.value.shape;
-  const { value, grads } = valueAndGrad(() => {
-    const W_enc = p.W_enc.value;
-    const shift = sub(
-      p.b_enc.value,
-      reshape(matmul(reshape(p.b_dec.value, [1, d]), W_enc, { transB: true }), [F]),
-    );
-    const code = topkEncode(x, W_enc, shift, k, { transB: true });
-    const xhat = sparseDecode(code.values, code.indices, p.W_dec.value, p.b_dec.value);
-    return mse(xhat, x);
-  }, [p.W_enc, p.b_enc, p.W_dec, p.b_dec]);
-  adam.step(grads, lr);
-  const loss = (await value.data())[0];
-  value.dispose();
-  return loss;
-}
-
-/**
- * mean_b ‖x̂ − x‖² with its gradient written by hand, d x̂ = 2(x̂ − x)/B, as the numpy step
- * writes it (autograd through sub, square, sum and mean would take five more passes over [B, d]).
- */
-const mse = customGrad((xhat: Tensor, x: Tensor) => {
-  const B = x.shape[0];
-  return {
-    value: mul(sum(square(sub(xhat, x))), 1 / B),
-    grad: (dy: Tensor) => [mul(sub(xhat, x), mul(dy, 2 / B)), null],
-  };
-});
-
-/** Times one TopK training step ({@link topkStep}), best of `reps`. */
-async function timeTopkStep(o: BenchOptions, backend: Backend): Promise<number> {
-  const name = backend.name;
-  const [B, d, F, k] = [o.batch, o.d, o.features, topkK(o)];
-  const W_dec = new Variable(normalizeRows(randomNormal([F, d], { seed: 5, backend: name })), 'W_dec');
-  const p: TopkParams = {
-    W_enc: new Variable(
-      scope(() => sub(W_dec.value, 0)),
-      'W_enc',
-    ),
-    b_enc: new Variable(zeros([F], { backend: name }), 'b_enc'),
-    W_dec,
-    b_dec: new Variable(zeros([d], { backend: name }), 'b_dec'),
-  };
-  const params = [p.W_enc, p.b_enc, p.W_dec, p.b_dec];
-  const adam = new Adam(params, { unitNormRows: [W_dec] });
-  const x = randomNormal([B, d], { seed: 3, backend: name });
-  const once = async () => {
-    const t0 = performance.now();
-    await topkStep(p, adam, x, k, 1e-4);
-    return (performance.now() - t0) / 1000;
-  };
-  try {
-    await once(); // warm-up
-    let best = Number.POSITIVE_INFINITY;
-    for (let i = 0; i < Math.max(1, Math.min(o.reps, 5)); i++) best = Math.min(best, await once());
-    return best;
-  } finally {
-    x.dispose();
-    adam.dispose();
-    for (const q of params) q.dispose();
   }
 }
 
@@ -394,14 +310,14 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
     }
     if (backend.name === 'cpu-ts') continue;
     const arches = [
-      { arch: 'standard', time: timeTrainingStep, numpy: () => bestNumpyStep, extra: '' },
-      { arch: 'topk', time: timeTopkStep, numpy: numpyTopk, extra: `, k ${topkK(step)}` },
+      { arch: 'standard', numpy: () => bestNumpyStep, extra: '' },
+      { arch: 'topk', numpy: numpyTopk, extra: `, k ${topkK(step)}` },
     ] as const;
     for (const a of arches) {
       const numpySeconds = reduced ? undefined : a.numpy();
       log(`timing ${backend.name}: ${a.arch} training step…`);
       await useBackend(backend.name);
-      const seconds = await a.time(step, backend);
+      const seconds = await timeTrainingStep(a.arch, step, backend);
       const row: StepRow = {
         backend: backend.name,
         arch: a.arch,
@@ -414,7 +330,9 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
         row.ratioToNumpy = row.tokensPerSecond / row.numpyTokensPerSecond;
       }
       if (backend.name !== 'cpu') {
-        const ref = await cpuSeconds(`step:${a.arch}:${row.shape}`, (cpu) => a.time(step, cpu));
+        const ref = await cpuSeconds(`step:${a.arch}:${row.shape}`, (cpu) =>
+          timeTrainingStep(a.arch, step, cpu),
+        );
         if (ref) row.ratioToCpu = ref / seconds;
       }
       report.trainingStep.push(row);
@@ -448,7 +366,7 @@ export function formatBench(r: BenchReport): string {
   if (r.trainingStep.length > 0) {
     lines.push(
       '',
-      'training step (forward, backward, optimizer; standard: ReLU + L1, ConstrainedAdam; topk: sparse kernels, Adam with unit-norm decoder; numpy: the same step written the dense way)',
+      'training step (the Trainer: forward, backward, optimizer; standard: ReLU + L1, ConstrainedAdam; topk: arch-topk with sparse kernels, aux-k, clip-norm 1, ConstrainedAdam; numpy: the same step written the dense way)',
     );
     const h2 = ['backend', 'arch', 'sizes', 'ms/step', 'tokens/s', 'numpy tokens/s', 'vs numpy', 'vs cpu'];
     const rows2 = r.trainingStep.map((t) => [

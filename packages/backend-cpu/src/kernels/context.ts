@@ -1,5 +1,6 @@
 import type { Backend, DType, KernelOutput, KernelTensor, OpAttrs, OpName } from '@dictlearn/core';
 import { registerKernel } from '@dictlearn/core';
+import type { SplitEngine } from './engine.js';
 
 /** Float storage of a CPU backend: float32, or float64 for the gradient checker's backend. */
 export type FloatArray = Float32Array | Float64Array;
@@ -23,8 +24,15 @@ export interface CpuContext {
   alloc(dtype: DType, size: number, zero?: boolean): CpuArray;
   /** Takes back the storage of a freed tensor for reuse. */
   recycle(data: CpuArray): void;
+  /** Calls `fn` with the storage of every freed tensor (caches keyed on storage drop it). */
+  onRecycle(fn: (data: CpuArray) => void): void;
   /** Bytes held for reuse. */
   pooledBytes(): number;
+  /**
+   * The worker-thread pool large sparse-kernel calls are split over (set by the backend's
+   * `init` in Node, with `kernelThreads` > 1), or undefined: this thread only.
+   */
+  pool: SplitEngine | undefined;
   /** Registers a kernel on this backend instance. */
   kernel<Op extends OpName>(
     op: Op,
@@ -53,6 +61,7 @@ export function createContext(
   const pool = new Map<string, CpuArray[]>();
   let pooled = 0;
   const keyOf = (isInt: boolean, size: number) => `${isInt ? 'i' : 'f'}${size}`;
+  const watchers: ((data: CpuArray) => void)[] = [];
   return {
     name: backend.name,
     codegen,
@@ -66,6 +75,7 @@ export function createContext(
       return dtype === 'int32' ? new Int32Array(size) : new Float(size);
     },
     recycle(data) {
+      for (const w of watchers) w(data);
       if (data.byteLength < POOL_MIN_BYTES || pooled + data.byteLength > poolLimitBytes) return;
       if (data.byteOffset !== 0 || data.length * data.BYTES_PER_ELEMENT !== data.buffer.byteLength) return;
       const key = keyOf(data instanceof Int32Array, data.length);
@@ -78,6 +88,10 @@ export function createContext(
       pooled += data.byteLength;
     },
     pooledBytes: () => pooled,
+    onRecycle: (fn) => {
+      watchers.push(fn);
+    },
+    pool: undefined,
     kernel: (op, fn) => registerKernel(op, backend, fn),
   };
 }

@@ -1,6 +1,7 @@
 import type { DType } from '@dictlearn/core';
 import { broadcastStrides } from '@dictlearn/core';
 import { arr, type CpuArray, type CpuContext, out } from './context.js';
+import { DENSE_MIN_ELEMENTS, denseFor, isDenseBinary, isDenseUnary } from './dense-wasm.js';
 
 /** A unary elementwise op on one value; `p` is pow's exponent, `t` step's threshold. */
 type UnaryFn = (x: number, p: number, t: number) => number;
@@ -232,8 +233,14 @@ export function registerElementwise(ctx: CpuContext): void {
   const codegen = ctx.codegen;
   for (const op of Object.keys(UNARY) as (keyof typeof UNARY)[]) {
     const loop = unaryLoop(UNARY[op], codegen);
+    const simd = isDenseUnary(op) ? op : undefined;
     ctx.kernel(op, ([x], attrs) => {
       const dst = ctx.alloc(x.dtype, x.size, false);
+      if (simd && x.size >= DENSE_MIN_ELEMENTS) {
+        const a = arr(x);
+        if (denseFor(a, dst)?.unary(simd, a as Float32Array, dst as Float32Array, x.size))
+          return out(dst, x.shape, x.dtype);
+      }
       const { p = 0, threshold = 0 } = attrs as { p?: number; threshold?: number };
       loop(arr(x), dst, x.size, p, threshold);
       return out(dst, x.shape, x.dtype);
@@ -242,11 +249,20 @@ export function registerElementwise(ctx: CpuContext): void {
   for (const op of Object.keys(BINARY) as (keyof typeof BINARY)[]) {
     const isCmp = COMPARISONS.has(op);
     const compiled = binaryLoopOf(BINARY[op], codegen);
+    const simd = isDenseBinary(op) ? op : undefined;
     ctx.kernel(op, ([a, b], attrs) => {
       const shape = attrs.shape;
       const dtype: DType = isCmp ? 'float32' : a.dtype;
       const size = shape.reduce((p, d) => p * d, 1);
       const dst = ctx.alloc(dtype, size, false);
+      if (simd && size >= DENSE_MIN_ELEMENTS) {
+        const [A, B] = [arr(a), arr(b)];
+        const mode = modeOf(a.shape, A.length, b.shape, B.length, shape, size);
+        const last = shape[shape.length - 1] ?? 1;
+        const f = denseFor(A, B, dst);
+        if (f?.binary(simd, A as Float32Array, B as Float32Array, dst as Float32Array, size, mode, last))
+          return out(dst, shape, dtype);
+      }
       // int32 arithmetic wraps like C (the Int32Array store truncates to 32 bits).
       applyBinary(compiled, arr(a), a.shape, arr(b), b.shape, dst, shape);
       return out(dst, shape, dtype);

@@ -1,5 +1,6 @@
 import { broadcastStrides, stridesOf as strides } from '@dictlearn/core';
 import { arr, type CpuContext, out } from './context.js';
+import { DENSE_MIN_ELEMENTS, denseFor } from './dense-wasm.js';
 
 /**
  * Fills `dst` (row-major, shape `shape`) from `src` read with per-axis strides `s`: a transpose
@@ -32,16 +33,29 @@ export function registerLayout(ctx: CpuContext): void {
     const perm = attrs.perm as number[];
     const shape = attrs.shape as number[];
     const src = arr(x);
-    const dst = ctx.alloc(x.dtype, x.size);
+    const dst = ctx.alloc(x.dtype, x.size, false);
     const rank = shape.length;
     if (rank === 2 && perm[0] === 1) {
       const [r, c] = x.shape;
-      // Tiled so both reads and writes stay in cache.
-      const T = 32;
-      for (let i0 = 0; i0 < r; i0 += T)
-        for (let j0 = 0; j0 < c; j0 += T)
-          for (let i = i0; i < Math.min(i0 + T, r); i++)
-            for (let j = j0; j < Math.min(j0 + T, c); j++) dst[j * r + i] = src[i * c + j];
+      if (
+        x.size >= DENSE_MIN_ELEMENTS &&
+        denseFor(src, dst)?.transpose(src as Float32Array, r, c, dst as Float32Array)
+      )
+        return out(dst, shape, x.dtype);
+      // Tiled so both reads and writes stay in cache, each tile written row by row: writing
+      // down columns of a power-of-two-wide output (rows 16 KiB apart at r = 4096) lands every
+      // store in the same cache set, which measured five times slower.
+      const T = 64;
+      for (let j0 = 0; j0 < c; j0 += T) {
+        const j1 = Math.min(j0 + T, c);
+        for (let i0 = 0; i0 < r; i0 += T) {
+          const i1 = Math.min(i0 + T, r);
+          for (let j = j0; j < j1; j++) {
+            const o = j * r;
+            for (let i = i0; i < i1; i++) dst[o + i] = src[i * c + j];
+          }
+        }
+      }
       return out(dst, shape, x.dtype);
     }
     const inStrides = strides(x.shape);

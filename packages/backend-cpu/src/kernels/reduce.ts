@@ -1,5 +1,6 @@
 import { stridesOf as strides } from '@dictlearn/core';
 import { arr, type CpuArray, type CpuContext, out } from './context.js';
+import { DENSE_MIN_ELEMENTS, denseFor } from './dense-wasm.js';
 
 type Combine = 'sum' | 'max' | 'min';
 
@@ -32,6 +33,23 @@ function reduceInto(
   let suffix = true;
   for (let i = 0; i < rank; i++) if (reduced[i] !== i >= rank - axes.length) suffix = false;
   const inner = axes.reduce((p, a) => p * shape[a], 1);
+  // float32 sums in WebAssembly SIMD: the whole array, or over leading axes (float64 lanes)
+  const simd = kind === 'sum' && n >= DENSE_MIN_ELEMENTS ? denseFor(src) : undefined;
+  if (simd && acc.length === 1) {
+    const s = simd.sum(src as Float32Array, n);
+    if (s !== undefined) {
+      dst[0] = s;
+      return;
+    }
+  }
+  if (
+    simd &&
+    prefix(reduced, axes.length) &&
+    simd.colsum(src as Float32Array, n / acc.length, acc.length, acc)
+  ) {
+    dst.set(acc);
+    return;
+  }
   if (suffix && inner > 0) {
     for (let o = 0; o < acc.length; o++) {
       let s = init;

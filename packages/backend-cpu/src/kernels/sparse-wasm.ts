@@ -1,14 +1,16 @@
 /**
  * The inner loops of the sparse kernels in WebAssembly SIMD (f32x4), assembled here byte by byte
- * (no toolchain, no binary blob: every instruction is spelled out below). Two functions:
+ * (no toolchain, no binary blob: every instruction is spelled out below and in
+ * {@link ./sparse-loops.js}):
  *
- * - `axpy(n, d, vals, dstIdx, srcIdx, dst, src)`: for e = 0..n−1 in order,
- *   dst[dstIdx[e]] += vals[e] · src[srcIdx[e]] over rows of d floats. Sparse decode (dst = output
- *   rows, src = dictionary rows) and the scatter-add of a dictionary gradient (dst = dictionary
- *   rows, src = activation rows) are both this loop. Entries run in index order, so the sums
- *   are the same on every run.
+ * - `segsum`: each destination row the in-order sum of its entries' value-weighted source rows
+ *   (+ bias). Sparse decode (destinations = output rows, sources = dictionary rows) and the
+ *   dictionary gradient (destinations = features, sources = activation rows, the entries
+ *   grouped by feature, stably) are both this loop.
  * - `dot(n, d, aIdx, bIdx, A, B, out)`: out[e] = A[aIdx[e]] · B[bIdx[e]] (four lane sums,
  *   added as (l0 + l1) + (l2 + l3), then the tail): the gradient of the sparse code's values.
+ * - the top-k selection: `rowmax` and `filter` find each row's candidates above a threshold
+ *   that cannot exclude any of its top k; `select` (a size-k heap) serves the rows they cannot.
  *
  * Pointers are byte offsets into the module's own memory; callers copy operands in and the
  * result out ({@link SparseWasm}). Where WebAssembly is unavailable (a content-security policy
@@ -18,98 +20,73 @@
  * @module
  */
 
-// --- a few opcodes (WebAssembly core spec + the fixed-width SIMD proposal, final numbering)
-const I32 = 0x7f;
-const F32 = 0x7d;
-const V128 = 0x7b;
-const BLOCK = 0x02;
-const LOOP = 0x03;
-const VOID = 0x40;
-const END = 0x0b;
-const BR = 0x0c;
-const BR_IF = 0x0d;
-const GET = 0x20;
-const SET = 0x21;
-const TEE = 0x22;
-const I32_LOAD = 0x28;
-const F32_LOAD = 0x2a;
-const F32_STORE = 0x38;
-const I32_CONST = 0x41;
-const I32_GE_U = 0x4f;
-const I32_ADD = 0x6a;
-const I32_MUL = 0x6c;
-const I32_AND = 0x71;
-const I32_SHL = 0x74;
-const F32_ADD = 0x92;
-const F32_MUL = 0x94;
-const SIMD = 0xfd;
-const V128_LOAD = [SIMD, 0x00];
-const V128_STORE = [SIMD, 0x0b];
-const F32X4_SPLAT = [SIMD, 0x13];
-const F32X4_EXTRACT = [SIMD, 0x1f];
-const F32X4_ADD = [SIMD, 0xe4, 0x01];
-const F32X4_MUL = [SIMD, 0xe6, 0x01];
-const F32X4_NE = [SIMD, 0x42];
-const F32X4_GT = [SIMD, 0x44];
-const F32X4_GE = [SIMD, 0x46];
-/**
- * f32x4.pmax(a, b) = a < b ? b : a (maxps): f32x4.max's NaN and signed-zero rules cost V8 about
- * three times as much. pmax(0, v) is relu(v) for every non-NaN v (−0 gives +0); NaN lanes are
- * found by explicit tests.
- */
-const F32X4_PMAX = [SIMD, 0xeb, 0x01];
-const V128_OR = [SIMD, 0x50];
-const ELSE = 0x05;
-const DROP = 0x1a;
-const V128_ANY_TRUE = [SIMD, 0x53];
-const IF = 0x04;
-const RETURN = 0x0f;
-const CALL = 0x10;
-const I32_EQZ = 0x45;
-const I32_GT_S = 0x4a;
-const I32_GT_U = 0x4b;
-const I32_LT_U = 0x49;
-const I32_SUB = 0x6b;
-const I32_OR = 0x72;
-const I32_SHR_U = 0x76;
-const F32_EQ = 0x5b;
-const F32_NE = 0x5c;
-const F32_LT = 0x5d;
-const F32_GT = 0x5e;
-const F32_GE = 0x60;
-const F32_MAX = 0x97;
-const I32_STORE = 0x36;
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-const i32c = (v: number) => [I32_CONST, ...sleb(v)];
-const get = (l: number) => [GET, l];
-const set = (l: number) => [SET, l];
-/** memarg: alignment exponent 2 (4 bytes: every operand is a float32 array) and offset. */
-const mem = (offset = 0) => [2, ...uleb(offset)];
-const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
-const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
-const name = (s: string) => [...uleb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))];
+import { type Engine, ownEngine, type SplitEngine, splitRanges } from './engine.js';
+import {
+  filterBody,
+  finishBody,
+  kthBisectBody,
+  rowmaxBody,
+  segsumBody,
+  selectRowsBody,
+  siftBody,
+} from './sparse-loops.js';
+import {
+  BLOCK,
+  BR,
+  BR_IF,
+  CALL,
+  ELSE,
+  END,
+  F32,
+  F32_ADD,
+  F32_EQ,
+  F32_GE,
+  F32_GT,
+  F32_LOAD,
+  F32_LT,
+  F32_MAX,
+  F32_MUL,
+  F32_NE,
+  F32_STORE,
+  F32X4_ADD,
+  F32X4_EXTRACT,
+  F32X4_GE,
+  F32X4_GT,
+  F32X4_MUL,
+  F32X4_NE,
+  F32X4_PMAX,
+  F32X4_SPLAT,
+  funcType,
+  get,
+  I32,
+  I32_ADD,
+  I32_AND,
+  I32_EQZ,
+  I32_GE_U,
+  I32_GT_S,
+  I32_GT_U,
+  I32_LOAD,
+  I32_LT_U,
+  I32_MUL,
+  I32_OR,
+  I32_SHL,
+  I32_SHR_U,
+  I32_STORE,
+  I32_SUB,
+  IF,
+  i32c,
+  LOOP,
+  mem,
+  moduleBytes,
+  RETURN,
+  set,
+  TEE,
+  V128,
+  V128_ANY_TRUE,
+  V128_LOAD,
+  VOID,
+  vec,
+} from './wasm-asm.js';
 
 // Parameters of both functions (locals 0..6).
 const N = 0;
@@ -185,95 +162,8 @@ function rowAddress(idxPtr: number, base: number, e: number, rowBytes: number): 
   ];
 }
 
-function axpyBody(): number[] {
-  // params: n, d, vals, dstIdx, srcIdx, dst, src
-  const [VALS, DST_IDX, SRC_IDX, DST, SRC] = [2, 3, 4, 5, 6];
-  // locals: e, rowBytes, vecBytes, dp, sp, off (i32); s (f32); sv (v128)
-  const [E, RB, VB, DP, SP, OFF, S, SV] = [7, 8, 9, 10, 11, 12, 13, 14];
-  const locals = vec([
-    [6, I32],
-    [1, F32],
-    [1, V128],
-  ]);
-  const code = [
-    ...get(D),
-    ...i32c(2),
-    I32_SHL,
-    ...set(RB),
-    ...get(D),
-    ...i32c(-4),
-    I32_AND,
-    ...i32c(2),
-    I32_SHL,
-    ...set(VB),
-    ...forEntries(E, [
-      // s = vals[e]; sv = splat(s)
-      ...get(VALS),
-      ...get(E),
-      ...i32c(2),
-      I32_SHL,
-      I32_ADD,
-      F32_LOAD,
-      ...mem(),
-      TEE,
-      S,
-      ...F32X4_SPLAT,
-      ...set(SV),
-      ...rowAddress(DST_IDX, DST, E, RB),
-      ...set(DP),
-      ...rowAddress(SRC_IDX, SRC, E, RB),
-      ...set(SP),
-      ...i32c(0),
-      ...set(OFF),
-      // four lanes at a time: dst[off] = dst[off] + sv * src[off]
-      ...forOffsets(OFF, VB, 16, [
-        ...get(DP),
-        ...get(OFF),
-        I32_ADD,
-        ...get(DP),
-        ...get(OFF),
-        I32_ADD,
-        ...V128_LOAD,
-        ...mem(),
-        ...get(SV),
-        ...get(SP),
-        ...get(OFF),
-        I32_ADD,
-        ...V128_LOAD,
-        ...mem(),
-        ...F32X4_MUL,
-        ...F32X4_ADD,
-        ...V128_STORE,
-        ...mem(),
-      ]),
-      // the tail, one float at a time
-      ...forOffsets(OFF, RB, 4, [
-        ...get(DP),
-        ...get(OFF),
-        I32_ADD,
-        ...get(DP),
-        ...get(OFF),
-        I32_ADD,
-        F32_LOAD,
-        ...mem(),
-        ...get(S),
-        ...get(SP),
-        ...get(OFF),
-        I32_ADD,
-        F32_LOAD,
-        ...mem(),
-        F32_MUL,
-        F32_ADD,
-        F32_STORE,
-        ...mem(),
-      ]),
-    ]),
-    END,
-  ];
-  return [...locals, ...code];
-}
-
-function dotBody(): number[] {
+/** dot(n, d, aIdx, bIdx, A, B, out): out[e] = A[aIdx[e]] · B[bIdx[e]] (see the module comment). */
+export function dotBody(): number[] {
   // params: n, d, aIdx, bIdx, A, B, out
   const [A_IDX, B_IDX, A, B, OUT] = [2, 3, 4, 5, 6];
   // locals: e, rowBytes, vecBytes, ap, bp, off, bytes in blocks of 16 floats (i32); s (f32);
@@ -403,7 +293,7 @@ const f32At = (base: number, i: number) => [...at4(base, i), F32_LOAD, ...mem()]
 const i32At = (base: number, i: number) => [...at4(base, i), I32_LOAD, ...mem()];
 
 /** push(size, hv, hi, v, j): inserts (v, j) at the heap's end and sifts it up; j ranks after every kept index. */
-function pushBody(): number[] {
+export function pushBody(): number[] {
   const [SIZE, HV, HI, V, J] = [0, 1, 2, 3, 4];
   const [I, P] = [5, 6];
   const locals = vec([[2, I32]]);
@@ -458,7 +348,7 @@ function pushBody(): number[] {
 }
 
 /** replace(k, hv, hi, v, j): puts (v, j) at the root (the worst kept) and sifts it down. */
-function replaceBody(): number[] {
+export function replaceBody(): number[] {
   const [K, HV, HI, V, J] = [0, 1, 2, 3, 4];
   const [I, L, R, W] = [5, 6, 7, 8];
   const locals = vec([[4, I32]]);
@@ -544,27 +434,26 @@ function replaceBody(): number[] {
 }
 
 /**
- * select(F, k, pre, bias, hv, hi, thr, runs, chunk, maxima) → 0; 1 when the row holds a NaN
- * (the caller then orders it in TypeScript); 2 when fewer than k values reach `thr`. The top k
- * of a[j] = relu(pre[j] + bias[j]) over j < F into the heap: until it is full, values ≥ thr
- * enter (thr ≤ the row's k-th largest, so nothing of the top k is skipped; −1 admits
- * everything); after that only a value strictly above the root (an equal value has a later
- * index, so it ranks after). The first runs·chunk columns come in runs of `chunk` whose maxima
- * {@link chunkmaxBody} wrote (and found no NaN in): a run whose maximum cannot enter is skipped
- * whole. The rest of the row is read four columns at a time, then one at a time.
+ * select(F, k, pre, bias, hv, hi, thr) → 0; 1 when the row holds a NaN (the caller then
+ * orders it in TypeScript); 2 when fewer than k values reach `thr`. The top k of
+ * a[j] = relu(pre[j] + bias[j]) over j < F into the heap: until it is full, values ≥ thr enter
+ * (thr ≤ the row's k-th largest, so nothing of the top k is skipped; −1 admits everything);
+ * after that only a value strictly above the root (an equal value has a later index, so it
+ * ranks after). The row is read four columns at a time, then one at a time. The selection of
+ * rows the thresholded filter ({@link filterBody}) cannot serve.
  */
 function selectBody(): number[] {
-  const [F, K, PRE, BIAS, HV, HI, THR, RUNS, CHUNK, MAX] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-  const [J, SIZE, C, STOP, P, BP] = [10, 11, 12, 13, 14, 15];
-  const [V, ROOT, M] = [16, 17, 18];
-  const [V4, ZERO] = [19, 20];
+  const [F, K, PRE, BIAS, HV, HI, THR] = [0, 1, 2, 3, 4, 5, 6];
+  const [J, SIZE, P, BP] = [7, 8, 9, 10];
+  const [V, ROOT] = [11, 12];
+  const [V4, ZERO] = [13, 14];
   const locals = vec([
-    [6, I32],
-    [3, F32],
+    [4, I32],
+    [2, F32],
     [2, V128],
   ]);
-  const PUSH = 2;
-  const REPLACE = 3;
+  const PUSH = 1;
+  const REPLACE = 2;
   const root0 = [...i32c(0), ...f32AtConst(HV), ...set(ROOT)];
   /** Offers (V, column jExpr) to the heap. */
   const offer = (jExpr: number[]) => [
@@ -625,7 +514,7 @@ function selectBody(): number[] {
   ];
   const filling = [...get(SIZE), ...get(K), I32_LT_U];
   /** Four columns at P: relu'd, offered lane by lane when any may enter; then advance. */
-  const step4 = (nanCheck: boolean) => [
+  const step4 = () => [
     ...get(P),
     ...V128_LOAD,
     ...mem(),
@@ -635,7 +524,7 @@ function selectBody(): number[] {
     ...F32X4_ADD,
     TEE,
     V4,
-    ...(nanCheck ? [...get(V4), ...F32X4_NE, ...V128_ANY_TRUE, IF, VOID, ...i32c(1), RETURN, END] : [DROP]),
+    ...[...get(V4), ...F32X4_NE, ...V128_ANY_TRUE, IF, VOID, ...i32c(1), RETURN, END],
     ...get(ZERO),
     ...get(V4),
     ...F32X4_PMAX,
@@ -708,71 +597,7 @@ function selectBody(): number[] {
     ...set(J),
     ...i32c(0),
     ...set(SIZE),
-    ...i32c(0),
-    ...set(C),
     ...seek,
-    // the runs: skip one whose maximum cannot enter
-    BLOCK,
-    VOID,
-    LOOP,
-    VOID,
-    ...get(C),
-    ...get(RUNS),
-    I32_GE_U,
-    BR_IF,
-    1,
-    ...get(MAX),
-    ...get(C),
-    ...i32c(2),
-    I32_SHL,
-    I32_ADD,
-    F32_LOAD,
-    ...mem(),
-    ...set(M),
-    ...get(J),
-    ...get(CHUNK),
-    I32_ADD,
-    ...set(STOP),
-    ...filling,
-    IF,
-    I32,
-    ...get(M),
-    ...get(THR),
-    F32_GE,
-    ELSE,
-    ...get(M),
-    ...get(ROOT),
-    F32_GT,
-    END,
-    IF,
-    VOID,
-    BLOCK,
-    VOID,
-    LOOP,
-    VOID,
-    ...get(J),
-    ...get(STOP),
-    I32_GE_U,
-    BR_IF,
-    1,
-    ...step4(false),
-    BR,
-    0,
-    END,
-    END,
-    ELSE,
-    ...get(STOP),
-    ...set(J),
-    ...seek,
-    END,
-    ...get(C),
-    ...i32c(1),
-    I32_ADD,
-    ...set(C),
-    BR,
-    0,
-    END,
-    END,
     // the rest, four at a time
     BLOCK,
     VOID,
@@ -785,7 +610,7 @@ function selectBody(): number[] {
     I32_GT_U,
     BR_IF,
     1,
-    ...step4(true),
+    ...step4(),
     BR,
     0,
     END,
@@ -843,131 +668,6 @@ function selectBody(): number[] {
   return [...locals, ...body];
 }
 
-/**
- * chunkmax(n, chunk, pre, bias, out) → NaN seen: out[c] = max(0, max over the c-th run of `chunk` columns of
- * pre + bias), for c < n (chunk a multiple of 16: four vectors per step, pointers advanced, no
- * index arithmetic in the loop). The k-th largest of these maxima is a value that at least k
- * columns reach: a safe threshold for {@link selectBody}. Returns 1 when any of those columns is
- * NaN (pmax would have skipped it), else 0.
- */
-function chunkmaxBody(): number[] {
-  const [N, CHUNK, PRE, BIAS, OUT] = [0, 1, 2, 3, 4];
-  const [C, P, BP, STOP, ACC, M, V, NAN] = [5, 6, 7, 8, 9, 10, 11, 12];
-  const locals = vec([
-    [4, I32],
-    [1, V128],
-    [1, F32],
-    [2, V128],
-  ]);
-  const lane = (l: number) => [...get(ACC), ...F32X4_EXTRACT, l];
-  const vecAt = (o: number) => [
-    ...get(P),
-    ...V128_LOAD,
-    ...mem(o),
-    ...get(BP),
-    ...V128_LOAD,
-    ...mem(o),
-    ...F32X4_ADD,
-    TEE,
-    V,
-    ...get(V),
-    ...F32X4_NE,
-    ...get(NAN),
-    ...V128_OR,
-    ...set(NAN),
-    ...get(ACC),
-    ...get(V),
-    ...F32X4_PMAX,
-    ...set(ACC),
-  ];
-  const body = [
-    0x43,
-    0,
-    0,
-    0,
-    0,
-    ...F32X4_SPLAT,
-    ...set(NAN),
-    ...i32c(0),
-    ...set(C),
-    ...get(PRE),
-    ...set(P),
-    ...get(BIAS),
-    ...set(BP),
-    BLOCK,
-    VOID,
-    LOOP,
-    VOID,
-    ...get(C),
-    ...get(N),
-    I32_GE_U,
-    BR_IF,
-    1,
-    0x43,
-    0,
-    0,
-    0,
-    0,
-    ...F32X4_SPLAT,
-    ...set(ACC),
-    ...get(P),
-    ...get(CHUNK),
-    ...i32c(2),
-    I32_SHL,
-    I32_ADD,
-    ...set(STOP),
-    BLOCK,
-    VOID,
-    LOOP,
-    VOID,
-    ...get(P),
-    ...get(STOP),
-    I32_GE_U,
-    BR_IF,
-    1,
-    ...vecAt(0),
-    ...vecAt(16),
-    ...vecAt(32),
-    ...vecAt(48),
-    ...get(P),
-    ...i32c(64),
-    I32_ADD,
-    ...set(P),
-    ...get(BP),
-    ...i32c(64),
-    I32_ADD,
-    ...set(BP),
-    BR,
-    0,
-    END,
-    END,
-    ...lane(0),
-    ...lane(1),
-    F32_MAX,
-    ...lane(2),
-    ...lane(3),
-    F32_MAX,
-    F32_MAX,
-    ...set(M),
-    ...at4(OUT, C),
-    ...get(M),
-    F32_STORE,
-    ...mem(),
-    ...get(C),
-    ...i32c(1),
-    I32_ADD,
-    ...set(C),
-    BR,
-    0,
-    END,
-    END,
-    ...get(NAN),
-    ...V128_ANY_TRUE,
-    END,
-  ];
-  return [...locals, ...body];
-}
-
 /** f32 at byte address (top of stack: an index i) base + 4i. */
 function f32AtConst(base: number): number[] {
   return [...i32c(2), I32_SHL, ...get(base), I32_ADD, F32_LOAD, ...mem()];
@@ -975,65 +675,60 @@ function f32AtConst(base: number): number[] {
 
 /** The module's bytes. */
 export function sparseWasmBytes(): Uint8Array {
-  const sevenI32 = [0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32], [I32]]), 0];
-  const heapOp = [0x60, ...vec([[I32], [I32], [I32], [F32], [I32]]), 0];
-  const select = [
-    0x60,
-    ...vec([[I32], [I32], [I32], [I32], [I32], [I32], [F32], [I32], [I32], [I32]]),
-    ...vec([[I32]]),
-  ];
-  const fiveI32 = [0x60, ...vec([[I32], [I32], [I32], [I32], [I32]]), ...vec([[I32]])];
-  const funcs = [axpyBody(), dotBody(), pushBody(), replaceBody(), selectBody(), chunkmaxBody()];
-  const bytes = [
-    0x00,
-    0x61,
-    0x73,
-    0x6d,
-    0x01,
-    0x00,
-    0x00,
-    0x00,
-    ...section(1, vec([sevenI32, heapOp, select, fiveI32])),
-    ...section(3, vec([[0], [0], [1], [1], [2], [3]])),
-    ...section(5, vec([[0x00, 1]])), // one memory, min 1 page, no max
-    ...section(
-      7,
-      vec([
-        [...name('mem'), 0x02, 0],
-        [...name('axpy'), 0x00, 0],
-        [...name('dot'), 0x00, 1],
-        [...name('select'), 0x00, 4],
-        [...name('chunkmax'), 0x00, 5],
-      ]),
-    ),
-    ...section(10, vec(funcs.map((f) => [...uleb(f.length), ...f]))),
-  ];
-  return Uint8Array.from(bytes);
+  const seven = funcType([I32, I32, I32, I32, I32, I32, I32], []);
+  const heapOp = funcType([I32, I32, I32, F32, I32], []);
+  const select = funcType([I32, I32, I32, I32, I32, I32, F32], [I32]);
+  const nine = funcType([I32, I32, I32, I32, I32, I32, I32, I32, I32], []);
+  const eleven = funcType([I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32], []);
+  const eighteen = funcType(new Array<number>(18).fill(I32), []);
+  // the heap operations and selection passes, called by index
+  const [PUSH, REPLACE, SIFT, ROWMAX, FILTER, KTH, FINISH] = [1, 2, 7, 4, 5, 8, 9];
+  return moduleBytes(
+    [seven, heapOp, select, nine, eleven, eighteen],
+    [
+      { type: 0, body: dotBody(), export: 'dot' },
+      { type: 1, body: pushBody() },
+      { type: 1, body: replaceBody() },
+      { type: 2, body: selectBody(), export: 'select' },
+      { type: 0, body: rowmaxBody(), export: 'rowmax' },
+      { type: 3, body: filterBody(), export: 'filter' },
+      { type: 3, body: segsumBody(), export: 'segsum' },
+      { type: 1, body: siftBody() },
+      { type: 0, body: kthBisectBody(), export: 'kth' },
+      { type: 4, body: finishBody(PUSH, REPLACE, SIFT), export: 'finish' },
+      { type: 5, body: selectRowsBody(ROWMAX, KTH, FILTER, FINISH), export: 'selectRows' },
+    ],
+  );
 }
 
-/** The two loops, run in WebAssembly on copies of the operands. */
+/** The loops, run in WebAssembly on copies of the operands. */
 export interface SparseWasm {
   /**
-   * out = 0, then out[dstIdx[e]] += vals[e] · src[srcIdx[e]] for e = 0..n−1 (rows of d floats).
-   * Overwrites all of `out`. Returns false (doing nothing) when the operands would not fit in
-   * the module's memory; the caller then runs its TypeScript loop.
+   * For each destination row r < nDst: out[r] = Σ_{e ∈ [start[r], start[r+1])} vals[e] ·
+   * src[srcIdx[e]] (+ bias), the entries in order (rows of d floats; `start` is nondecreasing,
+   * start[nDst] entries in all). Overwrites all of `out` (nDst·d). Runs on `engine` (a kernel
+   * pool: rows split over its threads) or the module's own instance. Returns false (doing
+   * nothing) when the operands would not fit in memory; the caller then runs its TypeScript loop.
    */
-  scatter(
-    n: number,
+  segsum(
+    nDst: number,
     d: number,
+    start: Int32Array,
     vals: Float32Array,
-    dstIdx: Int32Array,
     srcIdx: Int32Array,
     src: Float32Array,
+    bias: Float32Array | undefined,
     out: Float32Array,
+    engine?: Engine,
   ): boolean;
   /**
    * The top k of relu(pre + bias) in each of B rows of F, a block of rows at a time:
    * `product(pre, r0, rows)` writes rows r0.. of pre into the array it is given (module memory,
-   * so the product is never copied, and small enough to be in cache for the selection); each
+   * so the product is never copied); each
    * row's k best go to `values` / `indices` at row·k, best first (ties to the lower index). A row
-   * holding a NaN is handed to `nanRow(pre, q, row)` (q: its place in the block) instead. False
-   * (nothing done) when too large.
+   * holding a NaN is handed to `nanRow(pre, q, row)` (q: its place in the block) instead. With a
+   * kernel pool, a worker selects the second half of each block's rows (copied into the pool's
+   * memory) while this thread selects the first. False (nothing done) when too large.
    */
   topk(
     B: number,
@@ -1044,8 +739,17 @@ export interface SparseWasm {
     values: Float32Array,
     indices: Int32Array,
     nanRow: (pre: Float32Array, q: number, row: number) => void,
+    pool?: SplitEngine,
   ): boolean;
-  /** out[e] = a[aIdx[e]] · b[bIdx[e]] for e = 0..n−1 (rows of d floats). False when too large, as above. */
+  /**
+   * Drops any copy of `data` a kernel pool's memory keeps (its storage is being reused: the
+   * backend calls this for every freed tensor).
+   */
+  forget(data: ArrayLike<number>): void;
+  /**
+   * out[e] = a[aIdx[e]] · b[bIdx[e]] for e = 0..n−1 (rows of d floats), on `engine` as above
+   * (entries split over its threads). False when too large, as above.
+   */
   dot(
     n: number,
     d: number,
@@ -1054,15 +758,25 @@ export interface SparseWasm {
     a: Float32Array,
     b: Float32Array,
     out: Float32Array,
+    engine?: Engine,
   ): boolean;
 }
 
-/** The k-th largest of a (1-based k ≤ a.length) by quickselect on a copy; NaN when a holds a NaN. */
-export function kthLargest(a: ArrayLike<number>, k: number, scratch: Float64Array): number {
-  const n = a.length;
+/**
+ * The k-th largest (1-based k ≤ n) of a[from .. from + n) (n = a.length − from by default) by
+ * quickselect on a copy in `scratch`; NaN when those values hold a NaN.
+ */
+export function kthLargest(
+  a: ArrayLike<number>,
+  k: number,
+  scratch: Float64Array,
+  from = 0,
+  n = a.length - from,
+): number {
   for (let i = 0; i < n; i++) {
-    if (Number.isNaN(a[i])) return Number.NaN;
-    scratch[i] = a[i];
+    const v = a[from + i];
+    if (Number.isNaN(v)) return Number.NaN;
+    scratch[i] = v;
   }
   let lo = 0;
   let hi = n - 1;
@@ -1089,13 +803,24 @@ export function kthLargest(a: ArrayLike<number>, k: number, scratch: Float64Arra
   return scratch[want];
 }
 
-/** Bytes of encoder product per block of rows in {@link SparseWasm.topk} (512 rows at F = 4096: measured best). */
-const BLOCK_BYTES = 1 << 23;
+/**
+ * Bytes of encoder product per block of rows in {@link SparseWasm.topk} (2048 rows at F = 4096).
+ * A block is far larger than the L2 cache either way, and each native product call wakes the
+ * fast path's thread pool: on a busy 2-core machine 8 MiB blocks measured 10–15 ms slower per
+ * 4096 × 4096 product than 32 MiB ones (as fast on an idle one).
+ */
+const BLOCK_BYTES = 1 << 25;
 
 /** Operands above this many bytes in all stay in TypeScript (row offsets are 32-bit in the module). */
 const MAX_BYTES = 2 ** 31 - 2 ** 20;
 
 let loaded: SparseWasm | string | undefined;
+
+/** What a kernel pool's memory holds in its two operand slots (see `place`). */
+const resident = new Map<
+  Engine,
+  { slotBytes: number; slots: { data: Float32Array | undefined; used: number }[]; clock: number }
+>();
 
 /** The slice of the WebAssembly JS API used here (the project's TypeScript libs do not declare it). */
 interface WasmApi {
@@ -1107,6 +832,22 @@ interface WasmMemory {
   readonly buffer: ArrayBuffer;
   grow(pages: number): number;
 }
+
+/**
+ * The thresholded selection's runs for F columns and k kept: R runs of C columns (C a multiple
+ * of 16, about F / 2k), or R = 0 where runs that long do not fit (F < 32k: the heap alone then).
+ */
+export function selectionRuns(F: number, k: number): { R: number; C: number } {
+  const C = k > 0 ? Math.floor(F / (2 * k) / 16) * 16 : 0;
+  return C > 0 ? { R: Math.floor(F / C), C } : { R: 0, C: 0 };
+}
+
+/**
+ * Candidates kept per row by the filter: with the threshold the k-th largest of 2k run maxima,
+ * about 1.4k columns of a row reach it when its values are independent; rows with more (many
+ * ties at the threshold, a bias that lifts a block of features) take the heap instead.
+ */
+const candidateCap = (k: number) => Math.max(64, 4 * k);
 
 /**
  * Compiles the module once per process; returns it, or why it is unavailable (no WebAssembly,
@@ -1127,70 +868,181 @@ export function loadSparseWasm(): SparseWasm | string {
     }
     const ex = new WA.Instance(new WA.Module(bytes), {}).exports as {
       mem: WasmMemory;
-      axpy: (...args: number[]) => void;
       dot: (...args: number[]) => void;
       select: (...args: number[]) => number;
-      chunkmax: (...args: number[]) => number;
+      selectRows: (...args: number[]) => void;
+      segsum: (...args: number[]) => void;
     };
-    // Lays out byte sizes 16-aligned from 0; grows the memory to fit; null when too large.
-    const layout = (sizes: number[]): number[] | null => {
-      const at: number[] = [];
-      let p = 0;
-      for (const s of sizes) {
-        at.push(p);
-        p += Math.ceil(s / 16) * 16;
+    const own = ownEngine(ex, MAX_BYTES);
+    const layout = own.layout;
+    /**
+     * Lays out a call's large operands and the rest of its arrays (byte sizes) on `engine`:
+     * the operands' offsets (each copied in unless a kernel pool's memory still holds it from
+     * an earlier call) and the rest's. Null when they do not fit.
+     */
+    const place = (engine: Engine, operands: Float32Array[], rest: number[]): [number[], number[]] | null => {
+      if (engine === own) {
+        const at = engine.layout([...operands.map((o) => o.length * 4), ...rest]);
+        if (!at) return null;
+        const f = new Float32Array(engine.buffer());
+        for (let q = 0; q < operands.length; q++) f.set(operands[q], at[q] / 4);
+        return [at.slice(0, operands.length), at.slice(operands.length)];
       }
-      if (p > MAX_BYTES) return null;
-      const have = ex.mem.buffer.byteLength;
-      if (p > have) ex.mem.grow(Math.ceil((p - have) / 65536));
-      return at;
+      // A kernel pool's memory is only ever laid out here: its first two regions (slots) keep
+      // the operands of recent calls, so the next call that reads one of them (the decoder
+      // read by decode and again by its gradient, dY by two gradients) skips its copy.
+      let r = resident.get(engine);
+      const need = Math.max(...operands.map((o) => o.byteLength));
+      if (!r || need > r.slotBytes) {
+        r = {
+          slotBytes: Math.ceil(need / 16) * 16,
+          slots: [
+            { data: undefined, used: 0 },
+            { data: undefined, used: 0 },
+          ],
+          clock: 0,
+        };
+        resident.set(engine, r);
+      }
+      const at = engine.layout([2 * r.slotBytes, ...rest]);
+      if (!at) return null;
+      const rr = r;
+      const taken = new Set<number>();
+      const slotOf = operands.map((o) => {
+        const s = rr.slots.findIndex((slot, q) => !taken.has(q) && slot.data === o);
+        if (s >= 0) taken.add(s);
+        return s;
+      });
+      const f = new Float32Array(engine.buffer());
+      const offsets = operands.map((o, q) => {
+        let s = slotOf[q];
+        if (s < 0) {
+          // the least recently used slot this call does not read
+          s = [0, 1].filter((x) => !taken.has(x)).sort((x, y) => rr.slots[x].used - rr.slots[y].used)[0];
+          taken.add(s);
+          f.set(o, (s * rr.slotBytes) / 4);
+          rr.slots[s].data = o;
+        }
+        rr.slots[s].used = ++rr.clock;
+        return s * rr.slotBytes;
+      });
+      return [offsets, at.slice(1)];
     };
     loaded = {
-      scatter(n, d, vals, dstIdx, srcIdx, src, out) {
-        const at = layout([n * 4, n * 4, n * 4, src.length * 4, out.length * 4]);
-        if (!at) return false;
-        const f = new Float32Array(ex.mem.buffer);
-        const i = new Int32Array(ex.mem.buffer);
-        f.set(vals.subarray(0, n), at[0] / 4);
-        i.set(dstIdx.subarray(0, n), at[1] / 4);
+      segsum(nDst, d, start, vals, srcIdx, src, bias, out, engine = own) {
+        const n = start[nDst];
+        const placed = place(engine, [src], [(nDst + 1) * 4, n * 4, n * 4, d * 4, out.length * 4]);
+        if (!placed) return false;
+        const [[S], at] = placed;
+        const f = new Float32Array(engine.buffer());
+        const i = new Int32Array(engine.buffer());
+        i.set(start.subarray(0, nDst + 1), at[0] / 4);
+        f.set(vals.subarray(0, n), at[1] / 4);
         i.set(srcIdx.subarray(0, n), at[2] / 4);
-        f.set(src, at[3] / 4);
-        f.fill(0, at[4] / 4, at[4] / 4 + out.length);
-        ex.axpy(n, d, at[0], at[1], at[2], at[4], at[3]);
+        if (bias) f.set(bias.subarray(0, d), at[3] / 4);
+        // rows split by their entries (a row's sums are computed whole by one thread)
+        const bounds = splitRanges(nDst, engine.threads, (r) => start[r] + r);
+        const parts = bounds.slice(1).map((r1, p) => {
+          const r0 = bounds[p];
+          return [r1 - r0, d, at[0] + 4 * r0, at[1], at[2], S, at[3], bias ? 1 : 0, at[4] + 4 * r0 * d];
+        });
+        engine.run('segsum', parts);
         out.set(f.subarray(at[4] / 4, at[4] / 4 + out.length));
         return true;
       },
-      topk(B, F, k, bias, product, values, indices, nanRow) {
-        // A threshold per row: the k-th largest of the maxima of 2k runs of columns (a multiple
-        // of 16 each), which at least k columns reach.
-        const chunk = Math.floor(F / (32 * k)) * 16;
-        const runs = chunk > 0 ? 2 * k : 0;
-        // Blocks of rows small enough to stay in cache between the product and the selection.
+      topk(B, F, k, bias, product, values, indices, nanRow, pool) {
+        const { R, C } = selectionRuns(F, k);
+        const cap = candidateCap(k);
+        // Blocks of rows (see BLOCK_BYTES): the product never lands in a dense [B, F] tensor.
         const block = Math.max(1, Math.min(B, Math.floor(BLOCK_BYTES / (4 * F))));
-        const at = layout([block * F * 4, F * 4, k * 4, k * 4, runs * 4]);
+        /** The selection's arrays for `rows` rows (indices as in selectRows' order below). */
+        const sizes = (rows: number) => [
+          rows * F * 4, // 0: the product
+          F * 4, // 1: bias
+          k * 4, // 2: heap values
+          k * 4, // 3: heap columns
+          rows * R * 4, // 4: run maxima
+          rows * 4, // 5: thresholds
+          rows * 4, // 6: candidate counts
+          rows * cap * 4, // 7: candidate values
+          rows * cap * 4, // 8: candidate columns
+          rows * k * 4, // 9: selected values
+          rows * k * 4, // 10: selected columns
+          rows * 4, // 11: status
+        ];
+        const at = layout(sizes(block));
         if (!at) return false;
+        // With a kernel pool, a worker takes the second half of each block's rows: they are
+        // copied into the pool's memory (the native product cannot write there: it refuses
+        // shared memory), and selected there while this thread selects the first half.
+        const half = block - (block >> 1);
+        const split = pool && R > 0 && block >= 2 ? pool : undefined;
+        const pat = split?.layout(sizes(half));
+        if (split && pat) resident.delete(split); // its operand slots are overwritten
         const f = new Float32Array(ex.mem.buffer);
-        const hi = new Int32Array(ex.mem.buffer, at[3], k);
+        const i = new Int32Array(ex.mem.buffer);
         const hv = f.subarray(at[2] / 4, at[2] / 4 + k);
+        const hi = i.subarray(at[3] / 4, at[3] / 4 + k);
         f.set(bias, at[1] / 4);
-        const maxima = f.subarray(at[4] / 4, at[4] / 4 + runs);
-        const scratch = new Float64Array(runs);
+        if (split && pat) new Float32Array(split.buffer()).set(bias, pat[1] / 4);
+        const args = (a: number[], rows: number) => [
+          rows,
+          F,
+          R,
+          C,
+          k,
+          cap,
+          ...[0, 1, 4, 5, 6, 7, 8, 2, 3, 9, 10, 11].map((x) => a[x]),
+        ];
         for (let r0 = 0; r0 < B; r0 += block) {
           const rows = Math.min(block, B - r0);
           const pre = new Float32Array(ex.mem.buffer, at[0], rows * F);
           product(pre, r0, rows);
-          for (let q = 0; q < rows; q++) {
-            const r = r0 + q;
-            const row = at[0] + q * F * 4;
-            let thr = -1;
-            let status = 0;
-            if (runs > 0) {
-              status = ex.chunkmax(runs, chunk, row, at[1], at[4]); // 1: a NaN
-              thr = kthLargest(maxima, k, scratch);
+          // rows [0, h) here, [h, rows) on the worker
+          const h = split && pat && rows >= 2 ? rows >> 1 : rows;
+          if (R > 0) {
+            // a threshold per row, the columns that reach it, their top k, best first
+            let wait: (() => void) | undefined;
+            if (split && pat && h < rows) {
+              new Float32Array(split.buffer()).set(pre.subarray(h * F, rows * F), pat[0] / 4);
+              wait = split.begin('selectRows', [args(pat, rows - h)]);
             }
-            if (status === 0) status = ex.select(F, k, row, at[1], at[2], at[3], thr, runs, chunk, at[4]);
-            if (status === 2) status = ex.select(F, k, row, at[1], at[2], at[3], -1, 0, 0, 0);
-            if (status !== 0) {
+            try {
+              ex.selectRows(...args(at, h));
+            } finally {
+              wait?.();
+            }
+            values.set(f.subarray(at[9] / 4, at[9] / 4 + h * k), r0 * k);
+            indices.set(i.subarray(at[10] / 4, at[10] / 4 + h * k), r0 * k);
+            if (h < rows && split && pat) {
+              const sf = new Float32Array(split.buffer());
+              const si = new Int32Array(split.buffer());
+              values.set(sf.subarray(pat[9] / 4, pat[9] / 4 + (rows - h) * k), (r0 + h) * k);
+              indices.set(si.subarray(pat[10] / 4, pat[10] / 4 + (rows - h) * k), (r0 + h) * k);
+            }
+          }
+          const ownStatus = i.subarray(at[11] / 4, at[11] / 4 + h);
+          const ownThr = f.subarray(at[5] / 4, at[5] / 4 + h);
+          const poolStatus =
+            split && pat && h < rows ? new Int32Array(split.buffer(), pat[11], rows - h) : ownStatus;
+          const poolThr =
+            split && pat && h < rows ? new Float32Array(split.buffer(), pat[5], rows - h) : ownThr;
+          const status = { get: (q: number) => (q < h ? ownStatus[q] : poolStatus[q - h]) };
+          const thr = { get: (q: number) => (q < h ? ownThr[q] : poolThr[q - h]) };
+          for (let q = 0; q < rows; q++) {
+            if (R > 0 && status.get(q) === 0) continue;
+            const r = r0 + q;
+            if (R > 0 && status.get(q) === 1) {
+              nanRow(pre, q, r);
+              continue;
+            }
+            // The heap over the whole row: what the filter cannot serve (too many candidates,
+            // a threshold that is not positive, runs too short to filter with)
+            const row = at[0] + q * F * 4;
+            const t = R > 0 && thr.get(q) !== Number.POSITIVE_INFINITY ? thr.get(q) : -1;
+            let st = ex.select(F, k, row, at[1], at[2], at[3], t);
+            if (st === 2) st = ex.select(F, k, row, at[1], at[2], at[3], -1);
+            if (st !== 0) {
               nanRow(pre, q, r);
               continue;
             }
@@ -1212,18 +1064,27 @@ export function loadSparseWasm(): SparseWasm | string {
         }
         return true;
       },
-      dot(n, d, aIdx, bIdx, a, b, out) {
-        const at = layout([n * 4, n * 4, a.length * 4, b.length * 4, n * 4]);
-        if (!at) return false;
-        const f = new Float32Array(ex.mem.buffer);
-        const i = new Int32Array(ex.mem.buffer);
+      dot(n, d, aIdx, bIdx, a, b, out, engine = own) {
+        const placed = place(engine, [a, b], [n * 4, n * 4, n * 4]);
+        if (!placed) return false;
+        const [[A, Bp], at] = placed;
+        const f = new Float32Array(engine.buffer());
+        const i = new Int32Array(engine.buffer());
         i.set(aIdx.subarray(0, n), at[0] / 4);
         i.set(bIdx.subarray(0, n), at[1] / 4);
-        f.set(a, at[2] / 4);
-        f.set(b, at[3] / 4);
-        ex.dot(n, d, at[0], at[1], at[2], at[3], at[4]);
-        out.set(f.subarray(at[4] / 4, at[4] / 4 + n));
+        const bounds = splitRanges(n, engine.threads, (e) => e);
+        const parts = bounds.slice(1).map((e1, p) => {
+          const e0 = bounds[p];
+          return [e1 - e0, d, at[0] + 4 * e0, at[1] + 4 * e0, A, Bp, at[2] + 4 * e0];
+        });
+        engine.run('dot', parts);
+        out.set(f.subarray(at[2] / 4, at[2] / 4 + n));
         return true;
+      },
+      forget(data) {
+        for (const r of resident.values()) {
+          for (const slot of r.slots) if (slot.data === data) slot.data = undefined;
+        }
       },
     };
   } catch (e) {

@@ -131,6 +131,46 @@ describe('CPU sparse kernels', () => {
         }
       });
 
+      it('topkEncode: every path of the thresholded selection (filter, too many candidates, low threshold, NaN, ties)', async () => {
+        await useBackend(name);
+        const next = random(17);
+        // W = identity, so each row of x is its row of pre-activations before the bias (a NaN in x
+        // would spread over its row, so NaN comes in through the bias, in every row of a call).
+        const [F, k] = [2048, 16];
+        const eye = new Float32Array(F * F);
+        for (let j = 0; j < F; j++) eye[j * F + j] = 1;
+        const check = async (rows: ((j: number) => number)[], nanAt?: number) => {
+          const B = rows.length;
+          const x = new Float32Array(B * F);
+          rows.forEach((fill, r) => {
+            for (let j = 0; j < F; j++) x[r * F + j] = fill(j);
+          });
+          const b = new Float32Array(F);
+          if (nanAt !== undefined) b[nanAt] = Number.NaN;
+          const got = scope(() => {
+            const r = topkEncode(tensor(x, [B, F]), tensor(eye, [F, F]), tensor(b, [F]), k);
+            return [r.values, r.indices];
+          });
+          const want = referenceTopk(x, eye, b, B, F, F, k);
+          expect(await read(got[1]), `indices, NaN at ${nanAt}`).toEqual(want.indices);
+          const nan = (v: number) => (Number.isNaN(v) ? 'NaN' : v);
+          expect((await read(got[0])).map(nan), `values, NaN at ${nanAt}`).toEqual(want.values.map(nan));
+          for (const t of got) t.dispose();
+        };
+        const lifted = (j: number) => j >= 300 && j < 500;
+        await check([
+          () => next(), // distinct values: the filter's candidates
+          () => Math.floor(next() * 64) / 64, // ties at and around the k-th largest
+          () => -next(), // nothing positive: the threshold is 0, the heap serves the row
+          (j) => (j % 128 === 7 ? 1 + (j % 5) : -1), // exactly k positive, one per run
+          (j) => (j % 512 === 3 ? next() : -next()), // four positive: zeros fill up
+          // last (a selection reading past a row's candidates must find no NaN there by chance)
+          (j) => (lifted(j) ? 5 + next() * 1e-3 : next()), // 200 candidates, more than kept
+        ]);
+        await check([() => next()], 1234); // a NaN among the candidates
+        await check([(j) => (lifted(j) ? 5 : next())], 1500); // a NaN past the candidates kept
+      });
+
       it('topkEncode ranks NaN first (early, late and in the tail of the row); transB gives the same code', async () => {
         await useBackend(name);
         const next = random(12);
@@ -241,6 +281,48 @@ describe('CPU sparse kernels', () => {
       });
     });
   }
+
+  it('sparseOuter with one to three columns (bias gradients, firing counts): float32 sums in entry order', async () => {
+    await useBackend('sparse-f32');
+    const next = random(18);
+    const [B, F, k] = [300, 37, 6];
+    for (const d of [1, 3]) {
+      const values = uniform(B * k, next);
+      const indices = Int32Array.from({ length: B * k }, () => Math.floor(next() * F));
+      const rows = Int32Array.from({ length: B * k }, () => Math.floor(next() * B));
+      const y = uniform(B * d, next);
+      for (const batch of [false, true]) {
+        const got = scope(() =>
+          batch
+            ? sparseOuter(
+                tensor(values, [B * k]),
+                tensor(indices, [B * k], { dtype: 'int32' }),
+                tensor(y, [B, d]),
+                F,
+                {
+                  rows: tensor(rows, [B * k], { dtype: 'int32' }),
+                },
+              )
+            : sparseOuter(
+                tensor(values, [B, k]),
+                tensor(indices, [B, k], { dtype: 'int32' }),
+                tensor(y, [B, d]),
+                F,
+              ),
+        );
+        const want = new Float32Array(F * d);
+        for (let e = 0; e < B * k; e++) {
+          const r = batch ? rows[e] : Math.floor(e / k);
+          for (let c = 0; c < d; c++) {
+            const o = indices[e] * d + c;
+            want[o] = Math.fround(want[o] + Math.fround(values[e] * y[r * d + c]));
+          }
+        }
+        expect(await read(got), `d = ${d}, ${batch ? 'batch' : 'per-row'} layout`).toEqual(Array.from(want));
+        got.dispose();
+      }
+    }
+  });
 
   it('out-of-range features and rows are refused by name', async () => {
     await useBackend('sparse-f32');

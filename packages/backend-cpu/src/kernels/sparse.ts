@@ -5,11 +5,19 @@ import { FAST_MATMUL_MIN_WORK, matmulTS } from './matmul.js';
 import { loadSparseWasm, type SparseWasm } from './sparse-wasm.js';
 
 /**
+ * Multiply-adds from which a sparse call is split over the kernel pool's threads (a split costs
+ * tens of microseconds of signalling).
+ */
+const POOL_MIN_WORK = 1 << 18;
+
+/**
  * The sparse-code kernels (core's `topkEncode`, `batchTopkEncode`, `sparseDecode`, `sparseDot`,
  * `sparseOuter`). Only the encoder product is dense (the fast matmul path where there is one);
- * the top-k selection is a size-k heap per row over the product (no sort of the F features);
- * decode and the gradient ops touch the k chosen rows of each sample, in entry order, through
- * WebAssembly SIMD loops where the runtime allows (float32 backends), TypeScript otherwise.
+ * the top-k selection never sorts a row's F features (in WebAssembly: a threshold no top-k
+ * column can miss, the few columns above it, a size-k heap over those; in TypeScript: a size-k
+ * heap over the row); decode and the gradient ops touch the k chosen rows of each sample, in
+ * entry order, through WebAssembly SIMD loops where the runtime allows (float32 backends; large
+ * calls split over the kernel pool's threads in Node), TypeScript otherwise.
  */
 export function registerSparse(ctx: CpuContext, fast: () => FastMatmul | undefined): void {
   let wasm: SparseWasm | undefined | null = null;
@@ -21,6 +29,50 @@ export function registerSparse(ctx: CpuContext, fast: () => FastMatmul | undefin
     }
     return wasm;
   };
+
+  // The last grouping of entries, kept while its key and index arrays are alive: a step's
+  // backward groups the same code by feature up to four times (the dictionary gradients of the
+  // decoder and encoder, the encoder bias, the activity count). Tensor storage never changes
+  // while the tensor lives, and is recycled (so dropped here) before it is reused.
+  let last:
+    | { keys: CpuArray; other: CpuArray | undefined; nKeys: number; k: number; n: number; g: Grouping }
+    | undefined;
+  ctx.onRecycle((data) => {
+    if (last && (data === last.keys || data === last.other)) last = undefined;
+    // operands a kernel pool keeps between calls (see SparseWasm.forget)
+    if (wasm) wasm.forget(data);
+  });
+  const grouped = (
+    keysData: Int32Array,
+    keys: Int32Array,
+    nKeys: number,
+    otherData: Int32Array | undefined,
+    other: Int32Array | undefined,
+    k: number,
+  ): Grouping => {
+    const n = keys.length;
+    if (
+      last &&
+      last.keys === keysData &&
+      last.other === otherData &&
+      last.nKeys === nKeys &&
+      last.k === k &&
+      last.n === n
+    )
+      return last.g;
+    const g = groupEntries(keys, nKeys, other, k);
+    last = { keys: keysData, other: otherData, nKeys, k, n, g };
+    return g;
+  };
+  /** values[perm[q]] for each grouped position q (pooled storage: recycle it). */
+  const gather = (values: FloatArray, perm: Int32Array): FloatArray => {
+    const v = ctx.alloc('float32', perm.length, false) as FloatArray;
+    for (let q = 0; q < perm.length; q++) v[q] = values[perm[q]];
+    return v;
+  };
+
+  /** The kernel pool for a call of `work` multiply-adds: big enough that splitting it pays. */
+  const poolFor = (work: number) => (work >= POOL_MIN_WORK ? ctx.pool : undefined);
 
   /**
    * The encoder product x·op(W) (before bias and ReLU) of B rows of x from row r0 into `into`, or
@@ -76,6 +128,7 @@ export function registerSparse(ctx: CpuContext, fast: () => FastMatmul | undefin
         values as Float32Array,
         indices,
         (pre, q, r) => sel.row(pre, q * F, F, bias, values, indices, r * k),
+        poolFor(B * F),
       );
       if (!done) {
         const C = product(x, w, transB, B, F);
@@ -118,17 +171,25 @@ export function registerSparse(ctx: CpuContext, fast: () => FastMatmul | undefin
 
   ctx.kernel('sparseDecode', (inputs, attrs) => {
     const [values, indices, w] = inputs;
-    const bias = attrs.bias ? inputs[3] : undefined;
+    const bias = attrs.bias ? arr(inputs[3]) : undefined;
     const [B, d] = attrs.shape;
     const F = w.shape[0];
-    const n = values.size;
-    const rows = entryRows('sparseDecode', attrs.rows ? inputs[inputs.length - 1] : undefined, values, B);
     const idx = checkedIndices('sparseDecode', indices, F);
+    const V = arr(values) as FloatArray;
     const dst = ctx.alloc('float32', B * d, false) as FloatArray;
-    scatter(n, d, arr(values) as FloatArray, rows, idx, arr(w) as FloatArray, dst);
-    if (bias) {
-      const bv = arr(bias);
-      for (let r = 0; r < B; r++) for (let c = 0; c < d; c++) dst[r * d + c] += bv[c];
+    if (attrs.rows) {
+      // The batch layout: entries grouped by output row (stably, so each row keeps entry order).
+      const rowsT = inputs[inputs.length - 1];
+      const rows = checkedIndices('sparseDecode', rowsT, B, 'row');
+      const g = grouped(arr(rowsT) as Int32Array, rows, B, arr(indices) as Int32Array, idx, 1);
+      const v = gather(V, g.perm);
+      segsum(B, d, g.start, v, g.other, arr(w) as FloatArray, bias, dst);
+      ctx.recycle(v);
+    } else {
+      const k = values.shape.length === 2 ? values.shape[1] : 1;
+      const start = new Int32Array(B + 1);
+      for (let r = 0; r <= B; r++) start[r] = r * k;
+      segsum(B, d, start, V, idx, arr(w) as FloatArray, bias, dst);
     }
     return out(dst, attrs.shape, 'float32');
   });
@@ -144,7 +205,7 @@ export function registerSparse(ctx: CpuContext, fast: () => FastMatmul | undefin
     const Y = arr(y) as FloatArray;
     const W = arr(w) as FloatArray;
     const s = simd(Y);
-    if (!s?.dot(n, d, rows, idx, Y as Float32Array, W as Float32Array, dst as Float32Array)) {
+    if (!s?.dot(n, d, rows, idx, Y as Float32Array, W as Float32Array, dst as Float32Array, poolFor(n * d))) {
       for (let e = 0; e < n; e++) {
         const yo = rows[e] * d;
         const wo = idx[e] * d;
@@ -159,69 +220,121 @@ export function registerSparse(ctx: CpuContext, fast: () => FastMatmul | undefin
   ctx.kernel('sparseOuter', (inputs, attrs) => {
     const [values, indices, y] = inputs;
     const [F, d] = attrs.shape;
-    const n = values.size;
-    const rows = entryRows('sparseOuter', attrs.rows ? inputs[3] : undefined, values, y.shape[0]);
     const idx = checkedIndices('sparseOuter', indices, F);
+    const rows = attrs.rows ? checkedIndices('sparseOuter', inputs[3], y.shape[0], 'row') : undefined;
+    const k = values.shape.length === 2 ? values.shape[1] : 1;
     const dst = ctx.alloc('float32', F * d, false) as FloatArray;
-    // Entries grouped by feature (a stable counting sort): each output row then takes all its
-    // entries while it is in cache. Within a feature the order stays the entry order, so every
-    // sum is the same as in entry order, bit for bit.
-    const [v, fi, ri] = byFeature(arr(values) as FloatArray, idx, rows, F);
-    scatter(n, d, v, fi, ri, arr(y) as FloatArray, dst);
+    // Entries grouped by feature (a stable counting sort): each output row then sums all its
+    // entries at once, in entry order, so every sum is the same as in entry order, bit for bit.
+    const g = grouped(
+      arr(indices) as Int32Array,
+      idx,
+      F,
+      attrs.rows ? (arr(inputs[3]) as Int32Array) : undefined,
+      rows,
+      k,
+    );
+    if (d < 4 && dst instanceof Float32Array) {
+      // A column or three (a bias gradient, a count of firings): summed here in the grouped order
+      // with the SIMD loop's float32 arithmetic, saving its copies in and out.
+      const [V, Y] = [arr(values), arr(y)];
+      const { start, perm, other } = g;
+      for (let f = 0; f < F; f++) {
+        for (let c = 0; c < d; c++) {
+          let acc = 0;
+          for (let q = start[f]; q < start[f + 1]; q++)
+            acc = Math.fround(acc + Math.fround(V[perm[q]] * Y[other[q] * d + c]));
+          dst[f * d + c] = acc;
+        }
+      }
+      return out(dst, attrs.shape, 'float32');
+    }
+    const v = gather(arr(values) as FloatArray, g.perm);
+    segsum(F, d, g.start, v, g.other, arr(y) as FloatArray, undefined, dst);
+    ctx.recycle(v);
     return out(dst, attrs.shape, 'float32');
   });
 
-  /** dst = 0; dst[dstIdx[e]] += vals[e] · src[srcIdx[e]] in entry order. */
-  function scatter(
-    n: number,
+  /**
+   * dst[r] = Σ_{e ∈ [start[r], start[r+1])} vals[e] · src[srcIdx[e]] (+ bias) for each of the
+   * nDst rows of d, the entries in order.
+   */
+  function segsum(
+    nDst: number,
     d: number,
+    start: Int32Array,
     vals: FloatArray,
-    dstIdx: Int32Array,
     srcIdx: Int32Array,
     src: FloatArray,
+    bias: CpuArray | undefined,
     dst: FloatArray,
   ): void {
     const s = simd(src);
-    if (s?.scatter(n, d, vals as Float32Array, dstIdx, srcIdx, src as Float32Array, dst as Float32Array))
+    if (
+      s?.segsum(
+        nDst,
+        d,
+        start,
+        vals as Float32Array,
+        srcIdx,
+        src as Float32Array,
+        bias as Float32Array | undefined,
+        dst as Float32Array,
+        poolFor(start[nDst] * d),
+      )
+    )
       return;
     dst.fill(0);
-    for (let e = 0; e < n; e++) {
-      const v = vals[e];
-      const o = dstIdx[e] * d;
-      const i = srcIdx[e] * d;
-      for (let c = 0; c < d; c++) dst[o + c] += v * src[i + c];
+    for (let r = 0; r < nDst; r++) {
+      const o = r * d;
+      for (let e = start[r]; e < start[r + 1]; e++) {
+        const v = vals[e];
+        const i = srcIdx[e] * d;
+        for (let c = 0; c < d; c++) dst[o + c] += v * src[i + c];
+      }
+      if (bias) for (let c = 0; c < d; c++) dst[o + c] += bias[c];
     }
   }
 }
 
-/** The entries (values, features, rows) reordered by feature, stably. */
-function byFeature(
-  values: FloatArray,
-  features: Int32Array,
-  rows: Int32Array,
-  F: number,
-): [FloatArray, Int32Array, Int32Array] {
-  const n = features.length;
-  const start = new Int32Array(F + 1);
-  for (let e = 0; e < n; e++) start[features[e] + 1]++;
-  for (let f = 0; f < F; f++) start[f + 1] += start[f];
-  const v = new (values instanceof Float64Array ? Float64Array : Float32Array)(n);
-  const fi = new Int32Array(n);
-  const ri = new Int32Array(n);
-  for (let e = 0; e < n; e++) {
-    const q = start[features[e]]++;
-    v[q] = values[e];
-    fi[q] = features[e];
-    ri[q] = rows[e];
-  }
-  return [v, fi, ri];
+/** Entries grouped by key: `start` [nKeys + 1] (key q's entries are start[q]..start[q + 1]), and
+ * for each grouped position its entry (`perm`) and its `other` index. */
+interface Grouping {
+  start: Int32Array;
+  perm: Int32Array;
+  other: Int32Array;
 }
 
-/** Row of each entry: explicit (checked against B) or e / k for the per-row layout [B, k]. */
-function entryRows(op: string, rows: KernelTensor | undefined, values: KernelTensor, B: number): Int32Array {
-  if (rows) return checkedIndices(op, rows, B, 'row');
-  const k = values.shape.length === 2 ? values.shape[1] : 1;
-  return implicitRows(values.size, k);
+/**
+ * The entries grouped by key (a stable counting sort), with their `other` index (an explicit
+ * array, or e / k: the row of the per-row layout [B, k]).
+ */
+function groupEntries(keys: Int32Array, nKeys: number, other: Int32Array | undefined, k: number): Grouping {
+  const n = keys.length;
+  const start = new Int32Array(nKeys + 1);
+  for (let e = 0; e < n; e++) start[keys[e] + 1]++;
+  for (let q = 0; q < nKeys; q++) start[q + 1] += start[q];
+  const pos = start.slice(0, nKeys);
+  const perm = new Int32Array(n);
+  const o = new Int32Array(n);
+  if (other) {
+    for (let e = 0; e < n; e++) {
+      const q = pos[keys[e]]++;
+      perm[q] = e;
+      o[q] = other[e];
+    }
+  } else {
+    for (let e = 0, row = 0, j = 0; e < n; e++) {
+      const q = pos[keys[e]]++;
+      perm[q] = e;
+      o[q] = row;
+      if (++j === k) {
+        j = 0;
+        row++;
+      }
+    }
+  }
+  return { start, perm, other: o };
 }
 
 function implicitRows(n: number, k: number): Int32Array {

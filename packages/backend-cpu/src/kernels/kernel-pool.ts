@@ -1,0 +1,252 @@
+/**
+ * Worker threads for the sparse kernels' WebAssembly loops (Node only; loaded on demand by the
+ * backend's `init`). One module, compiled once, is instantiated on this thread and on each
+ * worker over one shared memory; a kernel copies its operands in once and {@link Engine.run}
+ * hands each worker its part (rows of the output) through a shared control block: the worker
+ * waits on it with `Atomics.wait`, runs its part, and signals back. This thread runs part 0
+ * meanwhile, and every part a worker cannot take (still starting, or gone).
+ *
+ * Which thread computes a part never changes its values: every output element is computed by
+ * the same loop over the same entries in the same order, so results are bit for bit those of
+ * one thread. Workers are `unref`'d: they never keep the process alive, and they end with it.
+ *
+ * @module
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { DictlearnError } from '@dictlearn/core';
+import { growTo, type SplitEngine } from './engine.js';
+import {
+  filterBody,
+  finishBody,
+  kthBisectBody,
+  rowmaxBody,
+  segsumBody,
+  selectRowsBody,
+  siftBody,
+} from './sparse-loops.js';
+import { dotBody, pushBody, replaceBody } from './sparse-wasm.js';
+import { F32, funcType, I32, moduleBytes } from './wasm-asm.js';
+
+/** The shared memory's limit: 2 GiB (the most a 32-bit offset reaches). */
+const MAX_PAGES = 32768;
+const MAX_BYTES = MAX_PAGES * 65536;
+/** The exported loops, by the index the control block names them with. */
+const FUNCTIONS = ['segsum', 'dot', 'selectRows'];
+/** Int32 words of a worker's control slot: sequence, done, ready, error. */
+const FLAG_WORDS = 4;
+/** Float64 words of a worker's argument slot: function index, count, arguments. */
+const ARG_WORDS = 32;
+/** How long this thread waits for a worker's part before it gives up on the pool. */
+const WAIT_MS = 120_000;
+
+/** The module the pool runs: segsum, dot and the top-k selection of the sparse kernels. */
+function poolBytes(): Uint8Array {
+  const ints = (n: number) => funcType(new Array<number>(n).fill(I32), []);
+  const heapOp = funcType([I32, I32, I32, F32, I32], []);
+  const [PUSH, REPLACE, SIFT, ROWMAX, KTH, FILTER, FINISH] = [2, 3, 4, 5, 6, 7, 8];
+  return moduleBytes(
+    [ints(7), ints(9), heapOp, ints(11), ints(18)],
+    [
+      { type: 1, body: segsumBody(), export: 'segsum' },
+      { type: 0, body: dotBody(), export: 'dot' },
+      { type: 2, body: pushBody() },
+      { type: 2, body: replaceBody() },
+      { type: 2, body: siftBody() },
+      { type: 0, body: rowmaxBody() },
+      { type: 0, body: kthBisectBody() },
+      { type: 1, body: filterBody() },
+      { type: 3, body: finishBody(PUSH, REPLACE, SIFT) },
+      { type: 4, body: selectRowsBody(ROWMAX, KTH, FILTER, FINISH), export: 'selectRows' },
+    ],
+    MAX_PAGES,
+  );
+}
+
+/**
+ * A worker's loop (CommonJS, run with `eval`): instantiate, say ready, then wait for a new
+ * sequence number, run that call, store the number as done and wake the caller; a negative
+ * sequence ends it.
+ */
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, flags, args, slot, functions } = workerData;
+const ex = new WebAssembly.Instance(module, { env: { mem: memory } }).exports;
+const F = new Int32Array(flags);
+const A = new Float64Array(args);
+const b = slot * ${FLAG_WORDS};
+const a = slot * ${ARG_WORDS};
+Atomics.store(F, b + 2, 1);
+let seen = 0;
+for (;;) {
+  Atomics.wait(F, b, seen);
+  const seq = Atomics.load(F, b);
+  if (seq === seen) continue;
+  if (seq < 0) break;
+  seen = seq;
+  try {
+    const list = [];
+    for (let i = 0; i < A[a + 1]; i++) list.push(A[a + 2 + i]);
+    ex[functions[A[a]]](...list);
+    F[b + 3] = 0;
+  } catch (e) {
+    F[b + 3] = 1;
+  }
+  Atomics.store(F, b + 1, seq);
+  Atomics.notify(F, b + 1);
+}
+`;
+
+/** The kernel pool: an engine over a shared memory, with `threads − 1` workers. */
+export interface KernelPool extends SplitEngine {
+  /** Workers ready to take parts now (they start asynchronously; until then this thread runs every part). */
+  readyWorkers(): number;
+  /** Ends the workers; later calls run on this thread. */
+  close(): void;
+}
+
+const pools = new Map<number, KernelPool | string>();
+
+/** The default thread count: the cores, at most 4 (the sparse loops gain little beyond). */
+export function defaultKernelThreads(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
+}
+
+/** The slice of the WebAssembly JS API used here (the project's TypeScript libs do not declare it). */
+interface WasmApi {
+  validate(bytes: Uint8Array): boolean;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: unknown };
+  Memory: new (d: {
+    initial: number;
+    maximum: number;
+    shared: boolean;
+  }) => {
+    readonly buffer: ArrayBufferLike;
+    grow(pages: number): number;
+  };
+}
+
+/**
+ * The process's pool of `threads` threads (this one and threads − 1 workers), made on first
+ * use and shared by every backend asking for that many; or why there is none (fewer than two
+ * threads, no shared WebAssembly memory, workers refused). Never throws.
+ */
+export function kernelPool(threads: number): KernelPool | string {
+  let pool = pools.get(threads);
+  if (pool === undefined) {
+    pool = createPool(threads);
+    pools.set(threads, pool);
+  }
+  return pool;
+}
+
+function createPool(threads: number): KernelPool | string {
+  if (!Number.isInteger(threads) || threads < 2) return 'one thread';
+  try {
+    const WA = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+    if (!WA || typeof SharedArrayBuffer === 'undefined') return 'no shared WebAssembly memory here';
+    const bytes = poolBytes();
+    if (!WA.validate(bytes)) return 'this runtime has no WebAssembly SIMD or threads';
+    const module = new WA.Module(bytes);
+    const memory = new WA.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
+    const ex = new WA.Instance(module, { env: { mem: memory } }).exports as Record<
+      string,
+      (...args: number[]) => void
+    >;
+    const nWorkers = threads - 1;
+    const flags = new SharedArrayBuffer(4 * FLAG_WORDS * nWorkers);
+    const args = new SharedArrayBuffer(8 * ARG_WORDS * nWorkers);
+    const F = new Int32Array(flags);
+    const A = new Float64Array(args);
+    const workers: (Worker | undefined)[] = [];
+    const seqs = new Array<number>(nWorkers).fill(0);
+    let broken = false;
+    for (let slot = 0; slot < nWorkers; slot++) {
+      const w = new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: { module, memory, flags, args, slot, functions: FUNCTIONS },
+      });
+      w.unref();
+      // A worker that fails or exits takes no more parts (its flag says not ready).
+      const gone = () => {
+        workers[slot] = undefined;
+        Atomics.store(F, slot * FLAG_WORDS + 2, 0);
+      };
+      w.on('error', gone);
+      w.on('exit', gone);
+      workers.push(w);
+    }
+    const ready = (slot: number) =>
+      !broken && workers[slot] !== undefined && Atomics.load(F, slot * FLAG_WORDS + 2) === 1;
+    const begin = (fn: string, parts: number[][]): (() => void) => {
+      const index = FUNCTIONS.indexOf(fn);
+      const started: [number, number][] = [];
+      const here: number[][] = [];
+      for (let p = 0; p < parts.length; p++) {
+        const slot = p;
+        if (slot >= nWorkers || !ready(slot) || parts[p].length > ARG_WORDS - 2) {
+          here.push(parts[p]);
+          continue;
+        }
+        const a = slot * ARG_WORDS;
+        A[a] = index;
+        A[a + 1] = parts[p].length;
+        A.set(parts[p], a + 2);
+        const seq = ++seqs[slot];
+        Atomics.store(F, slot * FLAG_WORDS, seq);
+        Atomics.notify(F, slot * FLAG_WORDS);
+        started.push([slot, seq]);
+      }
+      return () => {
+        const f = ex[fn];
+        for (const p of here) f(...p);
+        // Wait for every part before reporting a failure: a part still running would write
+        // into memory the next call lays out.
+        let failed = false;
+        for (const [slot, seq] of started) {
+          const b = slot * FLAG_WORDS;
+          for (let v = Atomics.load(F, b + 1); v !== seq; v = Atomics.load(F, b + 1)) {
+            if (Atomics.wait(F, b + 1, v, WAIT_MS) === 'timed-out') {
+              broken = true;
+              throw new DictlearnError(
+                'backend-cpu',
+                `a kernel worker did not finish its part of '${fn}' in ${WAIT_MS / 1000} s (kernelThreads: 1 runs without workers)`,
+              );
+            }
+          }
+          if (F[b + 3] !== 0) failed = true;
+        }
+        if (failed) throw new DictlearnError('backend-cpu', `a kernel worker failed its part of '${fn}'`);
+      };
+    };
+    return {
+      threads,
+      buffer: () => memory.buffer,
+      layout: (sizes) => growTo(sizes, MAX_BYTES, memory),
+      run(fn, parts) {
+        const wait = begin(fn, parts.slice(1));
+        try {
+          ex[fn](...parts[0]);
+        } finally {
+          wait();
+        }
+      },
+      begin,
+      readyWorkers() {
+        let n = 0;
+        for (let slot = 0; slot < nWorkers; slot++) if (ready(slot)) n++;
+        return n;
+      },
+      close() {
+        broken = true;
+        for (let slot = 0; slot < nWorkers; slot++) {
+          Atomics.store(F, slot * FLAG_WORDS, -1);
+          Atomics.notify(F, slot * FLAG_WORDS);
+        }
+      },
+    };
+  } catch (e) {
+    return `kernel worker threads could not start: ${e instanceof Error ? e.message : String(e)}`;
+  }
+}
