@@ -125,9 +125,38 @@ function checkPackage(dir, { library }) {
 }
 
 const libraries = packageDirs('packages');
-const apps = packageDirs('apps');
+// The examples package is an app (private, no exports map) at the top level.
+const apps = [
+  ...packageDirs('apps'),
+  ...(existsSync(join(root, 'examples/package.json')) ? [join(root, 'examples')] : []),
+];
 for (const dir of libraries) checkPackage(dir, { library: true });
 for (const dir of apps) checkPackage(dir, { library: false });
+
+/**
+ * Documentation must stand on its own in a clone or a published package: no Markdown link of a
+ * README or a guide may point outside the repository (e.g. at a sibling checkout's notes).
+ */
+function checkLinksStayInside(file) {
+  const text = readFileSync(file, 'utf8');
+  for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+    if (/^[a-z][a-z0-9+.-]*:/i.test(target) || target.startsWith('#')) continue;
+    const resolved = join(file, '..', target.split('#')[0]);
+    if (relative(root, resolved).startsWith('..')) fail(file, `links outside the repository: ${target}`);
+  }
+}
+const guides = join(root, 'apps/docs/guides');
+for (const f of [
+  join(root, 'README.md'),
+  ...[...libraries, ...apps].map((d) => join(d, 'README.md')).filter((f) => existsSync(f)),
+  ...(existsSync(guides)
+    ? readdirSync(guides)
+        .filter((f) => f.endsWith('.md'))
+        .map((f) => join(guides, f))
+    : []),
+]) {
+  checkLinksStayInside(f);
+}
 
 /** The root README's set-up commands: the non-comment lines of the first sh block under "## Set up". */
 function checkSetUpCommands() {

@@ -50,8 +50,9 @@ beforeAll(async () => {
     format: 'esm',
     target: 'node20',
     logLevel: 'error',
-    // The native WebGPU binding is never loaded with --backend cpu.
-    external: ['webgpu'],
+    // Native addons never loaded here: the WebGPU binding (--backend cpu) and resvg (the report
+    // command's PNGs, imported on first use).
+    external: ['webgpu', '@resvg/resvg-js'],
     // Bundled CommonJS dependencies (yaml's Node build) call require().
     banner: {
       js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",

@@ -1,5 +1,6 @@
 import '@dictlearn/backend-cpu/register';
 import '@dictlearn/backend-webgpu/register';
+import '@dictlearn/backend-cuda/register';
 import '@dictlearn/arch-standard/register';
 import '@dictlearn/arch-topk/register';
 import '@dictlearn/arch-jumprelu/register';
@@ -18,6 +19,7 @@ import { EXPERIMENT_USAGE, experimentCommand } from './commands/experiment-cli.j
 import { encodeCommand, featuresCommand } from './commands/features.js';
 import { convertCommand, inspectCommand } from './commands/formats.js';
 import { MODEL_FLAGS, modelSourceFromFlags } from './commands/model-flags.js';
+import { REPORT_USAGE, reportCommand } from './commands/report.js';
 import {
   catchInterrupts,
   formatSummary,
@@ -45,6 +47,9 @@ penalties in one pass and reports how many true features each recovered).
 
 commands:
   demo      the same demo: --seed N (data and init; default 0), --steps N (default 1000), --json
+            --out DIR             write the run folder (dictionaries, log.jsonl, summary.json) for
+                                  dictlearn report DIR; an existing run there is replaced
+            --log-every N         log every N steps (default 100)
             --archs               one dictionary of each architecture instead (standard, topk,
                                   batch-topk, jumprelu, gated), each with its tuned settings, on
                                   one synthetic stream for 1500 steps; the same run as a config
@@ -55,6 +60,8 @@ commands:
             --model FILE --hook H[,H2] --text FILE [--tokenizer FILE --context-length N
             --forward-batch N --drop-bos]   a language model's activations (--source model):
                                   one trainer set per hook, folders --out DIR/<hook>/<trainer>
+            --prefetch N --model-threads N   forward passes run ahead in a worker thread
+                                  (default 1; 0: none) and onnxruntime's threads (default 1)
             --data FILE           activation file(s) for npy/safetensors (repeatable)
             --dim D --num-features N --mean-active K --noise S --data-seed N   synthetic data
             --arch NAME           standard (default), april-update, tied, or any registered
@@ -103,7 +110,7 @@ commands:
             --json OUT (every number on the page)  --tokenizer FILE  --backend NAME
   encode    dictlearn encode PATH --model m.onnx --hook H --prompt "text" [--top N] [--no-bos] [--json]:
             per token of the prompt, its top features and their values
-${EXPERIMENT_USAGE}
+${REPORT_USAGE}${EXPERIMENT_USAGE}
   bench     matmul GFLOP/s and one training step per backend, beside numpy
             --json --reps N --batch B --d D --features F --include-ts --no-numpy
 
@@ -148,7 +155,9 @@ function sourceFromFlags(values: Values, base?: RunConfig['source']): RunConfig[
   set('seed', 'data-seed');
   if (type === 'npy' || type === 'safetensors') {
     if (!src.files)
-      throw new ConfigError(`--source ${type} needs --data FILE (one or more activation files)`);
+      throw new ConfigError(
+        `--source ${type} needs --data FILE (one or more activation files; in a config file: source: { type: ${type}, files: [FILE, ...] })`,
+      );
     const synthetic = ['num-features', 'mean-active', 'noise'].filter((f) => values[f] !== undefined);
     if (synthetic.length > 0) {
       throw new ConfigError(
@@ -280,7 +289,7 @@ async function runAndPrint(
 }
 
 /**
- * `dictlearn demo [--archs] [--seed N] [--steps N]`: the no-argument demo (or, with `--archs`,
+ * `dictlearn demo [--archs] [--seed N] [--steps N] [--out DIR]`: the no-argument demo (or, with `--archs`,
  * one dictionary per architecture) with its data and init seeds set to N.
  */
 async function demoCommand(args: string[]): Promise<number> {
@@ -291,6 +300,8 @@ async function demoCommand(args: string[]): Promise<number> {
       steps: { type: 'string' },
       archs: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      'log-every': { type: 'string' },
     },
     strict: true,
   });
@@ -298,7 +309,13 @@ async function demoCommand(args: string[]): Promise<number> {
   const cfg = values.archs ? archsDemoConfig(seed) : demoConfig(seed);
   const steps = flagNumber('steps', values.steps);
   if (steps !== undefined) cfg.steps = steps;
-  return runAndPrint(resolveConfig(cfg), values.json as boolean);
+  if (values.out !== undefined) cfg.out = values.out;
+  const logEvery = flagNumber('log-every', values['log-every']);
+  if (logEvery !== undefined) cfg.logEvery = logEvery;
+  // A demo is run again and again: its --out is a scratch folder, replaced each time.
+  return runAndPrint(resolveConfig(cfg), values.json as boolean, undefined, {
+    restart: values.out !== undefined,
+  });
 }
 
 async function evalCommand(args: string[]): Promise<number> {
@@ -452,6 +469,7 @@ export const COMMANDS = {
   convert: (args: string[]) => convertCommand(args, write),
   features: featuresCommand,
   encode: encodeCommand,
+  report: (args: string[]) => reportCommand(args, write),
   experiment: experimentCommand,
   bench: benchCommand,
 } satisfies Record<string, (args: string[]) => Promise<number>>;

@@ -1,6 +1,6 @@
 // `dictlearn train --source model` and `dictlearn eval --model` on the tiny test models of
 // @dictlearn/source-model (a GPT-NeoX of 3 layers, d 64; fixtures made by its make-test-models.py).
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +35,26 @@ interface Summary {
   saeTokensPerSecond: number;
   trainers: { architecture: string; l0: number; fve: number; fracRecovered: number; savedTo: string }[];
 }
+
+// A buffer of one batch: each batch is the next 256 rows of the text, so an interrupted and
+// resumed run trains on exactly the rows of an uninterrupted one.
+const ONE_BATCH_BUFFER = [
+  ...model,
+  '--hook',
+  'gpt_neox.layers.1',
+  '--l1',
+  '0.05',
+  '--dict-size',
+  '128',
+  '--warmup-steps',
+  '2',
+  '--batch-size',
+  '256',
+  '--buffer-rows',
+  '256',
+  '--seed',
+  '3',
+];
 
 async function train(args: string[]): Promise<{ code: number; summary?: Summary; err: string }> {
   const io = captureOutput();
@@ -151,25 +171,7 @@ describe('dictlearn train --source model', () => {
   });
 
   it('resumes the text where the checkpoint stopped: no forward pass over the text already trained on', async () => {
-    // A buffer of one batch: each batch is the next 256 rows of the text, so an interrupted and
-    // resumed run trains on exactly the rows of an uninterrupted one.
-    const args = [
-      ...model,
-      '--hook',
-      'gpt_neox.layers.1',
-      '--l1',
-      '0.05',
-      '--dict-size',
-      '128',
-      '--warmup-steps',
-      '2',
-      '--batch-size',
-      '256',
-      '--buffer-rows',
-      '256',
-      '--seed',
-      '3',
-    ];
+    const args = ONE_BATCH_BUFFER;
     const whole = await mkdtemp(join(tmpdir(), 'dl-model-'));
     const a = await train([...args, '--steps', '16', '--out', whole]);
     expect(a.code).toBe(0);
@@ -296,5 +298,115 @@ describe('dictlearn eval --model', () => {
     }
     // The reconstruction metrics are there too.
     expect(text).toMatch(/^frac_variance_explained\s+0\.\d+$/m);
+  });
+});
+
+describe('dictlearn train --source model: forward passes run ahead (--prefetch)', () => {
+  const args = ONE_BATCH_BUFFER;
+  const NAME = '0_standard_l1Penalty=0.05';
+  const dict = (out: string) => join(out, 'gpt_neox.layers.1', NAME);
+
+  it('trains the same dictionary with 0, 1 and 3 passes ahead; a resume may change --prefetch and --model-threads', async () => {
+    const outs: string[] = [];
+    for (const depth of ['0', '1', '3']) {
+      const out = await mkdtemp(join(tmpdir(), 'dl-prefetch-'));
+      const r = await train([...args, '--steps', '12', '--out', out, '--prefetch', depth]);
+      expect(r.code, r.err).toBe(0);
+      outs.push(out);
+    }
+    const base = await params(dict(outs[0]));
+    for (const out of outs.slice(1)) expect(maxDiff(await params(dict(out)), base)).toBe(0);
+    // Stopped at 6 with 3 passes ahead, resumed without prefetch on one model thread: the text
+    // continues at the saved position (the passes run ahead were not counted in it).
+    const split = await mkdtemp(join(tmpdir(), 'dl-prefetch-'));
+    const a = await train([...args, '--steps', '6', '--out', split, '--save-steps', '6', '--prefetch', '3']);
+    expect(a.code, a.err).toBe(0);
+    const b = await train([
+      ...args,
+      '--steps',
+      '12',
+      '--out',
+      split,
+      '--resume',
+      '--prefetch',
+      '0',
+      '--model-threads',
+      '1',
+    ]);
+    expect(b.code, b.err).toBe(0);
+    expect(b.err).toMatch(/resuming from step 6/);
+    expect(maxDiff(await params(dict(split)), base)).toBeLessThan(1e-5);
+  });
+
+  it('SIGINT with a pass running ahead: exit 130 with every pass finished and no unhandled rejection; the resume ends as an uninterrupted run', async () => {
+    const { LanguageModel } = await import('@dictlearn/source-model');
+    const forward = LanguageModel.prototype.forward;
+    let started = 0;
+    let settled = 0;
+    vi.spyOn(LanguageModel.prototype, 'forward').mockImplementation(function (this: unknown, ...a) {
+      started++;
+      return (forward.apply(this, a) as ReturnType<typeof forward>).finally(() => {
+        settled++;
+      });
+    });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    const out = await mkdtemp(join(tmpdir(), 'dl-prefetch-'));
+    const io = captureOutput();
+    try {
+      const run = main([
+        'train',
+        '--source',
+        'model',
+        ...args,
+        '--steps',
+        '1000000',
+        '--save-steps',
+        '8',
+        '--out',
+        out,
+        '--prefetch',
+        '2',
+        '--json',
+      ]);
+      const ckpt = join(dict(out), 'checkpoints', 'step_8');
+      for (let t = 0; !existsSync(ckpt); t++) {
+        if (t > 6000) throw new Error('no checkpoint at step 8');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      process.emit('SIGINT', 'SIGINT');
+      expect(await run).toBe(130);
+      // Every forward pass started (the probe's, the training's, those run ahead) has finished.
+      expect(started).toBeGreaterThan(2);
+      expect(settled).toBe(started);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      vi.restoreAllMocks();
+    }
+    const m = /interrupted at step (\d+)\//.exec(io.err.join(''));
+    expect(m, io.err.join('')).not.toBeNull();
+    const total = Number(m![1]) + 4;
+    const resumed = await train([...args, '--steps', String(total), '--out', out, '--resume']);
+    expect(resumed.code, resumed.err).toBe(0);
+    const ref = await mkdtemp(join(tmpdir(), 'dl-prefetch-'));
+    expect((await train([...args, '--steps', String(total), '--out', ref, '--prefetch', '0'])).code).toBe(0);
+    expect(maxDiff(await params(dict(out)), await params(dict(ref)))).toBeLessThan(1e-5);
+  });
+
+  it('shows the overall tokens/s beside the model and SAE figures; refuses bad --prefetch and --model-threads', async () => {
+    const r = await train([...args, '--steps', '4', '--log-every', '2']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/model \d+ tok\/s, SAE \d+ tok\/s, overall \d+ tok\/s/);
+    for (const v of ['-1', '1.5', 'two']) {
+      const bad = await train([...args, '--steps', '2', `--prefetch=${v}`]);
+      expect(bad.code).toBe(2);
+      expect(bad.err).toBe(`dictlearn train: --prefetch must be a non-negative integer, got '${v}'\n`);
+    }
+    const threads = await train([...args, '--steps', '2', '--model-threads', '0']);
+    expect(threads.code).toBe(2);
+    expect(threads.err).toMatch(/--model-threads must be a positive integer, got '0'/);
   });
 });

@@ -1,5 +1,6 @@
 import {
   add,
+  customGrad,
   type DeadFeatures,
   type DictionarySizes,
   div,
@@ -9,10 +10,13 @@ import {
   linearBiasRelu,
   matmul,
   mul,
+  type OpSpec,
   type Params,
   randomUniform,
   randomUnitRows,
+  reluGrad,
   reshape,
+  runOp,
   scatterAddRows,
   square,
   sub,
@@ -25,8 +29,80 @@ import {
 
 /**
  * Building blocks shared by the ReLU SAEs of this package (SAELens layout: `W_enc` [d, F],
- * `W_dec` [F, d]). Every function uses core ops only, so gradients and backends come for free.
+ * `W_dec` [F, d]). Every function uses core ops only, so gradients and backends come for free;
+ * the two fused ops below are core ops too (run through `runOp`), whose reference compositions
+ * every backend without their kernels runs, gradients included.
  */
+
+/**
+ * `runOp` for the two ops this package defines. They are not in core's `OpAttrs` (a
+ * `declare module` merge does not reach an interface core re-exports from another module), so
+ * the name is passed untyped; attributes: `linearBiasReluSum` { transB, shape: [B, F] },
+ * `reluGradRowSum` {}.
+ */
+const runLocalOp = runOp as unknown as (
+  name: 'linearBiasReluSum' | 'reluGradRowSum',
+  inputs: Tensor[],
+  attrs: Record<string, unknown>,
+  spec: OpSpec<Record<string, unknown>>,
+) => Tensor[];
+
+/**
+ * The ReLU encoder's backward in one op: dPre = (dF + row)·[f > 0], where `row` [F] is the
+ * gradient reaching the column sums Σ_b f (the L1 penalty's), broadcast down the batch, and
+ * Σ_b dPre (the bias gradient). The composition is the unfused reference (add, reluGrad, sum);
+ * a backend may fuse it into one pass (backend-cpu does).
+ */
+export function reluGradRowSum(dF: Tensor, row: Tensor, f: Tensor): [Tensor, Tensor] {
+  const [dPre, colsum] = runLocalOp(
+    'reluGradRowSum',
+    [dF, row, f],
+    {},
+    {
+      composition: () => {
+        const d = reluGrad(add(dF, row), f);
+        return [d, sum(d, 0)];
+      },
+    },
+  );
+  return [dPre, colsum];
+}
+
+/**
+ * relu(x·op(W) + b) and its column sums Σ_b f (for x [B, d], W [d, F] or [F, d] with `transB`,
+ * b [F]): the encoder with the per-feature sums the L1 penalty and the firing activity need,
+ * which a backend computes in the pass that adds the bias. Its gradient takes both outputs' in
+ * one pass ({@link reluGradRowSum}), so the penalty's constant gradient never becomes a
+ * [B, F] tensor of its own. The composition (linearBiasRelu, then sum) is the reference.
+ */
+export function linearBiasReluSum(x: Tensor, w: Tensor, b: Tensor, transB: boolean): [Tensor, Tensor] {
+  const F = transB ? w.shape[0] : w.shape[1];
+  const [f, colsum] = runLocalOp(
+    'linearBiasReluSum',
+    [x, w, b],
+    { transB, shape: [x.shape[0], F] },
+    {
+      composition: () => {
+        const f = linearBiasRelu(x, w, b, { transB });
+        return [f, sum(f, 0)];
+      },
+      grad: (inputs, outputs) => (dys, needs) => {
+        const [xi, wi] = inputs;
+        const [dPre, db] = reluGradRowSum(dys[0], dys[1], outputs[0]);
+        return [
+          needs[0] ? matmul(dPre, wi, { transB: !transB }) : null,
+          needs[1]
+            ? transB
+              ? matmul(dPre, xi, { transA: true })
+              : matmul(xi, dPre, { transA: true })
+            : null,
+          needs[2] ? db : null,
+        ];
+      },
+    },
+  );
+  return [f, colsum];
+}
 
 /**
  * Features f = ReLU((x − b_dec) W_enc + b_enc) for an encoder matrix given as [d, F] or as
@@ -42,8 +118,28 @@ export function encodeRelu(
   enc: { W_enc: Tensor } | { W_dec: Tensor },
 ): Tensor {
   const [w, transB] = 'W_enc' in enc ? [enc.W_enc, false] : [enc.W_dec, true];
-  const shift = sub(bEnc, reshape(matmul(reshape(bDec, [1, -1]), w, { transB }), [-1]));
-  return linearBiasRelu(x, w, shift, { transB });
+  return linearBiasRelu(x, w, encoderShift(bDec, bEnc, w, transB), { transB });
+}
+
+/** b_enc − b_dec·op(W): the encoder's bias once b_dec is folded in (see {@link encodeRelu}). */
+function encoderShift(bDec: Tensor, bEnc: Tensor, w: Tensor, transB: boolean): Tensor {
+  return sub(bEnc, reshape(matmul(reshape(bDec, [1, -1]), w, { transB }), [-1]));
+}
+
+/**
+ * {@link encodeRelu} with the features' column sums Σ_b f (what the L1 penalty of a ReLU SAE
+ * and its firing activity need), through {@link linearBiasReluSum}: the same values, with the
+ * backward pass of encoder and penalty fused.
+ */
+export function encodeReluWithSums(
+  x: Tensor,
+  bDec: Tensor,
+  bEnc: Tensor,
+  enc: { W_enc: Tensor } | { W_dec: Tensor },
+): { features: Tensor; sums: Tensor } {
+  const [w, transB] = 'W_enc' in enc ? [enc.W_enc, false] : [enc.W_dec, true];
+  const [features, sums] = linearBiasReluSum(x, w, encoderShift(bDec, bEnc, w, transB), transB);
+  return { features, sums };
 }
 
 /** f W_dec + b_dec. */
@@ -99,9 +195,19 @@ export function initBiases(
   return { b_enc, b_dec: zeros([sizes.activationDim], { backend }) };
 }
 
-/** mean_b ‖x − x̂‖² (squared error summed over d, averaged over the batch). */
+/**
+ * mean_b ‖x − x̂‖² (squared error summed over d, averaged over the batch), with its gradient
+ * written out: d/dx̂ = (x̂ − x)·(2/B), two passes over [B, d] where autograd of the expression
+ * takes four (broadcast, 2·r, the product, the negation), bit for bit the same values. x is
+ * data (a batch): no gradient flows into it.
+ */
 export function meanSquaredError(x: Tensor, xhat: Tensor): Tensor {
-  return div(sum(square(sub(x, xhat))), x.shape[0]);
+  const B = x.shape[0];
+  return customGrad((x: Tensor, xhat: Tensor) => ({
+    value: div(sum(square(sub(x, xhat))), B),
+    // (dy/B)·2 first, as autograd of div, then square, rounds it
+    grad: (dy) => [null, mul(sub(xhat, x), mul(div(dy, B), 2))],
+  }))(x, xhat);
 }
 
 /** mean_b ‖x − x̂‖₂ (DL's l2_loss, logged). */
@@ -156,12 +262,20 @@ export function resampleLinear(p: Params, features: DeadFeatures, inputs: Tensor
 
 /**
  * The standard SAE loss from features f ≥ 0: mean‖x − x̂‖² + λ·s(t)·mean‖f‖₁, with x̂ decoded by
- * W_dec. The per-feature sums of f (needed for ‖f‖₁ anyway) double as the firing activity.
+ * W_dec. The per-feature sums of f (needed for ‖f‖₁ anyway) double as the firing activity;
+ * `enc` is the features, or the features with those sums ({@link encodeReluWithSums}).
  */
-export function reluL1Loss(p: Params, x: Tensor, f: Tensor, l1Penalty: number, ctx: LossContext): LossOutput {
+export function reluL1Loss(
+  p: Params,
+  x: Tensor,
+  enc: Tensor | { features: Tensor; sums: Tensor },
+  l1Penalty: number,
+  ctx: LossContext,
+): LossOutput {
+  const f = 'features' in enc ? enc.features : enc;
   const xhat = decodeLinear(f, p.W_dec, p.b_dec);
   const mse = meanSquaredError(x, xhat);
-  const activity = sum(f, 0);
+  const activity = 'features' in enc ? enc.sums : sum(f, 0);
   const l1 = div(sum(activity), x.shape[0]);
   return {
     loss: add(mse, mul(l1, l1Penalty * ctx.sparsityScale)),

@@ -1,113 +1,58 @@
 import { createCpuBackend } from '@dictlearn/backend-cpu';
+import { registerBackend, scope, tensor, useBackend } from '@dictlearn/core';
 import {
-  type ArchitecturePlugin,
-  registerBackend,
-  scope,
-  type Tensor,
-  Trainer,
-  tensor,
-  useBackend,
-  valueAndGrad,
-} from '@dictlearn/core';
-import { compareValues } from '@dictlearn/core/testing';
+  compareValues,
+  describeStepFixture,
+  type StepFixture,
+  type StepFixtureCase,
+} from '@dictlearn/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import fixture from './fixtures/steps.json' with { type: 'json' };
-import { aprilUpdate, standard, tied } from './standard.js';
+import { aprilUpdate, type StandardConfig, standard, tied } from './standard.js';
 
 // Two optimisation steps of each architecture against a numpy reimplementation of the
 // REFERENCE definitions (scripts/make-step-fixture.py): loss, logs, every gradient, and every
 // parameter after ConstrainedAdam / clipped Adam.
 
-interface Arr {
-  shape: number[];
-  values: number[];
-}
-interface Step {
-  loss: number;
-  logs: Record<string, number>;
-  grads: Record<string, Arr>;
-  params: Record<string, Arr>;
-}
-interface Entry {
-  init: Record<string, Arr>;
-  batches: Arr[];
-  steps: Step[];
-}
-
-const fx = fixture as unknown as {
-  sizes: { batch: number; activationDim: number; dictSize: number };
+const raw = fixture as unknown as {
+  sizes: StepFixture<StandardConfig>['sizes'];
   hyper: { l1Penalty: number; lr: number };
-  architectures: Record<string, Entry>;
+  architectures: Record<string, StepFixtureCase>;
 };
+
+// The fixture keeps one l1Penalty for all three; each case gets it as its config.
+const fx: StepFixture<Partial<StandardConfig>> = {
+  sizes: raw.sizes,
+  hyper: { lr: raw.hyper.lr },
+  cases: Object.fromEntries(
+    Object.entries(raw.architectures).map(([name, c]) => [
+      name,
+      { ...c, config: { l1Penalty: raw.hyper.l1Penalty } },
+    ]),
+  ),
+};
+const makers = { standard, 'april-update': aprilUpdate, tied };
 
 beforeAll(async () => {
   registerBackend(createCpuBackend({ name: 'cpu', fastMatmul: false }));
   await useBackend('cpu');
 });
 
-const t = (a: Arr) => tensor(a.values, a.shape);
-
 // float32 arithmetic against a float64 reference on O(1) values: losses and gradients agree to
 // ~1e-6 relative; one Adam step moves parameters by ≤ lr = 1e-2, so 1e-5 absolute is tight.
 const GRAD_TOL = { rtol: 1e-4, atol: 1e-6 };
 const PARAM_TOL = { rtol: 1e-5, atol: 1e-5 };
 
-const cases: [string, () => ArchitecturePlugin<object>][] = [
-  ['standard', () => standard({ l1Penalty: fx.hyper.l1Penalty })],
-  ['april-update', () => aprilUpdate({ l1Penalty: fx.hyper.l1Penalty })],
-  ['tied', () => tied({ l1Penalty: fx.hyper.l1Penalty })],
-];
-
-describe.each(cases)('%s: two training steps match numpy', (name, make) => {
-  it('loss, logs, gradients and updated parameters', async () => {
-    const entry = fx.architectures[name];
-    const arch = make();
-    const trainer = new Trainer(
-      {
-        architecture: arch,
-        dictSize: fx.sizes.dictSize,
-        lr: fx.hyper.lr,
-        warmupSteps: 0,
-        sparsityWarmupSteps: 0,
-      },
-      fx.sizes.activationDim,
-      10,
-    );
-    for (const [k, v] of Object.entries(entry.init)) trainer.vars[k].assign(t(v));
-    for (let s = 0; s < entry.steps.length; s++) {
-      const want = entry.steps[s];
-      const x = t(entry.batches[s]);
-      // Gradients straight from the architecture's loss.
-      const vars = Object.values(trainer.vars);
-      const { value, grads } = valueAndGrad(
-        () => arch.loss(trainer.params(), x, { step: s, sparsityScale: 1 }).loss,
-        vars,
-      );
-      expect(compareValues(await value.data(), [want.loss], GRAD_TOL, `${name} step ${s} loss`)).toBeNull();
-      for (const v of vars) {
-        const g = grads.get(v) as Tensor;
-        expect(
-          compareValues(await g.data(), want.grads[v.name].values, GRAD_TOL, `${name} step ${s} d${v.name}`),
-        ).toBeNull();
-        g.dispose();
-      }
-      value.dispose();
-      // The trainer's step: same loss, the logs, then ConstrainedAdam / clipped Adam.
-      const logs = await trainer.update(x, true);
-      expect(compareValues([logs.loss], [want.loss], GRAD_TOL, 'trainer loss')).toBeNull();
-      for (const [k, v] of Object.entries(want.logs)) {
-        expect(compareValues([logs[k]], [v], GRAD_TOL, `log ${k}`)).toBeNull();
-      }
-      for (const [k, v] of Object.entries(want.params)) {
-        expect(
-          compareValues(await trainer.vars[k].value.data(), v.values, PARAM_TOL, `${name} step ${s} ${k}`),
-        ).toBeNull();
-      }
-      x.dispose();
-    }
-    trainer.dispose();
-  });
+it('the fixture holds exactly the three architectures tested', () => {
+  expect(Object.keys(fx.cases).sort()).toEqual(Object.keys(makers).sort());
 });
+
+describeStepFixture(
+  '%s: two training steps match numpy',
+  fx,
+  (config, name) => makers[name as keyof typeof makers](config),
+  { grad: GRAD_TOL, param: PARAM_TOL },
+);
 
 describe('plugins', () => {
   it('init follows REFERENCE: decoder rows of norm 0.1, W_enc = W_decᵀ, zero biases; same seed, same values', async () => {

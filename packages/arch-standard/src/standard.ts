@@ -16,6 +16,7 @@ import {
   decodeLinear,
   type EncoderBiasInit,
   encodeRelu,
+  encodeReluWithSums,
   initBiases,
   initDecoder,
   meanL2,
@@ -96,7 +97,7 @@ export function standard(config: Partial<StandardConfig> = {}): ArchitecturePlug
     encode: (p, x) => encodeRelu(x, p.b_dec, p.b_enc, { W_enc: p.W_enc }),
     decode: (p, f) => decodeLinear(f, p.W_dec, p.b_dec),
     loss: (p, x, ctx) =>
-      reluL1Loss(p, x, encodeRelu(x, p.b_dec, p.b_enc, { W_enc: p.W_enc }), cfg.l1Penalty, ctx),
+      reluL1Loss(p, x, encodeReluWithSums(x, p.b_dec, p.b_enc, { W_enc: p.W_enc }), cfg.l1Penalty, ctx),
     decoderRows: (p) => add(p.W_dec, 0),
     foldScale: scaleBiases,
     unfoldScale: (p, s) => scaleBiases(p, 1 / s),
@@ -164,7 +165,13 @@ export function tied(config: Partial<StandardConfig> = {}): ArchitecturePlugin<S
     },
     encode: (p, x) => encodeRelu(x, p.b_dec, p.b_enc, { W_dec: p.W_dec }),
     loss: (p, x, ctx) =>
-      reluL1Loss(p, x, encodeRelu(x, p.b_dec, p.b_enc, { W_dec: p.W_dec }), base.config.l1Penalty, ctx),
+      reluL1Loss(
+        p,
+        x,
+        encodeReluWithSums(x, p.b_dec, p.b_enc, { W_dec: p.W_dec }),
+        base.config.l1Penalty,
+        ctx,
+      ),
     resample: (p, features, inputs) => resampleLinear(p, features, inputs, true),
   };
 }

@@ -1,5 +1,5 @@
 import type { Backend, DType, HostArray, TensorValues } from '@dictlearn/core';
-import { findGpu, type GpuData, GpuDevice } from './device.js';
+import { findGpu, type GpuData, GpuDevice, type GpuDeviceStats } from './device.js';
 import { registerWebGPUKernels } from './kernels.js';
 import { registerSparseKernels } from './sparse-kernels.js';
 
@@ -15,6 +15,8 @@ export interface WebGPUBackendOptions {
   powerPreference?: GPUPowerPreference;
   /** Bytes of freed buffers kept for reuse (default 1 GiB). */
   poolBytes?: number;
+  /** Dispatches recorded before a submit is forced (default 512; 1 submits each dispatch alone). */
+  maxBatchedDispatches?: number;
   /** Use subgroup operations where the adapter has them (default true; false forces the fallback). */
   subgroups?: boolean;
 }
@@ -30,6 +32,17 @@ export interface WebGPUBackend extends Backend {
   readonly gpu: GPU | undefined;
   /** Subgroup width the matmul uses (0: the workgroup-memory fallback). */
   readonly subgroupSize: number;
+  /**
+   * Dispatches, submits and device memory (live tensors, the buffer pool, the parameter arena)
+   * since `init()`; undefined before it.
+   */
+  readonly stats: GpuDeviceStats | undefined;
+  /** Submits the recorded dispatches without waiting (the Trainer calls it after each step). */
+  flush(): void;
+  /** Restarts `stats.peakAllocatedBytes` from the bytes allocated now. */
+  resetPeak(): void;
+  /** Destroys the pooled (freed) buffers, returning their memory to the device. */
+  trimPool(): void;
 }
 
 /**
@@ -86,13 +99,18 @@ export function createWebGPUBackend(options: WebGPUBackendOptions = {}): WebGPUB
           maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
           maxBufferSize: limits.maxBufferSize,
           maxStorageBuffersPerShaderStage: Math.min(limits.maxStorageBuffersPerShaderStage, 10),
+          // The adapter's finest alignment: each batched dispatch's parameters take one slice.
+          minStorageBufferOffsetAlignment: limits.minStorageBufferOffsetAlignment,
         },
       });
       device = new GpuDevice(
         dev,
         info ? `${info.description || info.device || info.vendor}` : 'unknown adapter',
-        options.poolBytes,
-        subgroupSize,
+        {
+          poolLimitBytes: options.poolBytes,
+          subgroupSize,
+          maxBatchedDispatches: options.maxBatchedDispatches,
+        },
       );
     },
     upload(values: HostArray, dtype: DType) {
@@ -106,6 +124,18 @@ export function createWebGPUBackend(options: WebGPUBackendOptions = {}): WebGPUB
     },
     sync() {
       return gpu().sync();
+    },
+    flush() {
+      device?.flush();
+    },
+    get stats() {
+      return device?.stats;
+    },
+    resetPeak() {
+      device?.resetPeak();
+    },
+    trimPool() {
+      device?.trimPool();
     },
     get gpu() {
       return keepAlive;

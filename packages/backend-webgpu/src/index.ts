@@ -11,3 +11,4 @@
  * @packageDocumentation
  */
 export { createWebGPUBackend, type WebGPUBackend, type WebGPUBackendOptions } from './backend.js';
+export type { GpuDeviceStats } from './device.js';

@@ -12,6 +12,7 @@ import {
   stridesOf,
 } from '@dictlearn/core';
 import { f32bits, type GpuData, type GpuDevice, groupsFor } from './device.js';
+import { matmulProgram } from './matmul.js';
 import { bindings, kernel1d, PRELUDE, stridedOffsets, wgslType } from './wgsl.js';
 
 type Kernel<Op extends OpName> = (
@@ -334,96 +335,8 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
     return out;
   });
 
-  // Shared by both matmul kernels: parameters, bindings, and the store with its optional epilogue.
-  const MATMUL_PARAMS =
-    'let M = prm[0]; let N = prm[1]; let K = prm[2]; let ta = prm[3]; let tb = prm[4]; let sA = prm[5]; let sB = prm[6];';
-  const matmulBindings = (epilogue: boolean) =>
-    bindings(
-      epilogue
-        ? [
-            ['A', 'f32'],
-            ['B', 'f32'],
-            ['BIAS', 'f32'],
-          ]
-        : [
-            ['A', 'f32'],
-            ['B', 'f32'],
-          ],
-      [['C', 'f32']],
-    );
-  const storeC = (epilogue: boolean, acc: string) =>
-    epilogue
-      ? `let v = ${acc} + BIAS[col]; C[z * M * N + row * N + col] = select(max(v, 0.0), v, isnan_(v));`
-      : `C[z * M * N + row * N + col] = ${acc};`;
-
-  // Tiled matmul: 16×16 tiles in workgroup memory; batch on z; transposes by indexing.
-  /** The tiled product; with `epilogue`, C = relu(C + bias) before the store (the SAE encoder). */
-  const matmulShader = (epilogue: boolean) => `${PRELUDE}
-${matmulBindings(epilogue)}
-var<workgroup> As: array<array<f32, 16>, 16>;
-var<workgroup> Bs: array<array<f32, 16>, 16>;
-@compute @workgroup_size(16, 16)
-fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u) {
-  ${MATMUL_PARAMS}
-  let row = wid.y * 16u + lid.y; let col = wid.x * 16u + lid.x; let z = wid.z;
-  var acc = 0.0;
-  let tiles = (K + 15u) / 16u;
-  for (var t = 0u; t < tiles; t++) {
-    let ka = t * 16u + lid.x;
-    if (row < M && ka < K) { As[lid.y][lid.x] = A[z * sA + select(row * K + ka, ka * M + row, ta == 1u)]; } else { As[lid.y][lid.x] = 0.0; }
-    let kb = t * 16u + lid.y;
-    if (kb < K && col < N) { Bs[lid.y][lid.x] = B[z * sB + select(kb * N + col, col * K + kb, tb == 1u)]; } else { Bs[lid.y][lid.x] = 0.0; }
-    workgroupBarrier();
-    for (var k = 0u; k < 16u; k++) { acc = acc + As[lid.y][k] * Bs[k][lid.x]; }
-    workgroupBarrier();
-  }
-  if (row < M && col < N) {
-    ${storeC(epilogue, 'acc')}
-  }
-}`;
-  /**
-   * The subgroup product: a workgroup is one subgroup of SG lanes computing an 8 × SG tile of C;
-   * lane l owns column l of the tile. For each chunk of SG values of k, lane l loads A[r, k0 + l]
-   * for the tile's 8 rows, and `subgroupShuffle` hands every lane the A value of each k in turn,
-   * instead of a round trip through workgroup memory and two barriers.
-   */
-  const subgroupShader = (epilogue: boolean, SG: number) => `enable subgroups;
-${PRELUDE}
-${matmulBindings(epilogue)}
-const SG = ${SG}u;
-const R = 8u;
-@compute @workgroup_size(${SG})
-fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3u) {
-  ${MATMUL_PARAMS}
-  let col = wid.x * SG + lane; let row0 = wid.y * R; let z = wid.z;
-  var acc: array<f32, 8>;
-  var a: array<f32, 8>;
-  for (var k0 = 0u; k0 < K; k0 += SG) {
-    let ka = k0 + lane;
-    for (var r = 0u; r < R; r++) {
-      let row = row0 + r;
-      var v = 0.0;
-      if (row < M && ka < K) { v = A[z * sA + select(row * K + ka, ka * M + row, ta == 1u)]; }
-      a[r] = v;
-    }
-    for (var j = 0u; j < SG; j++) {
-      let kb = k0 + j;
-      var b = 0.0;
-      if (kb < K && col < N) { b = B[z * sB + select(kb * N + col, col * K + kb, tb == 1u)]; }
-      for (var r = 0u; r < R; r++) { acc[r] = acc[r] + subgroupShuffle(a[r], j) * b; }
-    }
-  }
-  for (var r = 0u; r < R; r++) {
-    let row = row0 + r;
-    if (row < M && col < N) {
-      ${storeC(epilogue, 'acc[r]')}
-    }
-  }
-}`;
+  // The matmul programs (kernel choice, WGSL, workgroups) live in matmul.ts.
   const sg = () => gpu().subgroupSize;
-  const matmulCode = (epilogue: boolean) => (sg() ? subgroupShader(epilogue, sg()) : matmulShader(epilogue));
-  const matmulGroups = (M: number, N: number, batch: number): [number, number, number] =>
-    sg() ? [Math.ceil(N / sg()), Math.ceil(M / 8), batch] : [Math.ceil(N / 16), Math.ceil(M / 16), batch];
   reg('matmul', ([a, b], attrs) => {
     const shape = attrs.shape as number[];
     const transA = attrs.transA as boolean;
@@ -439,11 +352,12 @@ fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: 
       fillBuffer(out.data, 0);
       return out;
     }
+    const p = matmulProgram({ M, N, K, transA, transB }, batch, sg(), false);
     gpu().dispatch(
-      matmulCode(false),
+      p.code,
       [buf(a), buf(b), out.data.buffer],
       [M, N, K, transA ? 1 : 0, transB ? 1 : 0, sA, sB],
-      matmulGroups(M, N, batch),
+      p.groups,
     );
     return out;
   });
@@ -454,11 +368,14 @@ fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: 
     const [M, N] = shape;
     const K = x.shape[1];
     const out = output(shape, 'float32', 'linearBiasRelu');
+    // K = 0: relu(bias); x's buffer is then too small to bind as vec4s, so the scalar kernel.
+    const d = { M, N, K, transA: false, transB };
+    const p = matmulProgram(d, 1, sg(), true, K === 0 ? 'tiled' : undefined);
     gpu().dispatch(
-      matmulCode(true),
+      p.code,
       [buf(x), buf(w), buf(bias), out.data.buffer],
       [M, N, K, 0, transB ? 1 : 0, 0, 0],
-      matmulGroups(M, N, 1),
+      p.groups,
     );
     return out;
   });

@@ -15,6 +15,7 @@ import {
   normalQuantile,
   PhiloxStream,
 } from './random.js';
+import { type SyntheticSums, syntheticWasm } from './synthetic-wasm.js';
 
 /** Options of {@link SyntheticSource}; every field has the default of the sparse_coding experiments. */
 export interface SyntheticSourceOptions {
@@ -39,6 +40,11 @@ export interface SyntheticSourceOptions {
   coefficients?: 'uniform' | 'uniform-product';
   /** Seed of every random draw: features, correlations and samples (default 0). */
   seed?: number;
+  /**
+   * Compute the samples' sums in WebAssembly SIMD where it is available (default true); `false`
+   * keeps the TypeScript loop. Either gives the same values, bit for bit.
+   */
+  wasm?: boolean;
 }
 
 /** Batches of a {@link SyntheticSource}: core's `BatchOptions` plus the index of the first sample. */
@@ -186,6 +192,8 @@ export class SyntheticSource implements GroundTruthSource {
   readonly #blockLogMiss: Float64Array;
   readonly #codeStream: PhiloxStream;
   readonly #noiseStream: PhiloxStream;
+  readonly #useWasm: boolean;
+  #sums: SyntheticSums | null | undefined;
 
   constructor(options: SyntheticSourceOptions = {}) {
     const o = options ?? {};
@@ -253,6 +261,7 @@ export class SyntheticSource implements GroundTruthSource {
     this.#blockStart = Int32Array.from([...starts, this.numFeatures]);
     this.#blockBound = Float64Array.from(starts, (s) => p[s]);
     this.#blockLogMiss = Float64Array.from(starts, (s) => Math.log1p(-p[s]));
+    this.#useWasm = o.wasm !== false;
     this.#codeStream = new PhiloxStream(seedFor('data', this.seed));
     this.#noiseStream = new PhiloxStream(seedFor('data', this.seed));
   }
@@ -335,6 +344,8 @@ export class SyntheticSource implements GroundTruthSource {
     // words a sample's code stream usually needs: ~2 per candidate, 1 per block, 1–2 per coefficient
     const codeWords =
       Math.ceil(4 * this.meanActive) + 2 * this.#blockBound.length + (eta ? eta.length + 16 : 0);
+    const simd = out && count > 0 ? this.#simd() : null;
+    const batch = simd ? new ActiveLists(count, Math.ceil(2 * this.meanActive * count) + 16) : undefined;
     for (let r = 0; r < count; r++) {
       const n = start + r;
       const lo = n >>> 0;
@@ -350,6 +361,11 @@ export class SyntheticSource implements GroundTruthSource {
         codes.offsets[r + 1] = codes.indices.length;
       }
       if (!out) continue;
+      if (batch) {
+        // gathered for one WebAssembly call over the batch; noise follows it, row by row
+        batch.add(active, coef, count);
+        continue;
+      }
       const base = r * d;
       for (let a = 0; a < count; a++) axpy(out, base, g, active[a] * d, coef[a], d);
       if (sigma > 0) {
@@ -357,6 +373,21 @@ export class SyntheticSource implements GroundTruthSource {
         ns.addNormals(out, base, d, sigma);
       }
     }
+    if (!out || !batch || !simd) return;
+    simd.sums(count, batch.offs, batch.idx, batch.coef, out);
+    if (sigma > 0) {
+      for (let r = 0; r < count; r++) {
+        const n = start + r;
+        ns.reset(n >>> 0, Math.floor(n / 2 ** 32), TAG_NOISE, d + 8);
+        ns.addNormals(out, r * d, d, sigma);
+      }
+    }
+  }
+
+  /** The WebAssembly sums of this source (made on first use), or null: the TypeScript loop then. */
+  #simd(): SyntheticSums | null {
+    if (this.#sums === undefined) this.#sums = this.#useWasm ? syntheticWasm(this.#features, this.dim) : null;
+    return this.#sums;
   }
 
   /** Independent Bernoulli(pᵢ) decisions: geometric skips per block, thinned by pᵢ / bound. */
@@ -431,6 +462,35 @@ export class SyntheticSource implements GroundTruthSource {
       }
     }
     return count;
+  }
+}
+
+/** The active features and coefficients of a batch's rows, one list after another (CSR). */
+class ActiveLists {
+  offs: Int32Array;
+  idx: Int32Array;
+  coef: Float64Array;
+  #rows = 0;
+  constructor(rows: number, capacity: number) {
+    this.offs = new Int32Array(rows + 1);
+    this.idx = new Int32Array(capacity);
+    this.coef = new Float64Array(capacity);
+  }
+  /** Appends one row's `count` features and coefficients. */
+  add(active: Int32Array, coef: Float64Array, count: number): void {
+    const at = this.offs[this.#rows];
+    if (at + count > this.idx.length) {
+      const grown = Math.max(2 * this.idx.length, at + count);
+      const idx = new Int32Array(grown);
+      idx.set(this.idx);
+      this.idx = idx;
+      const c = new Float64Array(grown);
+      c.set(this.coef);
+      this.coef = c;
+    }
+    this.idx.set(active.subarray(0, count), at);
+    this.coef.set(coef.subarray(0, count), at);
+    this.offs[++this.#rows] = at + count;
   }
 }
 

@@ -33,6 +33,12 @@ export interface Backend {
   /** Waits until queued work has finished (GPU backends); optional. */
   sync?(): Promise<void>;
   /**
+   * Starts recorded work without waiting for it, for backends that batch kernels before
+   * submitting them (WebGPU); optional. The Trainer calls it at the end of each step, so the
+   * device runs the update while the host prepares the next step.
+   */
+  flush?(): void;
+  /**
    * Set (after `init()`) when `useBackend('auto')` should pass this backend over although it
    * started, with the reason: e.g. a WebGPU adapter that is a CPU emulation (lavapipe,
    * SwiftShader), slower than the CPU backend. Naming the backend still uses it.

@@ -52,6 +52,8 @@ export {
 export * from './errors.js';
 export { ensureDir } from './io/dirs.js';
 export { readFileBytes, writeFileAtomic } from './io/fs.js';
+export * from './io/onnx-writer.js';
+export * from './io/protobuf.js';
 export * from './io/safetensors.js';
 export * from './kernel-registry.js';
 export * from './ops/index.js';
@@ -82,7 +84,7 @@ export {
 } from './shape.js';
 export type { ActivationSource, BatchOptions, GroundTruthSource, SourceFactory } from './source.js';
 export { closestName } from './suggest.js';
-export { type BackendMemory, type MemoryInfo, memory, nest, Tensor } from './tensor.js';
+export { type BackendMemory, type MemoryInfo, memory, nest, resetPeakMemory, Tensor } from './tensor.js';
 export {
   applyTrainerState,
   loadTrainerState,
@@ -108,6 +110,7 @@ export {
   trainSAE,
 } from './train/train-sae.js';
 export {
+  DEAD_LOG_STEPS,
   type ResampleCounts,
   type ResolvedTrainerSettings,
   type StepLogs,

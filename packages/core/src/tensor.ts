@@ -17,6 +17,9 @@ export class Storage {
   ) {
     const stats = statsOf(backend.name);
     stats.bytes += bytes;
+    if (stats.bytes > stats.peakBytes) stats.peakBytes = stats.bytes;
+    totalBytes += bytes;
+    if (totalBytes > totalPeak) totalPeak = totalBytes;
   }
   retain(): void {
     this.refs++;
@@ -24,6 +27,7 @@ export class Storage {
   release(): void {
     if (--this.refs === 0) {
       statsOf(this.backend.name).bytes -= this.bytes;
+      totalBytes -= this.bytes;
       this.backend.free(this.data);
     }
   }
@@ -32,12 +36,16 @@ export class Storage {
 interface BackendStats {
   tensors: number;
   bytes: number;
+  peakBytes: number;
 }
 const stats = new Map<string, BackendStats>();
+// All backends together: the peak of the sum is not the sum of the per-backend peaks.
+let totalBytes = 0;
+let totalPeak = 0;
 function statsOf(name: string): BackendStats {
   let s = stats.get(name);
   if (!s) {
-    s = { tensors: 0, bytes: 0 };
+    s = { tensors: 0, bytes: 0, peakBytes: 0 };
     stats.set(name, s);
   }
   return s;
@@ -49,6 +57,12 @@ export interface BackendMemory {
   tensors: number;
   /** Bytes they hold. */
   bytes: number;
+  /**
+   * The most bytes live tensors held at once since the start or the last
+   * {@link resetPeakMemory}: storage created inside ops and freed before they return
+   * (a kernel's private scratch) is not counted; a backend may report those itself.
+   */
+  peakBytes: number;
 }
 
 /** Live tensors and the bytes they hold, per backend and in total. */
@@ -57,6 +71,8 @@ export interface MemoryInfo {
   tensors: number;
   /** Bytes held by live tensors on all backends (shared storage counted once). */
   bytes: number;
+  /** The most `bytes` reached at once on all backends together (see {@link resetPeakMemory}). */
+  peakBytes: number;
   /** The same figures per backend name. */
   backends: Record<string, BackendMemory>;
 }
@@ -71,7 +87,17 @@ export function memory(): MemoryInfo {
     tensors += s.tensors;
     bytes += s.bytes;
   }
-  return { tensors, bytes, backends };
+  return { tensors, bytes, peakBytes: totalPeak, backends };
+}
+
+/**
+ * Restarts the peak counters of {@link memory} from the bytes live now: of one backend, or of
+ * every backend and the total when no name is given. Measure a stretch of work (e.g. training
+ * steps) as `resetPeakMemory(); ...; memory().backends[name].peakBytes`.
+ */
+export function resetPeakMemory(backend?: string): void {
+  for (const [name, s] of stats) if (backend === undefined || name === backend) s.peakBytes = s.bytes;
+  if (backend === undefined) totalPeak = totalBytes;
 }
 
 let nextId = 1;

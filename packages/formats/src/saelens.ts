@@ -11,23 +11,15 @@
  * | `jumprelu` | jumprelu; batch-topk and matryoshka-batch-topk are written as it (SAELens saves its own BatchTopK SAEs as JumpReLU, the threshold repeated per feature) |
  * | `gated` | gated, gated-anneal |
  */
+import { DictlearnError } from '@dictlearn/core';
 import {
-  DictlearnError,
-  decodeSafetensors,
-  encodeSafetensors,
-  type SafetensorsValues,
-} from '@dictlearn/core';
+  type CfgFolderFormat,
+  float32Notes,
+  readCfgFolder,
+  readCfgKeys,
+  writeCfgFolder,
+} from './cfg-folder.js';
 import { foldBDecIntoBias, kindOf, type NativeParams, nativeOf, paramsOf } from './families.js';
-import {
-  dirname,
-  ensureDir,
-  join,
-  pathKind,
-  readFileBytes,
-  readJson,
-  writeFileAtomic,
-  writeJson,
-} from './files.js';
 import {
   type DictionaryParts,
   dictlearnBlock,
@@ -50,28 +42,21 @@ export const SAELENS_FILES = {
 /** The SAELens architectures read. */
 export const SAELENS_ARCHITECTURES = ['standard', 'topk', 'jumprelu', 'gated'] as const;
 
-/** Safetensors tensors as {@link HostTensor}s (float types as float32, ints as int32). */
-export function hostTensors(
-  tensors: Record<string, { dtype: string; shape: number[]; data: SafetensorsValues | BigInt64Array }>,
-): Record<string, HostTensor> {
-  const out: Record<string, HostTensor> = {};
-  for (const [k, t] of Object.entries(tensors)) {
-    out[k] = {
-      dtype: t.dtype as HostTensor['dtype'],
-      shape: t.shape,
-      values: t.data as HostTensor['values'],
-    };
-  }
-  return out;
-}
+export { hostTensors } from './cfg-folder.js';
 
-function positiveInt(cfg: Record<string, unknown>, field: string, path: string): number {
-  const v = cfg[field];
-  if (!Number.isInteger(v) || (v as number) <= 0) {
-    throw new DictlearnError(path, `field '${field}' must be a positive integer, got ${JSON.stringify(v)}`);
-  }
-  return v as number;
-}
+/** A SAELens folder, for the shared cfg.json reader. */
+const SAELENS_FOLDER: CfgFolderFormat = {
+  label: 'SAELens',
+  files: SAELENS_FILES,
+  holds: 'a SAELens folder holds cfg.json and sae_weights.safetensors',
+};
+
+/** The cfg.json keys every SAELens SAE needs, and their kinds. */
+const SAELENS_KEYS = {
+  d_in: { kind: 'positive-int' },
+  d_sae: { kind: 'positive-int' },
+  apply_b_dec_to_input: { kind: 'boolean', default: true },
+} as const;
 
 /**
  * Maps SAELens tensors and config onto a dictlearn dictionary. `files` = [weights, config].
@@ -85,13 +70,9 @@ export function decodeSaeLens(
   files: string[],
 ): ReadResult {
   const [source, cfgPath] = files;
-  if (!cfgRaw || typeof cfgRaw !== 'object' || Array.isArray(cfgRaw)) {
-    throw new DictlearnError(cfgPath, 'must hold a JSON object (SAELens cfg.json)');
-  }
-  const cfg = cfgRaw as Record<string, unknown>;
+  const { cfg, values } = readCfgKeys(cfgRaw, cfgPath, 'SAELens', SAELENS_KEYS);
   const notes: string[] = [];
-  const d = positiveInt(cfg, 'd_in', cfgPath);
-  const F = positiveInt(cfg, 'd_sae', cfgPath);
+  const { d_in: d, d_sae: F, apply_b_dec_to_input: applyBDec } = values;
   let architecture = cfg.architecture ?? 'standard';
   const fnKwargs = (cfg.activation_fn_kwargs ?? {}) as Record<string, unknown>;
   const fn = cfg.activation_fn_str ?? cfg.activation_fn ?? 'relu';
@@ -128,19 +109,7 @@ export function decodeSaeLens(
   if (cfg.reshape_activations === 'hook_z' || cfg.hook_z_reshaping_mode === true) {
     notes.push('a hook_z SAE: it encodes the heads flattened into one vector of d_in');
   }
-  const applyBDec = cfg.apply_b_dec_to_input ?? true;
-  if (typeof applyBDec !== 'boolean') {
-    throw new DictlearnError(
-      cfgPath,
-      `field 'apply_b_dec_to_input' must be true or false, got ${JSON.stringify(applyBDec)}`,
-    );
-  }
-  for (const t of Object.values(tensors)) {
-    if (t.dtype !== 'F32') {
-      notes.push(`weights stored as ${t.dtype}, converted to float32`);
-      break;
-    }
-  }
+  notes.push(...float32Notes(tensors));
   const take = (name: string, shape: number[]) =>
     takeTensor(tensors, name, shape, source, ` (SAELens ${architecture})`);
   const n: NativeParams = {
@@ -225,24 +194,9 @@ function writeArchitecture(arch: string): string | undefined {
   return undefined;
 }
 
-/** `path`'s weights and config: a SAELens folder, or its `sae_weights.safetensors`. */
-async function locate(path: string): Promise<{ weights: string; config: string }> {
-  const kind = await pathKind(path);
-  if (kind === 'none') throw new DictlearnError(path, 'no such file or directory');
-  const dir = kind === 'dir' ? path : dirname(path);
-  const weights = kind === 'dir' ? join(dir, SAELENS_FILES.weights) : path;
-  const config = join(dir, SAELENS_FILES.config);
-  for (const f of [weights, config])
-    if ((await pathKind(f)) !== 'file')
-      throw new DictlearnError(f, 'missing (a SAELens folder holds cfg.json and sae_weights.safetensors)');
-  return { weights, config };
-}
-
 /** Reads a SAELens SAE from its folder (or its `sae_weights.safetensors`). */
-export async function readSaeLens(path: string): Promise<ReadResult> {
-  const { weights, config } = await locate(path);
-  const file = decodeSafetensors(await readFileBytes(weights), weights);
-  return decodeSaeLens(hostTensors(file.tensors), await readJson(config), [weights, config]);
+export function readSaeLens(path: string): Promise<ReadResult> {
+  return readCfgFolder(path, SAELENS_FOLDER, decodeSaeLens);
 }
 
 /** The `cfg.json` and tensors SAELens would save for a dictionary. */
@@ -316,12 +270,6 @@ export function encodeSaeLens(parts: DictionaryParts, where = 'saelens'): Safete
 }
 
 /** Writes a dictionary as SAELens does: `dir/cfg.json` and `dir/sae_weights.safetensors`, atomically. */
-export async function writeSaeLens(parts: DictionaryParts, dir: string): Promise<string[]> {
-  const { config, tensors } = encodeSaeLens(parts, dir);
-  await ensureDir(dir);
-  const weights = join(dir, SAELENS_FILES.weights);
-  await writeFileAtomic(weights, encodeSafetensors(tensors));
-  const cfg = join(dir, SAELENS_FILES.config);
-  await writeJson(cfg, config);
-  return [weights, cfg];
+export function writeSaeLens(parts: DictionaryParts, dir: string): Promise<string[]> {
+  return writeCfgFolder(dir, SAELENS_FILES, encodeSaeLens(parts, dir));
 }

@@ -5,19 +5,15 @@
  * `b_dec` [d], and `W_skip` [d, d] with a skip connection. Its encoder is TopK: ReLU, then the
  * k largest per row, on x − b_dec; that is dictlearn's `topk`.
  */
-import { DictlearnError, decodeSafetensors, encodeSafetensors } from '@dictlearn/core';
-import { nativeOf, paramsOf } from './families.js';
+import { DictlearnError } from '@dictlearn/core';
 import {
-  dirname,
-  ensureDir,
-  join,
-  listDirectory,
-  pathKind,
-  readFileBytes,
-  readJson,
-  writeFileAtomic,
-  writeJson,
-} from './files.js';
+  type CfgFolderFormat,
+  float32Notes,
+  readCfgFolder,
+  readCfgKeys,
+  writeCfgFolder,
+} from './cfg-folder.js';
+import { nativeOf, paramsOf } from './families.js';
 import {
   type DictionaryParts,
   dictlearnBlock,
@@ -28,7 +24,6 @@ import {
   takeTensor,
   transpose2d,
 } from './parts.js';
-import { hostTensors } from './saelens.js';
 import type { HostTensor } from './torch.js';
 
 /** sparsify's file names (inside a hookpoint's folder). */
@@ -38,6 +33,17 @@ export const SPARSIFY_FILES = {
   /** The weights. */
   weights: 'sae.safetensors',
 } as const;
+
+/** A sparsify hookpoint folder, for the shared cfg.json reader. */
+const SPARSIFY_FOLDER: CfgFolderFormat = {
+  label: 'sparsify',
+  files: SPARSIFY_FILES,
+  holds: 'a sparsify hookpoint folder holds cfg.json and sae.safetensors',
+  runOfFolders: 'is a sparsify run with one dictionary per hookpoint',
+};
+
+/** The cfg.json keys sparsify needs (its width, `num_latents` or `expansion_factor`, is read below). */
+const SPARSIFY_KEYS = { d_in: { kind: 'positive-int' }, k: { kind: 'positive-int' } } as const;
 
 /**
  * Maps sparsify tensors and config onto a dictlearn `topk` dictionary. `files` = [weights,
@@ -50,14 +56,8 @@ export function decodeSparsify(
   files: string[],
 ): ReadResult {
   const [source, cfgPath] = files;
-  if (!cfgRaw || typeof cfgRaw !== 'object' || Array.isArray(cfgRaw)) {
-    throw new DictlearnError(cfgPath, 'must hold a JSON object (sparsify cfg.json)');
-  }
-  const cfg = cfgRaw as Record<string, unknown>;
-  const d = cfg.d_in;
-  if (!Number.isInteger(d) || (d as number) <= 0) {
-    throw new DictlearnError(cfgPath, `field 'd_in' must be a positive integer, got ${JSON.stringify(d)}`);
-  }
+  const { cfg, values } = readCfgKeys(cfgRaw, cfgPath, 'sparsify', { d_in: SPARSIFY_KEYS.d_in });
+  const d = values.d_in;
   const activation = cfg.activation ?? 'topk';
   if (activation !== 'topk') {
     throw new DictlearnError(
@@ -81,7 +81,7 @@ export function decodeSparsify(
     Number.isInteger(num) && (num as number) > 0
       ? (num as number)
       : Number.isInteger(ef) && (ef as number) > 0
-        ? (d as number) * (ef as number)
+        ? d * (ef as number)
         : NaN;
   if (!Number.isInteger(F)) {
     throw new DictlearnError(
@@ -89,18 +89,10 @@ export function decodeSparsify(
       `needs 'num_latents' or 'expansion_factor' (positive integers), got ${JSON.stringify(num)} and ${JSON.stringify(ef)}`,
     );
   }
-  const k = cfg.k;
-  if (!Number.isInteger(k) || (k as number) <= 0) {
-    throw new DictlearnError(cfgPath, `field 'k' must be a positive integer, got ${JSON.stringify(k)}`);
-  }
-  const notes: string[] = [];
-  for (const t of Object.values(tensors)) {
-    if (t.dtype !== 'F32') {
-      notes.push(`weights stored as ${t.dtype}, converted to float32`);
-      break;
-    }
-  }
-  const D = d as number;
+  // Checked after the features sparsify's other keys refuse, as before (their errors say more).
+  const { k } = readCfgKeys(cfg, cfgPath, 'sparsify', { k: SPARSIFY_KEYS.k }).values;
+  const notes = float32Notes(tensors);
+  const D = d;
   const take = (name: string, shape: number[]) => takeTensor(tensors, name, shape, source, ' (sparsify)');
   const n = {
     W_enc: transpose2d(take('encoder.weight', [F, D]), F, D),
@@ -138,38 +130,11 @@ export function decodeSparsify(
 }
 
 /**
- * `path`'s weights and config: a hookpoint folder or its `sae.safetensors`. A folder of
+ * Reads a sparsify sparse coder from its hookpoint folder (or its `sae.safetensors`). A folder of
  * hookpoint folders (a whole sparsify run) is refused with the hookpoints listed.
  */
-async function locate(path: string): Promise<{ weights: string; config: string }> {
-  const kind = await pathKind(path);
-  if (kind === 'none') throw new DictlearnError(path, 'no such file or directory');
-  const dir = kind === 'dir' ? path : dirname(path);
-  const config = join(dir, SPARSIFY_FILES.config);
-  if (kind === 'dir' && (await pathKind(config)) !== 'file') {
-    const hooks: string[] = [];
-    for (const name of await listDirectory(dir)) {
-      if ((await pathKind(join(join(dir, name), SPARSIFY_FILES.config))) === 'file') hooks.push(name);
-    }
-    if (hooks.length) {
-      throw new DictlearnError(
-        path,
-        `is a sparsify run with one dictionary per hookpoint; name one: ${hooks.map((h) => join(path, h)).join(', ')}`,
-      );
-    }
-  }
-  const weights = kind === 'dir' ? join(dir, SPARSIFY_FILES.weights) : path;
-  for (const f of [weights, config])
-    if ((await pathKind(f)) !== 'file')
-      throw new DictlearnError(f, 'missing (a sparsify hookpoint folder holds cfg.json and sae.safetensors)');
-  return { weights, config };
-}
-
-/** Reads a sparsify sparse coder from its hookpoint folder (or its `sae.safetensors`). */
-export async function readSparsify(path: string): Promise<ReadResult> {
-  const { weights, config } = await locate(path);
-  const file = decodeSafetensors(await readFileBytes(weights), weights);
-  return decodeSparsify(hostTensors(file.tensors), await readJson(config), [weights, config]);
+export function readSparsify(path: string): Promise<ReadResult> {
+  return readCfgFolder(path, SPARSIFY_FOLDER, decodeSparsify);
 }
 
 /** The `cfg.json` and tensors sparsify would save for a `topk` dictionary. */
@@ -207,12 +172,6 @@ export function encodeSparsify(parts: DictionaryParts, where = 'sparsify'): Safe
  * Writes a `topk` dictionary as sparsify does, into the hookpoint folder `dir`: `cfg.json` and
  * `sae.safetensors` (with safetensors' `{"format": "pt"}` metadata, as `save_model` writes).
  */
-export async function writeSparsify(parts: DictionaryParts, dir: string): Promise<string[]> {
-  const { config, tensors } = encodeSparsify(parts, dir);
-  await ensureDir(dir);
-  const weights = join(dir, SPARSIFY_FILES.weights);
-  await writeFileAtomic(weights, encodeSafetensors(tensors, { format: 'pt' }));
-  const cfg = join(dir, SPARSIFY_FILES.config);
-  await writeJson(cfg, config);
-  return [weights, cfg];
+export function writeSparsify(parts: DictionaryParts, dir: string): Promise<string[]> {
+  return writeCfgFolder(dir, SPARSIFY_FILES, encodeSparsify(parts, dir), { format: 'pt' });
 }

@@ -27,6 +27,8 @@ const FIELDS: Record<string, Kind> = {
   seed: 'integer',
   epochs: 'count',
   start: 'position',
+  prefetch: 'integer',
+  intraOpThreads: 'integer',
 };
 
 const OP = "source 'model'";
@@ -121,7 +123,7 @@ export function parseModelSourceOptions(options: Record<string, unknown>): Model
 /**
  * `model`: activations of an ONNX causal LM on text files ({@link ModelSource}): model, hooks, text
  * (required), tokenizer, format, textField, contextLength, forwardBatch, prependBos, dropBos,
- * outlierMultiple, shuffle, seed, epochs, start. Register it with
+ * outlierMultiple, shuffle, seed, epochs, start, prefetch, intraOpThreads. Register it with
  * `registerPlugin('source', 'model', modelSourceFactory)` (or import `@dictlearn/source-model/register`);
  * `@dictlearn/buffer` does not, so it never loads onnxruntime. With several hooks the source it
  * returns is a `ModelSource`: use its `split()` for one source per hook.
@@ -129,7 +131,7 @@ export function parseModelSourceOptions(options: Record<string, unknown>): Model
 export const modelSourceFactory: SourceFactory = {
   name: 'model',
   description:
-    'activations of an ONNX causal language model on text: model, hooks, text (required), tokenizer, contextLength, forwardBatch, dropBos, outlierMultiple, shuffle, seed, epochs',
+    'activations of an ONNX causal language model on text: model, hooks, text (required), tokenizer, contextLength, forwardBatch, dropBos, outlierMultiple, shuffle, seed, epochs, prefetch, intraOpThreads',
   async create(options: Record<string, unknown>): Promise<ActivationSource> {
     const parsed = parseModelSourceOptions(options);
     const { ModelSource } = await import('./source.js');

@@ -11,8 +11,28 @@ import { npyDataOffset, parseNpyHeader } from '@dictlearn/buffer';
 /** The fixtures folder. */
 export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 
-/** The two test models. */
-export const MODELS = ['gpt-neox', 'gpt2'] as const;
+/** The test models (a folder each, with torch's reference data). */
+export const MODELS = ['gpt-neox', 'gpt2', 'llama'] as const;
+
+/** One checked-in ONNX export of a test model. */
+export interface FixtureExport {
+  /** What the tests call it. */
+  readonly name: string;
+  /** The model folder (its torch references). */
+  readonly model: (typeof MODELS)[number];
+  /** The ONNX file in that folder. */
+  readonly file: string;
+}
+
+/**
+ * Every checked-in export: the TorchScript exports (`model.onnx`, module paths in node names) and
+ * the Llama model from the dynamo exporter (module paths in node metadata, weights in the external
+ * data file `model-dynamo.onnx.data`), all checked against the same torch references.
+ */
+export const EXPORTS: readonly FixtureExport[] = [
+  ...MODELS.map((model) => ({ name: model, model, file: 'model.onnx' })),
+  { name: 'llama (dynamo exporter, external data)', model: 'llama', file: 'model-dynamo.onnx' },
+];
 
 /** One model's reference data (reference.json). */
 export interface Reference {

@@ -4,7 +4,14 @@ import { describe, expect, it } from 'vitest';
 import { FIXTURES } from './fixtures.js';
 import { modulePaths, nearestNames, resolveHook } from './hooks.js';
 import { encodeValueInfo, OnnxModel, OnnxType } from './onnx.js';
-import { concatBytes, encodeBytesField, encodeStringField, encodeVarintField } from './proto.js';
+import {
+  concatBytes,
+  encodeBytesField,
+  encodeStringField,
+  encodeVarintField,
+  fieldString,
+  readFields,
+} from './proto.js';
 
 const load = (name: string) =>
   OnnxModel.parse(new Uint8Array(readFileSync(`${FIXTURES}${name}/model.onnx`)), `${name}/model.onnx`);
@@ -65,6 +72,84 @@ describe('hooks on the TorchScript exports (node names carry the module scopes)'
       'h.1.attn',
       'h.10.attn',
     ]);
+  });
+});
+
+/** The model bytes with every node's metadata entry `key` removed (as an exporter that never wrote it). */
+function withoutMetadata(bytes: Uint8Array, key: string): Uint8Array {
+  const node = (b: Uint8Array) =>
+    concatBytes(
+      readFields(b)
+        .filter((f) => {
+          if (f.no !== 9) return true;
+          const k = readFields(f.bytes).find((e) => e.no === 1);
+          return !k || fieldString(k) !== key;
+        })
+        .map((f) => f.raw),
+    );
+  const graph = (b: Uint8Array) =>
+    concatBytes(readFields(b).map((f) => (f.no === 1 ? encodeBytesField(1, node(f.bytes)) : f.raw)));
+  return concatBytes(
+    readFields(bytes).map((f) => (f.no === 7 ? encodeBytesField(7, graph(f.bytes)) : f.raw)),
+  );
+}
+
+describe('hooks on a Llama-style model (RMSNorm, rotary, SwiGLU, grouped-query attention)', () => {
+  const script = load('llama');
+  const dynamoBytes = new Uint8Array(readFileSync(`${FIXTURES}llama/model-dynamo.onnx`));
+  const dynamo = OnnxModel.parse(dynamoBytes, 'llama/model-dynamo.onnx');
+
+  // TorchScript export: the residual Add ending the block, down_proj's MatMul (no bias), the
+  // merged-heads Reshape that o_proj reads, and the previous block's output as this block's input.
+  // Dynamo export of the same model: the same values under torch.export's names.
+  it.each([
+    ['model.layers.1', '/model/layers.1/Add_1_output_0', 'add_722'],
+    ['model.layers.1.mlp', '/model/layers.1/mlp/down_proj/MatMul_output_0', 'linear_13'],
+    ['model.layers.1.self_attn', '/model/layers.1/self_attn/o_proj/MatMul_output_0', 'linear_10'],
+    ['model.layers.0.self_attn:heads', '/model/layers.0/self_attn/Reshape_7_output_0', 'view_3'],
+    ['model.layers.1:input', '/model/layers.0/Add_1_output_0', 'add_412'],
+    ['model.layers.1.mlp:input', '/model/layers.1/post_attention_layernorm/Mul_1_output_0', 'mul_651'],
+    ['model.embed_tokens', '/model/embed_tokens/Gather_output_0', 'embedding'],
+  ])('%s → %s (TorchScript) / %s (dynamo)', (hook, scriptValue, dynamoValue) => {
+    expect(resolveHook(script, hook).value).toBe(scriptValue);
+    const r = resolveHook(dynamo, hook);
+    expect(r.value).toBe(dynamoValue);
+    expect(r.elemType).toBe(OnnxType.FLOAT);
+  });
+
+  it("dynamo: ':heads' is what o_proj's MatMul reads, and ':input' is the previous block's output", () => {
+    const heads = resolveHook(dynamo, 'model.layers.0.self_attn:heads').value;
+    const readers = (dynamo.consumers.get(heads) ?? []).map((i) => dynamo.nodes[i]);
+    expect(readers.map((n) => [n.opType, n.scope])).toEqual([['MatMul', 'model.layers.0.self_attn.o_proj']]);
+    expect(resolveHook(dynamo, 'model.layers.1:input').value).toBe(
+      resolveHook(dynamo, 'model.layers.0').value,
+    );
+  });
+
+  it('dynamo: module paths come from node metadata, with no stand-in modules; errors list the nearest', () => {
+    const linear = dynamo.nodes.find((n) => n.name === 'node_linear_10');
+    expect(linear?.scope).toBe('model.layers.1.self_attn.o_proj');
+    const paths = modulePaths(dynamo);
+    expect(paths).toEqual(modulePaths(script));
+    expect(paths.some((p) => p.startsWith('_'))).toBe(false);
+    expect(() => resolveHook(dynamo, 'model.layers.1.self_atn')).toThrow(
+      /llama\/model-dynamo\.onnx: hook 'model\.layers\.1\.self_atn': the model has no module 'model\.layers\.1\.self_atn'; nearest module names: model\.layers\.1\.self_attn, /,
+    );
+    expect(() => resolveHook(dynamo, 'model.layers.1:heads')).toThrow(
+      /'model\.layers\.1' has the submodules model\.layers\.1\.input_layernorm, model\.layers\.1\.mlp, model\.layers\.1\.post_attention_layernorm, model\.layers\.1\.self_attn/,
+    );
+  });
+
+  it("dynamo: the 'namespace' metadata alone gives every node the same module path", () => {
+    const bare = OnnxModel.parse(withoutMetadata(dynamoBytes, 'pkg.torch.onnx.name_scopes'), 'bare.onnx');
+    expect(bare.nodes.map((n) => n.scope)).toEqual(dynamo.nodes.map((n) => n.scope));
+    expect(resolveHook(bare, 'model.layers.0.self_attn:heads').value).toBe('view_3');
+    // With neither, the graph has no module names: the error says to name values instead.
+    const none = OnnxModel.parse(
+      withoutMetadata(withoutMetadata(dynamoBytes, 'pkg.torch.onnx.name_scopes'), 'namespace'),
+      'none.onnx',
+    );
+    expect(() => resolveHook(none, 'model.layers.1')).toThrow(/carry no module names.*'value:NAME'/);
   });
 });
 

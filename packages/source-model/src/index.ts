@@ -64,6 +64,9 @@ export {
   type LanguageModelOptions,
 } from './model.js';
 export {
+  type ExternalDataReader,
+  type ExternalDataRef,
+  elementBytes,
   encodeValueInfo,
   type GraphCut,
   type GraphEdit,
@@ -71,6 +74,7 @@ export {
   type OnnxInitializer,
   OnnxModel,
   type OnnxNode,
+  type OnnxParseOptions,
   OnnxType,
   type OnnxValueInfo,
   type OpsetImport,
@@ -104,8 +108,11 @@ export {
   formatOf,
   parseDocuments,
   readDocuments,
+  type TextBytes,
   type TextFile,
   type TextFormat,
+  type TextInput,
   type TextOptions,
 } from './text.js';
 export { loadTokenizer, type TextTokenizer, type TokenizerOptions, tokenizerFromJson } from './tokenizer.js';
+export { workerRuntime } from './worker-runtime.js';

@@ -3,7 +3,7 @@ import '@dictlearn/arch-standard/register';
 import { readFileSync } from 'node:fs';
 import { Dictionary, useBackend } from '@dictlearn/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURES, MODELS, reference } from './fixtures.js';
+import { EXPORTS, FIXTURES, reference } from './fixtures.js';
 import { lossRecovered } from './loss-recovered.js';
 import { LanguageModel } from './model.js';
 
@@ -41,11 +41,11 @@ afterAll(() => {
   console.log(`CE-loss recovered, max abs error vs torch: ${JSON.stringify(measured)}`);
 });
 
-describe.each(MODELS)('%s: CE-loss recovered against torch', (name) => {
+describe.each(EXPORTS)('$name: CE-loss recovered against torch', ({ name: label, model: name, file }) => {
   const ref = JSON.parse(readFileSync(`${FIXTURES}${name}/ce-reference.json`, 'utf8')) as CeReference;
 
   it("gives torch's losses, frac_recovered and KL for the same dictionary (folded normalisation)", async () => {
-    const model = await LanguageModel.load(`${FIXTURES}${name}/model.onnx`);
+    const model = await LanguageModel.load(`${FIXTURES}${name}/${file}`);
     const dict = await Dictionary.load(`${FIXTURES}${name}/sae`);
     expect(dict.scale).not.toBe(1); // trained on normalised activations: the fold is exercised
     // Two forward groups (5 + 3 contexts): the sums run across groups.
@@ -56,7 +56,7 @@ describe.each(MODELS)('%s: CE-loss recovered against torch', (name) => {
       worst = Math.max(worst, err);
       expect(err, `${k}: ${got[k]} vs torch ${ref[k]}`).toBeLessThan(TOL);
     }
-    measured[name] = worst;
+    measured[label] = worst;
     expect(got.ce_contexts).toBe(ref.contexts.length);
     expect(got.ce_tokens).toBe(ref.contexts.length * (ref.contexts[0].length - 1));
     // A trained dictionary keeps most of the loss that zeroing the hook loses, and zeroing hurts.

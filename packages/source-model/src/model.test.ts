@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { contextLoss, FIXTURES, MODELS, maxAbsDiff, readNpy, reference } from './fixtures.js';
+import { contextLoss, EXPORTS, FIXTURES, maxAbsDiff, readNpy, reference } from './fixtures.js';
 import { LanguageModel } from './model.js';
 
 // The torch references come from fixtures/make-test-models.py: forward hooks on the PyTorch
@@ -12,14 +12,15 @@ afterAll(() => {
   console.log(`max abs error vs torch: ${JSON.stringify(measured)}`);
 });
 
-describe.each(MODELS)('%s: the ONNX model against torch', (name) => {
+describe.each(EXPORTS)('$name: the ONNX model against torch', ({ name: label, model: name, file }) => {
   const ref = reference(name);
+  const path = `${FIXTURES}${name}/${file}`;
   const seq = ref.contexts[0].length;
   const batch = ref.contexts.length;
   const tokens = Int32Array.from(ref.contexts.flat());
 
   it('gives torch activations at every reference hook in one forward pass', async () => {
-    const model = await LanguageModel.load(`${FIXTURES}${name}/model.onnx`);
+    const model = await LanguageModel.load(path);
     const hooks = ref.hooks.map((h) => model.resolve(h.hook));
     const out = await model.forward(tokens, batch, seq, hooks);
     for (const h of ref.hooks) {
@@ -28,14 +29,14 @@ describe.each(MODELS)('%s: the ONNX model against torch', (name) => {
       expect(got?.dim, h.hook).toBe(h.dim);
       expect(want.shape).toEqual([batch * seq, h.dim]);
       const err = maxAbsDiff(got?.data ?? [], want.data);
-      measured[`${name} ${h.hook}`] = err;
+      measured[`${label} ${h.hook}`] = err;
       expect(err, h.hook).toBeLessThan(TOL);
     }
     await model.release();
   });
 
   it("gives torch's cross-entropy per context from its logits", async () => {
-    const model = await LanguageModel.load(`${FIXTURES}${name}/model.onnx`);
+    const model = await LanguageModel.load(path);
     const out = await model.forward(tokens, batch, seq, [], { logits: true });
     const vocab = model.vocabSize as number;
     expect(vocab).toBe(ref.vocab);
@@ -45,7 +46,7 @@ describe.each(MODELS)('%s: the ONNX model against torch', (name) => {
       contextLoss(logits.subarray(i * seq * vocab, (i + 1) * seq * vocab), c, vocab),
     );
     const err = maxAbsDiff(losses, ref.ce_loss);
-    measured[`${name} ce`] = err;
+    measured[`${label} ce`] = err;
     expect(err).toBeLessThan(TOL);
     // The trained model is far better than chance (uniform: log(vocab)).
     for (const l of ref.ce_loss) expect(l).toBeLessThan(Math.log(vocab) / 2);
@@ -53,7 +54,7 @@ describe.each(MODELS)('%s: the ONNX model against torch', (name) => {
   });
 
   it('runs only what the hooks need: an early hook alone gives the same values as with the logits', async () => {
-    const model = await LanguageModel.load(`${FIXTURES}${name}/model.onnx`);
+    const model = await LanguageModel.load(path);
     const first = model.resolve(ref.hooks[0].hook);
     const alone = await model.forward(tokens, batch, seq, [first]);
     const withLogits = await model.forward(tokens, batch, seq, [first], { logits: true });

@@ -12,8 +12,16 @@ import {
   float32ToFloat16Bits,
   readFileBytes,
 } from '@dictlearn/core';
+import {
+  type ExternalData,
+  externalInitializers,
+  memoryExternalData,
+  mergeSessionOptions,
+  nodeExternalData,
+  PROTOBUF_LIMIT,
+} from './external-data.js';
 import { type ResolvedHook, resolveHook } from './hooks.js';
-import { OnnxModel, OnnxType, type OnnxValueInfo } from './onnx.js';
+import { type ExternalDataReader, OnnxModel, OnnxType, type OnnxValueInfo } from './onnx.js';
 import { loadNodeRuntime, type OrtModule, type OrtSession, type OrtTensor } from './runtime.js';
 
 /** Options of {@link LanguageModel.load}. */
@@ -22,6 +30,13 @@ export interface LanguageModelOptions {
   runtime?: OrtModule;
   /** Session options passed to `InferenceSession.create` (threads, execution providers, …). */
   sessionOptions?: Record<string, unknown>;
+  /**
+   * The bytes of the model's external data files by the `location` the model names them with
+   * (`{ 'model.onnx.data': bytes }`), for a model whose weights live in side files and that is not
+   * read from disk (a browser fetched it). In Node, {@link LanguageModel.load} reads the files
+   * beside the model itself.
+   */
+  externalData?: Readonly<Record<string, Uint8Array>>;
 }
 
 /** One hook's values from a forward pass. */
@@ -86,11 +101,18 @@ export class LanguageModel {
   readonly #ort: OrtModule;
   readonly #sessionOptions: Record<string, unknown>;
   readonly #sessions = new Map<string, Promise<OrtSession>>();
+  readonly #externalLocations: ReadonlyMap<string, string> | undefined;
 
-  private constructor(graph: OnnxModel, ort: OrtModule, sessionOptions: Record<string, unknown>) {
+  private constructor(
+    graph: OnnxModel,
+    ort: OrtModule,
+    sessionOptions: Record<string, unknown>,
+    externalLocations?: ReadonlyMap<string, string>,
+  ) {
     this.graph = graph;
     this.#ort = ort;
     this.#sessionOptions = sessionOptions;
+    this.#externalLocations = externalLocations;
     const file = graph.file;
     const expected =
       'expected an ONNX export of a causal language model (input_ids [batch, sequence] → logits [batch, sequence, vocab])';
@@ -139,26 +161,47 @@ export class LanguageModel {
    * file says what is missing otherwise.
    */
   static async load(path: string, options: LanguageModelOptions = {}): Promise<LanguageModel> {
+    await refuseOversized(path);
     const bytes = await readFileBytes(path);
-    return LanguageModel.fromBytes(bytes, path, options);
+    return LanguageModel.#create(bytes, path, options);
   }
 
-  /** Wraps ONNX bytes already in memory (a browser fetch, say); `file` names them in errors. */
+  /**
+   * Wraps ONNX bytes already in memory (a browser fetch, say); `file` names them in errors. A model
+   * with external data needs `options.externalData`, or, in Node, `file` to be its path (the data
+   * files are read from its directory).
+   */
   static async fromBytes(
     bytes: Uint8Array,
     file: string,
     options: LanguageModelOptions = {},
   ): Promise<LanguageModel> {
-    const graph = OnnxModel.parse(bytes, file);
-    const external = [...graph.initializers.values()].find((t) => t.external);
-    if (external) {
-      throw new DictlearnError(
-        file,
-        `weight '${external.name}' is stored in an external data file; this source loads single-file models (re-save with onnx.save_model(m, path, save_as_external_data=False) when under 2 GB)`,
-      );
+    return LanguageModel.#create(bytes, file, options);
+  }
+
+  static async #create(
+    bytes: Uint8Array,
+    file: string,
+    options: LanguageModelOptions,
+  ): Promise<LanguageModel> {
+    // The graph reads external initializers through `external`, set below once the files are checked.
+    let external: ExternalData | undefined;
+    const readExternal: ExternalDataReader = (location, offset, length) => {
+      if (!external) throw new DictlearnError(file, `external data '${location}' read before it was checked`);
+      return external.read(location, offset, length);
+    };
+    const graph = OnnxModel.parse(bytes, file, { readExternal });
+    let sessionOptions = options.sessionOptions ?? {};
+    if (externalInitializers(graph).length > 0) {
+      // Bytes given (a browser), else the files beside `file` (Node; elsewhere a clear error).
+      external =
+        options.externalData !== undefined
+          ? memoryExternalData(graph, options.externalData)
+          : await nodeExternalData(graph, file);
+      sessionOptions = mergeSessionOptions(sessionOptions, external.sessionOptions);
     }
     const ort = options.runtime ?? (await loadNodeRuntime());
-    return new LanguageModel(graph, ort, options.sessionOptions ?? {});
+    return new LanguageModel(graph, ort, sessionOptions, external?.locations);
   }
 
   /** Resolves a hook name to its graph value (see {@link resolveHook}). */
@@ -253,6 +296,7 @@ export class LanguageModel {
             dims: r.shape.map((d, j) => (j === r.shape.length - 1 ? d : `dictlearn_axis_${j}`)),
           },
         })),
+        externalLocations: this.#externalLocations,
       });
       s = this.#ort.InferenceSession.create(bytes, this.#sessionOptions).catch((e: unknown) => {
         this.#sessions.delete(key);
@@ -340,6 +384,27 @@ export class LanguageModel {
         `${what} has element type ${t.type}; expected floating-point values`,
       );
     return { data, dim, shape: [...dims] };
+  }
+}
+
+/**
+ * A single-file model over protobuf's 2 GB limit cannot be parsed (by this package or by
+ * onnxruntime): say so, and how to store the weights beside it, before reading gigabytes.
+ */
+async function refuseOversized(path: string): Promise<void> {
+  let size: number;
+  try {
+    const fsName = 'node:fs/promises';
+    const fs = (await import(/* @vite-ignore */ fsName)) as typeof import('node:fs/promises');
+    size = (await fs.stat(path)).size;
+  } catch {
+    return; // readFileBytes reports a missing or unreadable file
+  }
+  if (size > PROTOBUF_LIMIT) {
+    throw new DictlearnError(
+      path,
+      `the file is ${(size / 2 ** 30).toFixed(2)} GiB, over protobuf's 2 GiB limit for one ONNX file; expected a model whose weights are stored in external data files: re-export it (torch.onnx.export and Optimum write external data for models over 2 GB) or re-save it with onnx.save_model(model, 'model.onnx', save_as_external_data=True, all_tensors_to_one_file=True, location='model.onnx.data')`,
+    );
   }
 }
 

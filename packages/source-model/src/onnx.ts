@@ -98,6 +98,58 @@ export interface OnnxInitializer {
   readonly dims: readonly number[];
   /** Whether the data lives in an external file (models over 2 GB). */
   readonly external: boolean;
+  /** Where the data lies when {@link external}: the file (relative to the model), offset and length. */
+  readonly externalData?: ExternalDataRef;
+}
+
+/**
+ * Where an initializer's bytes lie outside the model file (`TensorProto.external_data`): models over
+ * 2 GB keep their weights in side files, since a protobuf message cannot exceed 2 GB.
+ */
+export interface ExternalDataRef {
+  /** The data file, as the model names it: a path relative to the model file's directory. */
+  readonly location: string;
+  /** Byte offset of the data in that file (0 when the model gives none). */
+  readonly offset: number;
+  /** Byte length (undefined when the model gives none: the data runs to the end of the file). */
+  readonly length?: number;
+}
+
+/**
+ * Reads `length` bytes at `offset` of the external data file `location` (relative to the model's
+ * directory). It throws a `DictlearnError` naming the file when it cannot.
+ */
+export type ExternalDataReader = (location: string, offset: number, length: number) => Uint8Array;
+
+/** Options of {@link OnnxModel.parse}. */
+export interface OnnxParseOptions {
+  /**
+   * Reads initializers stored in external data files, for {@link OnnxModel.initializerValues}
+   * (`LanguageModel.load` supplies one that reads the files beside the model). Without it such
+   * initializers can be listed and edited but not read.
+   */
+  readExternal?: ExternalDataReader;
+}
+
+/** Bytes per element of the fixed-width ONNX element types (for sizes of external data). */
+export function elementBytes(dataType: number): number | undefined {
+  switch (dataType) {
+    case OnnxType.DOUBLE:
+    case OnnxType.INT64:
+      return 8;
+    case OnnxType.FLOAT:
+    case OnnxType.INT32:
+      return 4;
+    case OnnxType.FLOAT16:
+    case OnnxType.BFLOAT16:
+      return 2;
+    case OnnxType.UINT8:
+    case OnnxType.INT8:
+    case OnnxType.BOOL:
+      return 1;
+    default:
+      return undefined;
+  }
 }
 
 /** A value cut out of the graph and fed from a new input (see {@link GraphEdit.cuts}). */
@@ -127,6 +179,12 @@ export interface GraphEdit {
   cuts?: readonly GraphCut[];
   /** Drop the nodes that no output needs (default true). onnxruntime then never runs them. */
   prune?: boolean;
+  /**
+   * External data files to name differently in the written model: the `location` a model names →
+   * the one to write (onnxruntime reads the files relative to a folder it is given, which may not be
+   * the model's own; see `nodeExternalData`). Offsets and lengths are kept.
+   */
+  externalLocations?: ReadonlyMap<string, string>;
 }
 
 // Field numbers (onnx.proto).
@@ -158,6 +216,7 @@ const TENSOR_INT32_DATA = 5;
 const TENSOR_NAME = 8;
 const TENSOR_RAW_DATA = 9;
 const TENSOR_DOUBLE_DATA = 10;
+const TENSOR_EXTERNAL_DATA = 13;
 const TENSOR_DATA_LOCATION = 14;
 const VALUE_NAME = 1;
 const VALUE_TYPE = 2;
@@ -276,13 +335,35 @@ function subgraphReads(graph: Uint8Array, into: Set<string>): void {
   }
 }
 
+/**
+ * torch.export's stand-in module for nodes it could not place in the module tree (the sizes of the
+ * graph inputs, read before the model runs): they belong to the root.
+ */
+function realScope(scope: string): string {
+  return scope.startsWith('_empty_nn_module_stack') ? '' : scope;
+}
+
 /** The innermost module of the dynamo exporter's `pkg.torch.onnx.name_scopes` (a Python list repr). */
 function scopeFromMetadata(value: string): string | undefined {
   const items = [...value.matchAll(/'([^']*)'|"([^"]*)"/g)].map((m) => m[1] ?? m[2]);
   // ['', 'transformer', 'transformer.h.0', 'view_4']: the last item names the op, the one before
   // it the innermost module ('' for the root).
   if (items.length < 2) return items.length === 1 ? '' : undefined;
-  return items[items.length - 2];
+  return realScope(items[items.length - 2]);
+}
+
+/**
+ * The innermost module of the dynamo exporter's `namespace` metadata, which carries the same module
+ * stack as text: `: …LlamaForCausalLM/model: …LlamaModel/model.layers.1: …LlamaDecoderLayer/add_7:
+ * aten.add.Tensor` (module path, colon, class; the last step names the op). Read when a node has no
+ * `name_scopes`.
+ */
+function scopeFromNamespace(value: string): string | undefined {
+  const steps = value.split('/');
+  if (steps.length < 2) return steps.length === 1 && value.includes(': ') ? '' : undefined;
+  const step = steps[steps.length - 2];
+  const colon = step.indexOf(': ');
+  return realScope(colon >= 0 ? step.slice(0, colon) : step);
 }
 
 /** The module path of a TorchScript-exporter node name: `/a/b.1/c/MatMul_2` → `a.b.1.c`. */
@@ -300,6 +381,7 @@ function parseNode(bytes: Uint8Array, index: number): OnnxNode {
   const outputs: string[] = [];
   const implicit = new Set<string>();
   let metaScope: string | undefined;
+  let namespaceScope: string | undefined;
   let outputType: number | undefined;
   const attributes: ProtoField[][] = [];
   for (const f of readFields(bytes)) {
@@ -330,6 +412,7 @@ function parseNode(bytes: Uint8Array, index: number): OnnxNode {
           else if (e.no === 2) value = fieldString(e);
         }
         if (key === 'pkg.torch.onnx.name_scopes') metaScope = scopeFromMetadata(value);
+        else if (key === 'namespace') namespaceScope = scopeFromNamespace(value);
         break;
       }
     }
@@ -355,9 +438,45 @@ function parseNode(bytes: Uint8Array, index: number): OnnxNode {
     inputs,
     outputs,
     implicitInputs: [...implicit],
-    scope: metaScope ?? scopeFromName(name),
+    scope: metaScope ?? namespaceScope ?? scopeFromName(name),
     outputType,
   };
+}
+
+/** An external initializer's `external_data` entries (location, offset, length), checked. */
+function externalRef(file: string, name: string, fields: readonly ProtoField[]): ExternalDataRef {
+  const entries = new Map<string, string>();
+  for (const f of fields) {
+    if (f.no !== TENSOR_EXTERNAL_DATA || f.wire !== WIRE_LEN) continue;
+    let key = '';
+    let value = '';
+    for (const e of readFields(f.bytes)) {
+      if (e.no === 1) key = fieldString(e);
+      else if (e.no === 2) value = fieldString(e);
+    }
+    entries.set(key, value);
+  }
+  const location = entries.get('location');
+  if (!location) {
+    throw new DictlearnError(
+      file,
+      `initializer '${name}' is marked as stored in an external file but names no 'location'; expected external_data entries location, offset, length`,
+    );
+  }
+  const number = (key: string): number | undefined => {
+    const text = entries.get(key);
+    if (text === undefined || text === '') return undefined;
+    const n = Number(text);
+    if (!Number.isSafeInteger(n) || n < 0) {
+      throw new DictlearnError(
+        file,
+        `initializer '${name}': external data ${key} '${text}' is not a non-negative integer`,
+      );
+    }
+    return n;
+  };
+  const length = number('length');
+  return { location, offset: number('offset') ?? 0, ...(length !== undefined ? { length } : {}) };
 }
 
 /** Output element types of ops that fix them whatever their inputs. */
@@ -418,9 +537,11 @@ export class OnnxModel {
   #producer: Map<string, number> | undefined;
   #consumers: Map<string, number[]> | undefined;
   #types: Map<string, number> | undefined;
+  readonly #readExternal: ExternalDataReader | undefined;
 
-  private constructor(file: string, modelFields: ProtoField[]) {
+  private constructor(file: string, modelFields: ProtoField[], options: OnnxParseOptions) {
     this.file = file;
+    this.#readExternal = options.readExternal;
     this.#modelFields = modelFields;
     const graphField = modelFields.find((f) => f.no === MODEL_GRAPH && f.wire === WIRE_LEN);
     if (!graphField)
@@ -456,11 +577,13 @@ export class OnnxModel {
         this.#initializerNames.push(name ? fieldString(name) : '');
         if (!name) continue;
         this.#initializerFields.set(fieldString(name), t);
+        const external = (t.find((x) => x.no === TENSOR_DATA_LOCATION)?.value ?? 0) === 1;
         initializers.set(fieldString(name), {
           name: fieldString(name),
           dataType: t.find((x) => x.no === TENSOR_DATA_TYPE)?.value ?? 0,
           dims: repeatedVarints(t, TENSOR_DIMS),
-          external: (t.find((x) => x.no === TENSOR_DATA_LOCATION)?.value ?? 0) === 1,
+          external,
+          ...(external ? { externalData: externalRef(file, fieldString(name), t) } : {}),
         });
       } else if (f.no === GRAPH_INPUT) inputs.push(parseValueInfo(f.bytes));
       else if (f.no === GRAPH_OUTPUT) outputs.push(parseValueInfo(f.bytes));
@@ -481,7 +604,7 @@ export class OnnxModel {
    * Parses ONNX bytes. Throws a `DictlearnError` naming `file` for bytes that are not an ONNX model.
    * The bytes are kept (not copied): do not modify them while the model is in use.
    */
-  static parse(bytes: Uint8Array, file = 'model.onnx'): OnnxModel {
+  static parse(bytes: Uint8Array, file = 'model.onnx', options: OnnxParseOptions = {}): OnnxModel {
     let fields: ProtoField[];
     try {
       fields = readFields(bytes);
@@ -492,7 +615,7 @@ export class OnnxModel {
       );
     }
     try {
-      return new OnnxModel(file, fields);
+      return new OnnxModel(file, fields, options);
     } catch (e) {
       if (e instanceof DictlearnError) throw e;
       throw new DictlearnError(
@@ -504,21 +627,15 @@ export class OnnxModel {
 
   /**
    * The values of a floating-point initializer (float32, float16, bfloat16 or float64; from
-   * `raw_data` or the typed fields) as float32, row-major over its `dims`: reading a model's weights,
-   * e.g. the token embedding. A `DictlearnError` naming the file says why it cannot: no such
-   * initializer, data in an external file, a type that is not floating point, a size that does not
-   * match the dims.
+   * `raw_data`, the typed fields or an external data file) as float32, row-major over its `dims`:
+   * reading a model's weights, e.g. the token embedding. A `DictlearnError` naming the file says why
+   * it cannot: no such initializer, data in an external file and no reader given to
+   * {@link OnnxModel.parse}, a type that is not floating point, a size that does not match the dims.
    */
   initializerValues(name: string): Float32Array {
     const info = this.initializers.get(name);
     const fields = this.#initializerFields.get(name);
     if (!info || !fields) throw new DictlearnError(this.file, `the graph has no initializer '${name}'`);
-    if (info.external) {
-      throw new DictlearnError(
-        this.file,
-        `initializer '${name}' is stored in an external data file; expected its values in the model file`,
-      );
-    }
     const type = info.dataType;
     if (!isFloatType(type)) {
       throw new DictlearnError(
@@ -527,11 +644,28 @@ export class OnnxModel {
       );
     }
     const count = info.dims.reduce((a, b) => a * b, 1);
-    const raw = fields.find((f) => f.no === TENSOR_RAW_DATA && f.wire === WIRE_LEN);
+    let rawBytes: Uint8Array | undefined;
+    if (info.externalData) {
+      const ref = info.externalData;
+      if (!this.#readExternal) {
+        throw new DictlearnError(
+          this.file,
+          `initializer '${name}' is stored in the external data file '${ref.location}' and no reader was given; load the model with LanguageModel.load (Node), or pass its data files' bytes as { externalData }`,
+        );
+      }
+      rawBytes = this.#readExternal(
+        ref.location,
+        ref.offset,
+        ref.length ?? count * (elementBytes(type) ?? 0),
+      );
+    } else {
+      // A copy: raw_data is rarely 4-byte aligned inside the model bytes.
+      rawBytes = fields.find((f) => f.no === TENSOR_RAW_DATA && f.wire === WIRE_LEN)?.bytes.slice();
+    }
     let out: Float32Array;
-    if (raw) {
-      // A copy: raw_data is rarely 4-byte aligned inside the model bytes. ONNX stores it little-endian.
-      const bytes = raw.bytes.slice();
+    if (rawBytes) {
+      // ONNX stores raw data little-endian.
+      const bytes = rawBytes;
       const view = new DataView(bytes.buffer);
       const width = type === OnnxType.DOUBLE ? 8 : type === OnnxType.FLOAT ? 4 : 2;
       if (bytes.length !== count * width) {
@@ -682,7 +816,12 @@ export class OnnxModel {
     for (const f of this.#graphFields) {
       if (f.no === GRAPH_INITIALIZER) {
         const name = this.#initializerNames[initializerIndex++];
-        if (edit.prune === false || used.has(name)) graph.push(f.raw);
+        if (edit.prune !== false && !used.has(name)) continue;
+        const location = this.initializers.get(name)?.externalData?.location;
+        const moved = location === undefined ? undefined : edit.externalLocations?.get(location);
+        if (moved !== undefined && moved !== location) {
+          graph.push(encodeBytesField(GRAPH_INITIALIZER, this.#relocated(name, moved)));
+        } else graph.push(f.raw);
       } else if (f.no === GRAPH_NODE) {
         const i = nodeIndex++;
         if (!keep[i]) continue;
@@ -706,6 +845,19 @@ export class OnnxModel {
       else model.push(f.raw);
     }
     return concatBytes(model);
+  }
+
+  /** An external initializer's `TensorProto` with its `location` entry replaced. */
+  #relocated(name: string, location: string): Uint8Array {
+    const parts: Uint8Array[] = [];
+    for (const f of this.#initializerFields.get(name) ?? []) {
+      const key = f.no === TENSOR_EXTERNAL_DATA ? readFields(f.bytes).find((e) => e.no === 1) : undefined;
+      if (key && fieldString(key) === 'location') {
+        const entry = concatBytes([encodeStringField(1, 'location'), encodeStringField(2, location)]);
+        parts.push(encodeBytesField(TENSOR_EXTERNAL_DATA, entry));
+      } else parts.push(f.raw);
+    }
+    return concatBytes(parts);
   }
 
   /** The node's bytes with its inputs renamed (inputs first, then its other fields as they were). */

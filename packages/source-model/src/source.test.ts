@@ -1,7 +1,7 @@
 import '@dictlearn/backend-cpu/register';
 import { ActivationBuffer } from '@dictlearn/buffer';
 import type { Tensor } from '@dictlearn/core';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { FIXTURES, MODELS, maxAbsDiff, readNpy, reference } from './fixtures.js';
 import { LanguageModel } from './model.js';
 import { documentOrder, type ModelSourcePosition } from './packing.js';
@@ -229,5 +229,138 @@ describe('ModelSource text handling and order', () => {
     expect(x.shape).toEqual([64, 64]);
     x.dispose();
     await buffer.close();
+  });
+});
+
+describe('ModelSource prefetch (forward passes run ahead of the reader)', () => {
+  const name = 'gpt-neox';
+  const hook = 'gpt_neox.layers.1';
+
+  /** The first `count` batches of `batchSize` rows, with the position after each. */
+  async function read(source: ModelSource, batchSize: number, count: number) {
+    const data: Float32Array[] = [];
+    const positions: ModelSourcePosition[] = [];
+    for await (const b of source.batches({ batchSize })) {
+      data.push((await b.data()) as Float32Array);
+      positions.push(source.position);
+      b.dispose();
+      if (data.length === count) break;
+    }
+    return { data, positions };
+  }
+
+  it('gives the same rows and positions at depth 0, 1 and 3, on the main thread and in the worker thread', async () => {
+    // Depth 0 on the main thread is the behaviour before prefetch: the reference.
+    const base = await read(await open(name, { hooks: hook, prefetch: 0 }), 45, 12);
+    // Its first 128 rows (4 contexts of 32, forward passes of 3) are torch's.
+    const first = new Float32Array(3 * 45 * 64);
+    base.data.slice(0, 3).forEach((d, i) => {
+      first.set(d, i * 45 * 64);
+    });
+    const torch = readNpy(`${FIXTURES}${name}/${hook}.npy`).data;
+    expect(torch.length).toBe(128 * 64);
+    expect(maxAbsDiff(first.subarray(0, 128 * 64), torch)).toBeLessThan(TOL);
+    for (const depth of [1, 3]) {
+      const main = await read(await open(name, { hooks: hook, prefetch: depth }), 45, 12);
+      // A model path (no runtime given) runs onnxruntime-node in a worker thread.
+      const worker = await open(name, {
+        hooks: hook,
+        prefetch: depth,
+        model: `${FIXTURES}${name}/model.onnx`,
+      });
+      const inWorker = await read(worker, 45, 12);
+      await worker.release();
+      for (const got of [main, inWorker]) {
+        expect(got.positions).toEqual(base.positions);
+        got.data.forEach((d, i) => {
+          expect(maxAbsDiff(d, base.data[i]), `depth ${depth} batch ${i}`).toBe(0);
+        });
+      }
+    }
+  });
+
+  it('keeps at most `prefetch` passes ahead, and a pass run ahead does not move the saved position', async () => {
+    const m = await model(name);
+    const forward = vi.spyOn(m, 'forward');
+    const source = await open(name, { hooks: hook, prefetch: 2 });
+    const probes = forward.mock.calls.length;
+    const it = source.batches({ batchSize: 10 })[Symbol.asyncIterator]();
+    (await it.next()).value.dispose();
+    // The pass being read and two behind it; no more.
+    expect(forward.mock.calls.length - probes).toBe(3);
+    (await it.next()).value.dispose();
+    expect(forward.mock.calls.length - probes).toBe(3);
+    // 20 rows read of the first pass (3 contexts of 32): the position says so, not the passes ahead.
+    expect(source.position).toMatchObject({ contexts: 0, row: 20 });
+    const saved = source.position;
+    await it.return?.();
+    // Stopping waits for the passes that were running: every one started has finished.
+    expect(source.stats.forwardPasses).toBe(3);
+    forward.mockRestore();
+    // A resume from that position continues with the rows an uninterrupted reader gets next.
+    const whole = await read(await open(name, { hooks: hook, prefetch: 0 }), 10, 4);
+    const resumed = await read(await open(name, { hooks: hook, start: saved }), 10, 2);
+    expect(maxAbsDiff(resumed.data[0], whole.data[2])).toBe(0);
+    expect(maxAbsDiff(resumed.data[1], whole.data[3])).toBe(0);
+  });
+
+  it('split readers that all stop close the shared passes: none is left running', async () => {
+    const m = await model(name);
+    const source = await open(name, { hooks: ['gpt_neox.layers.0', hook], prefetch: 2 });
+    const forward = m.forward;
+    let started = 0;
+    let settled = 0;
+    const spy = vi.spyOn(m, 'forward').mockImplementation((...a) => {
+      started++;
+      return forward.apply(m, a).finally(() => {
+        settled++;
+      });
+    });
+    try {
+      const its = source.split().map((p) => p.batches({ batchSize: 10 })[Symbol.asyncIterator]());
+      for (const it of its) ((await it.next()).value as Tensor).dispose();
+      expect(started).toBe(3);
+      for (const it of its) await it.return?.();
+      expect(settled).toBe(started);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('an error in a pass run ahead reaches the reader, with its message, only when the reader gets to it', async () => {
+    const m = await model(name);
+    const real = m.forward.bind(m);
+    const source = await open(name, { hooks: hook, prefetch: 1, forwardBatch: 3 });
+    let calls = 0;
+    const forward = vi.spyOn(m, 'forward').mockImplementation(async (...args) => {
+      // The second pass fails (after a real run, as onnxruntime would report it).
+      if (++calls === 2) {
+        await real(...args);
+        throw new Error('onnxruntime: planted failure of pass 2');
+      }
+      return real(...args);
+    });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const it = source.batches({ batchSize: 32 })[Symbol.asyncIterator]();
+      // The first pass's 3 contexts of 32 rows all arrive although pass 2 has already failed.
+      for (let i = 0; i < 3; i++) (await it.next()).value.dispose();
+      await new Promise((r) => setTimeout(r, 20));
+      await expect(it.next()).rejects.toThrow('onnxruntime: planted failure of pass 2');
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      forward.mockRestore();
+    }
+  });
+
+  it('refuses a negative or fractional prefetch, naming the option', async () => {
+    await expect(open(name, { hooks: hook, prefetch: -1 })).rejects.toThrow(
+      /option 'prefetch' must be a non-negative integer/,
+    );
+    await expect(open(name, { hooks: hook, prefetch: 1.5 })).rejects.toThrow(/option 'prefetch'/);
+    await expect(open(name, { hooks: hook, intraOpThreads: 0 })).rejects.toThrow(/option 'intraOpThreads'/);
   });
 });

@@ -14,8 +14,9 @@ import type { ResolvedHook } from './hooks.js';
 import { type HookValue, LanguageModel } from './model.js';
 import { ContextPacker, type ModelSourcePosition, type PackedContext, START_POSITION } from './packing.js';
 import type { OrtModule } from './runtime.js';
-import { readDocuments, type TextOptions } from './text.js';
+import { readDocuments, type TextInput, type TextOptions } from './text.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
+import { workerRunSeconds, workerRuntime } from './worker-runtime.js';
 
 /** Options of {@link ModelSource.open}. */
 export interface ModelSourceOptions extends TextOptions {
@@ -23,8 +24,11 @@ export interface ModelSourceOptions extends TextOptions {
   model: string | LanguageModel;
   /** The model's tokenizer.json, or a loaded tokenizer (default: `tokenizer.json` beside the model file). */
   tokenizer?: string | TextTokenizer;
-  /** Text files: plain text (documents separated by blank lines) or JSONL (see {@link TextOptions}). */
-  text: string | readonly string[];
+  /**
+   * Text files: plain text (documents separated by blank lines) or JSONL (see {@link TextOptions}),
+   * by path (Node) or as bytes in memory (`{ file, bytes }`, e.g. fetched in a browser).
+   */
+  text: TextInput | readonly TextInput[];
   /** Hooks to read, e.g. `'gpt_neox.layers.3'` or `['transformer.h.5', 'transformer.h.5.attn:heads']`. */
   hooks: string | readonly string[];
   /** Tokens per context, BOS included (default 128, dictionary_learning's `ctx_len`). */
@@ -52,6 +56,21 @@ export interface ModelSourceOptions extends TextOptions {
   runtime?: OrtModule;
   /** onnxruntime session options (threads, execution providers). */
   sessionOptions?: Record<string, unknown>;
+  /**
+   * Forward passes kept running ahead of the reader (default 1; 0 runs each pass only when its rows
+   * are asked for). The next pass then runs while the reader trains on the current one, and a refill
+   * finds its rows ready. At most this many passes beyond the one being read are held in memory.
+   * Rows, their order and {@link ModelSource.position} do not depend on it. In Node, with no
+   * `runtime` given and a model path, a positive value runs onnxruntime-node in a worker thread
+   * (`workerRuntime`): its `run` otherwise blocks the JS thread for the whole pass.
+   */
+  prefetch?: number;
+  /**
+   * onnxruntime's intra-op threads (its `intraOpNumThreads`; default 1 while prefetching, where the
+   * model shares the cores with the SAE steps, else onnxruntime's default of one per core).
+   * `sessionOptions.intraOpNumThreads` takes precedence.
+   */
+  intraOpThreads?: number;
 }
 
 /** Options of {@link ModelSource.batches}. */
@@ -84,8 +103,13 @@ export interface ModelSourceStats {
   forwardPasses: number;
   /** Tokens run through the model (contexts × contextLength). */
   tokens: number;
-  /** Seconds spent in the forward passes. */
+  /**
+   * Seconds the forward passes took: timed in the worker thread when the model runs in one (with
+   * prefetch they overlap the reader's work), else the time each `forward` call took.
+   */
   forwardSeconds: number;
+  /** Seconds the reader spent waiting for a forward pass (all of it without prefetch, ideally none with). */
+  waitSeconds: number;
 }
 
 /** One hook's view of a {@link ModelSource} (see {@link ModelSource.split}). */
@@ -106,6 +130,10 @@ function positiveInt(name: string, v: unknown, where: string): number {
 function dirOf(path: string): string {
   const i = Math.max(path.lastIndexOf('/'), path.lastIndexOf('\\'));
   return i < 0 ? '.' : path.slice(0, i) || '/';
+}
+
+function isNode(): boolean {
+  return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 }
 
 /** The lower median (torch.median's choice for an even count). */
@@ -144,6 +172,8 @@ export class ModelSource implements ActivationSource {
   readonly contextLength: number;
   /** Contexts per forward pass. */
   readonly forwardBatch: number;
+  /** Forward passes kept running ahead of the reader (see {@link ModelSourceOptions.prefetch}). */
+  readonly prefetch: number;
   /** Number of documents in the corpus. */
   readonly documents: number;
   /** BOS token at the start of each context (undefined when none is prepended). */
@@ -154,7 +184,7 @@ export class ModelSource implements ActivationSource {
   readonly #outlier: number | undefined;
   readonly #start: ModelSourcePosition;
   #position: ModelSourcePosition;
-  readonly #stats: ModelSourceStats = { forwardPasses: 0, tokens: 0, forwardSeconds: 0 };
+  readonly #stats: ModelSourceStats = { forwardPasses: 0, tokens: 0, forwardSeconds: 0, waitSeconds: 0 };
 
   private constructor(
     model: LanguageModel,
@@ -166,6 +196,7 @@ export class ModelSource implements ActivationSource {
     o: {
       contextLength: number;
       forwardBatch: number;
+      prefetch: number;
       bos: number | undefined;
       dropBos: boolean;
       outlier: number | undefined;
@@ -180,6 +211,7 @@ export class ModelSource implements ActivationSource {
     this.documents = documents;
     this.contextLength = o.contextLength;
     this.forwardBatch = o.forwardBatch;
+    this.prefetch = o.prefetch;
     this.bos = o.bos;
     this.#bosId = tokenizer.bos;
     this.#dropBos = o.dropBos;
@@ -206,6 +238,13 @@ export class ModelSource implements ActivationSource {
     if (contextLength < 2)
       throw new DictlearnError(where, `option 'contextLength' must be at least 2, got ${contextLength}`);
     const forwardBatch = positiveInt('forwardBatch', options.forwardBatch ?? 512, where);
+    const prefetch = options.prefetch ?? 1;
+    if (!Number.isSafeInteger(prefetch) || prefetch < 0)
+      throw new DictlearnError(
+        where,
+        `option 'prefetch' must be a non-negative integer (forward passes run ahead; 0 for none), got ${JSON.stringify(options.prefetch)}`,
+      );
+    if (options.intraOpThreads !== undefined) positiveInt('intraOpThreads', options.intraOpThreads, where);
     const seed = options.seed ?? 0;
     if (!Number.isSafeInteger(seed) || seed < 0)
       throw new DictlearnError(where, `option 'seed' must be a non-negative integer, got ${seed}`);
@@ -229,8 +268,13 @@ export class ModelSource implements ActivationSource {
         ? options.model
         : typeof options.model === 'string'
           ? await LanguageModel.load(options.model, {
-              runtime: options.runtime,
-              sessionOptions: options.sessionOptions,
+              runtime: options.runtime ?? (prefetch > 0 && isNode() ? workerRuntime() : undefined),
+              sessionOptions: {
+                ...(options.intraOpThreads !== undefined || prefetch > 0
+                  ? { intraOpNumThreads: options.intraOpThreads ?? 1 }
+                  : {}),
+                ...options.sessionOptions,
+              },
             })
           : (() => {
               throw new DictlearnError(
@@ -285,6 +329,7 @@ export class ModelSource implements ActivationSource {
     return new ModelSource(model, tokenizer, hooks, dims, packer, docs.length, {
       contextLength,
       forwardBatch,
+      prefetch,
       bos: prependBos ? tokenizer.bos : undefined,
       dropBos: options.dropBos ?? false,
       outlier,
@@ -355,47 +400,80 @@ export class ModelSource implements ActivationSource {
    * with the kept rows of every hook: the form to feed several dictionaries from one pass.
    */
   async *chunks(options: { start?: ModelSourcePosition } = {}): AsyncGenerator<ModelChunk> {
-    let pos = options.start ?? this.#start;
+    const pos = options.start ?? this.#start;
     this.#packer.check(pos, 'ModelSource.chunks');
-    const L = this.contextLength;
-    for (;;) {
-      const contexts = this.#packer.take(pos, this.forwardBatch);
-      if (contexts.length === 0) return;
-      const n = contexts.length;
-      const tokens = new Int32Array(n * L);
-      contexts.forEach((c, i) => {
-        tokens.set(c.tokens, i * L);
-      });
-      const t0 = performance.now();
-      const out = await this.model.forward(tokens, n, L, this.hooks);
-      this.#stats.forwardSeconds += (performance.now() - t0) / 1000;
-      this.#stats.forwardPasses++;
-      this.#stats.tokens += n * L;
-      const rows = new Map<string, HookRows>();
-      for (const h of this.hooks) {
-        const { data, dim } = out.hooks.get(h.hook) as HookValue;
-        const counts = new Int32Array(n);
-        const parts: Float32Array[] = [];
-        let total = 0;
-        for (let i = 0; i < n; i++) {
-          const kept = this.#keep(data.subarray(i * L * dim, (i + 1) * L * dim), dim, contexts[i].tokens);
-          counts[i] = kept.count;
-          parts.push(kept.rows);
-          total += kept.count;
-        }
-        const all = parts.length === 1 && total === n * L ? parts[0] : new Float32Array(total * dim);
-        if (all !== parts[0]) {
-          let at = 0;
-          for (const p of parts) {
-            all.set(p, at);
-            at += p.length;
+    // Passes started and not yet yielded, oldest first: the one the reader waits for and up to
+    // `prefetch` behind it. Which contexts each pass runs is fixed by the packer, not by timing.
+    const ahead: Promise<ModelChunk>[] = [];
+    let next = pos;
+    let ended = false;
+    try {
+      for (;;) {
+        while (!ended && ahead.length <= this.prefetch) {
+          const contexts = this.#packer.take(next, this.forwardBatch);
+          if (contexts.length === 0) {
+            ended = true;
+            break;
           }
+          next = contexts[contexts.length - 1].end;
+          const pass = this.#pass(contexts);
+          // Its error reaches the reader when the reader gets to it; never an unhandled rejection before.
+          pass.catch(() => {});
+          ahead.push(pass);
         }
-        rows.set(h.hook, { data: all, dim, counts });
+        const pass = ahead.shift();
+        if (!pass) return;
+        const t0 = performance.now();
+        const chunk = await pass;
+        this.#stats.waitSeconds += (performance.now() - t0) / 1000;
+        yield chunk;
       }
-      yield { contexts, rows };
-      pos = contexts[n - 1].end;
+    } finally {
+      // A reader that stops (end of training, Ctrl-C, an error) waits for the passes still running:
+      // none is left to use a session that is released next, or to keep the process alive.
+      await Promise.allSettled(ahead);
     }
+  }
+
+  /** One forward pass over `contexts`, with each hook's kept rows. */
+  async #pass(contexts: readonly PackedContext[]): Promise<ModelChunk> {
+    const L = this.contextLength;
+    const n = contexts.length;
+    const tokens = new Int32Array(n * L);
+    contexts.forEach((c, i) => {
+      tokens.set(c.tokens, i * L);
+    });
+    const t0 = performance.now();
+    const out = await this.model.forward(tokens, n, L, this.hooks);
+    // In a worker thread the pass is timed there: the time until this thread sees the result
+    // also holds the SAE steps it ran meanwhile.
+    const first = out.hooks.get(this.hooks[0].hook) as HookValue;
+    this.#stats.forwardSeconds += workerRunSeconds(first.data) ?? (performance.now() - t0) / 1000;
+    this.#stats.forwardPasses++;
+    this.#stats.tokens += n * L;
+    const rows = new Map<string, HookRows>();
+    for (const h of this.hooks) {
+      const { data, dim } = out.hooks.get(h.hook) as HookValue;
+      const counts = new Int32Array(n);
+      const parts: Float32Array[] = [];
+      let total = 0;
+      for (let i = 0; i < n; i++) {
+        const kept = this.#keep(data.subarray(i * L * dim, (i + 1) * L * dim), dim, contexts[i].tokens);
+        counts[i] = kept.count;
+        parts.push(kept.rows);
+        total += kept.count;
+      }
+      const all = parts.length === 1 && total === n * L ? parts[0] : new Float32Array(total * dim);
+      if (all !== parts[0]) {
+        let at = 0;
+        for (const p of parts) {
+          all.set(p, at);
+          at += p.length;
+        }
+      }
+      rows.set(h.hook, { data: all, dim, counts });
+    }
+    return { contexts, rows };
   }
 
   /**
@@ -523,8 +601,13 @@ class SharedChunks {
         yield chunk;
       }
     } finally {
-      // A consumer that stops holds nothing back from the others.
+      // A consumer that stops holds nothing back from the others; when the last one stops, the
+      // chunk stream is closed, which waits for a forward pass still running ahead.
       this.#advance(c, Number.POSITIVE_INFINITY);
+      if (this.#cursor.every((x) => x === Number.POSITIVE_INFINITY)) {
+        this.#buffer.length = 0;
+        await this.#it.return?.(undefined);
+      }
     }
   }
 

@@ -124,15 +124,36 @@ export interface TextFile {
   documents: string[];
 }
 
-/** Reads the documents of every file, in the order given (Node). */
+/**
+ * A text file's bytes already in memory (a browser `fetch`, say): parsed exactly as a file read from
+ * disk; `file` names it in errors and decides the format by its extension.
+ */
+export interface TextBytes {
+  /** A name for the text (a URL or file name). */
+  readonly file: string;
+  /** The file's bytes (UTF-8). */
+  readonly bytes: Uint8Array;
+}
+
+/** A text file: a path (read from disk, Node) or its bytes ({@link TextBytes}, anywhere). */
+export type TextInput = string | TextBytes;
+
+/** Reads the documents of every file, in the order given (paths need Node; {@link TextBytes} work anywhere). */
 export async function readDocuments(
-  files: string | readonly string[],
+  files: TextInput | readonly TextInput[],
   options: TextOptions = {},
 ): Promise<TextFile[]> {
-  const list = typeof files === 'string' ? [files] : [...files];
+  const list = typeof files === 'string' || !Array.isArray(files) ? [files as TextInput] : [...files];
   if (list.length === 0) throw new DictlearnError('text', 'expected one or more text or JSONL files');
   const out: TextFile[] = [];
-  for (const file of list)
-    out.push({ file, documents: parseDocuments(await readFileBytes(file), file, options) });
+  for (const f of list) {
+    if (typeof f === 'string') {
+      out.push({ file: f, documents: parseDocuments(await readFileBytes(f), f, options) });
+    } else if (f && typeof f === 'object' && typeof f.file === 'string' && f.bytes instanceof Uint8Array) {
+      out.push({ file: f.file, documents: parseDocuments(f.bytes, f.file, options) });
+    } else {
+      throw new DictlearnError('text', 'expected a file path or { file, bytes: Uint8Array } for each text');
+    }
+  }
   return out;
 }

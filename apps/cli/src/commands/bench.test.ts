@@ -65,6 +65,14 @@ describe(`the bench's TopK step${noNumpy ? ` (skipped: ${noNumpy})` : ''}`, () =
       expect(row?.ratioToNumpy).toBeGreaterThan(0);
       expect(report.numpyTopkStep.some((n) => n.available)).toBe(true);
       expect(report.trainingStep.find((t) => t.backend === 'cpu' && t.arch === 'standard')).toBeDefined();
+      // the small Standard step (d 144, F 576, batch 1024) beside numpy's at that size
+      const small = report.trainingStep.find((t) => t.backend === 'cpu' && t.size === 'small');
+      expect(small?.shape).toBe('batch 1024, d 144, F 576');
+      expect(small?.ratioToNumpy).toBeGreaterThan(0);
+      expect(report.smallStepShape).toEqual({ batch: 1024, d: 144, features: 576 });
+      expect(report.numpySmallStep?.some((n) => n.available)).toBe(true);
+      // the main sizes' Standard row comes first (what a reader of --json looks up)
+      expect(report.trainingStep.find((t) => t.arch === 'standard')?.size).toBeUndefined();
     },
   );
 });

@@ -8,8 +8,10 @@ import {
   findBackend,
   listBackends,
   matmul,
+  memory,
   randomNormal,
   registerBackend,
+  resetPeakMemory,
   scope,
   type Tensor,
   Trainer,
@@ -40,6 +42,25 @@ export interface BenchOptions {
   noNumpy: boolean;
   /** Features kept per row in the TopK training step (default 32; at most `features`). */
   k?: number;
+  /**
+   * Also time the Standard step at the small size {@link SMALL_STEP} (d 144, F 576, batch 1024)
+   * beside numpy's at that size, where per-op overhead weighs most (default true).
+   */
+  smallStep?: boolean;
+}
+
+/** The small Standard step the bench times besides the main one: the sizes where per-op overhead dominates. */
+export const SMALL_STEP = { batch: 1024, d: 144, features: 576 } as const;
+
+/**
+ * Timed steps of a training-step row: the `reps` option, at most 5 at full size; small steps
+ * (under 2²¹ features per batch) take up to 20, their times being short and noisier.
+ */
+function stepReps(o: BenchOptions): number {
+  return Math.max(
+    1,
+    Math.min(o.reps * (o.batch * o.features < 2 ** 21 ? 4 : 1), o.batch * o.features < 2 ** 21 ? 20 : 5),
+  );
 }
 
 /** k of the TopK step: the option, 32 by default, never more than F. */
@@ -97,6 +118,8 @@ export interface MatmulRow {
   ratioToNumpy?: number;
   /** This backend's GFLOP/s over the CPU backend's for the same product. */
   ratioToCpu?: number;
+  /** CUDA: cuBLAS's own GFLOP/s for the product (device events around the bare SGEMM). */
+  cublasGflops?: number;
 }
 
 /** One row of the training-step table. */
@@ -105,6 +128,8 @@ export interface StepRow {
   backend: string;
   /** The SAE trained: `standard` (ReLU + L1, dense) or `topk` (sparse kernels). */
   arch: 'standard' | 'topk';
+  /** `'small'` for the Standard step at {@link SMALL_STEP}'s sizes (absent for the main sizes). */
+  size?: 'small';
   /** Sizes of the step timed. */
   shape: string;
   /** Best seconds per step. */
@@ -117,6 +142,34 @@ export interface StepRow {
   ratioToNumpy?: number;
   /** tokensPerSecond over the CPU backend's at the same sizes. */
   ratioToCpu?: number;
+  /** Memory over the timed steps (see {@link StepMemory}). */
+  memory?: StepMemory;
+}
+
+/** Peak memory of one trainer over its timed steps, beside the least its step could need. */
+export interface StepMemory {
+  /** Most bytes held by live tensors at once (parameters, Adam moments, the batch, activations, temporaries). */
+  peakBytes: number;
+  /** Bytes of the trainer's parameters (every variable of the dictionary). */
+  paramBytes: number;
+  /** params + Adam's two moments (2 × params) + one batch's activations [B, d] and features [B, F]. */
+  floorBytes: number;
+  /** peakBytes / floorBytes (the issue's goal: at most 1.2). */
+  peakToFloor: number;
+  /**
+   * GPU backends: most bytes of device buffers at once (live tensors, freed buffers kept in the
+   * pool for reuse, kernel scratch, the parameter arena), the pool trimmed before the trainer.
+   */
+  devicePeakBytes?: number;
+  /** GPU backends: bytes of freed buffers in the pool after the timed steps (device memory too). */
+  poolBytes?: number;
+}
+
+/** A GPU backend's device-memory counters (the WebGPU backend has them), found by duck typing. */
+interface DeviceMemoryCounters {
+  stats?: { peakAllocatedBytes: number; pooledBytes: number };
+  resetPeak?(): void;
+  trimPool?(): void;
 }
 
 /** The bench report (what `--json` prints). */
@@ -135,6 +188,10 @@ export interface BenchReport {
   numpyStep: NumpyStepResult[];
   /** numpy's runs of the TopK training step (written the dense way). */
   numpyTopkStep: NumpyStepResult[];
+  /** Sizes of the small Standard step (absent when it was not timed). */
+  smallStepShape?: { batch: number; d: number; features: number };
+  /** numpy's runs of the Standard step at the small size. */
+  numpySmallStep?: NumpyStepResult[];
   /**
    * One full training step per backend and architecture, the `Trainer` as users train it:
    * Standard (ReLU + L1, ConstrainedAdam) and TopK (arch-topk's plugin: sparse kernels, aux-k,
@@ -166,17 +223,34 @@ async function timeTrainingStep(
   arch: 'standard' | 'topk',
   o: BenchOptions,
   backend: Backend,
+  onMemory?: (m: StepMemory) => void,
 ): Promise<number> {
+  const dev = backend as DeviceMemoryCounters;
+  dev.trimPool?.(); // the pool then holds only this trainer's buffers, not earlier benches'
   const trainer = benchTrainer(arch, o, backend.name);
   const x = randomNormal([o.batch, o.d], { seed: 3, backend: backend.name });
   try {
     await trainer.update(x, false); // warm-up (TopK: b_dec's geometric-median init)
+    resetPeakMemory(backend.name);
+    dev.resetPeak?.();
     let best = Number.POSITIVE_INFINITY;
-    for (let i = 0; i < Math.max(1, Math.min(o.reps, 5)); i++) {
+    for (let i = 0; i < stepReps(o); i++) {
       const t0 = performance.now();
       await trainer.update(x, false);
       await backend.sync?.();
       best = Math.min(best, (performance.now() - t0) / 1000);
+    }
+    if (onMemory) {
+      const peakBytes = memory().backends[backend.name]?.peakBytes ?? 0;
+      let paramBytes = 0;
+      for (const v of Object.values(trainer.vars)) paramBytes += 4 * v.value.size;
+      const floorBytes = 3 * paramBytes + 4 * o.batch * (o.d + o.features);
+      const m: StepMemory = { peakBytes, paramBytes, floorBytes, peakToFloor: peakBytes / floorBytes };
+      if (dev.stats) {
+        m.devicePeakBytes = dev.stats.peakAllocatedBytes;
+        m.poolBytes = dev.stats.pooledBytes;
+      }
+      onMemory(m);
     }
     return best;
   } finally {
@@ -211,6 +285,26 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
     numpyStep: [],
     numpyTopkStep: [],
     trainingStep: [],
+  };
+  const small = o.smallStep !== false;
+  let bestNumpySmall: number | undefined;
+  if (small) {
+    report.smallStepShape = { ...SMALL_STEP };
+    report.numpySmallStep = [];
+  }
+  // numpy's small step is timed right before the first small row, under the same machine load.
+  let numpySmallDone = o.noNumpy;
+  const numpySmall = () => {
+    if (numpySmallDone) return bestNumpySmall;
+    numpySmallDone = true;
+    log('timing numpy training step at the small size…');
+    for (const unset of [false, true]) {
+      const s = { ...o, ...SMALL_STEP };
+      const r = timeNumpyStep(s.batch, s.d, s.features, stepReps(s), unset);
+      report.numpySmallStep?.push(r);
+      if (r.available) bestNumpySmall = Math.min(bestNumpySmall ?? Number.POSITIVE_INFINITY, r.seconds);
+    }
+    return bestNumpySmall;
   };
   let bestNumpy: number[] | undefined;
   if (!o.noNumpy) {
@@ -302,6 +396,15 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
         row.numpyGflops = gflops(specs[i], bestNumpy[i]);
         row.ratioToNumpy = row.gflops / row.numpyGflops;
       }
+      const native = (
+        backend as {
+          timeGemm?: (m: number, n: number, k: number, ta: boolean, tb: boolean, r?: number) => number;
+        }
+      ).timeGemm;
+      if (native) {
+        const sp = specs[i];
+        row.cublasGflops = gflops(sp, native(sp.m, sp.n, sp.k, !!sp.transA, !!sp.transB, reps));
+      }
       if (backend.name !== 'cpu') {
         const ref = await cpuSeconds(`mm:${row.shape}`, (cpu) => timeProduct(specs[i], cpu, reps));
         if (ref) row.ratioToCpu = ref / seconds;
@@ -317,13 +420,17 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
       const numpySeconds = reduced ? undefined : a.numpy();
       log(`timing ${backend.name}: ${a.arch} training step…`);
       await useBackend(backend.name);
-      const seconds = await timeTrainingStep(a.arch, step, backend);
+      let stepMemory: StepMemory | undefined;
+      const seconds = await timeTrainingStep(a.arch, step, backend, (m) => {
+        stepMemory = m;
+      });
       const row: StepRow = {
         backend: backend.name,
         arch: a.arch,
         shape: `batch ${step.batch}, d ${step.d}, F ${step.features}${a.extra}`,
         seconds,
         tokensPerSecond: step.batch / seconds,
+        memory: stepMemory,
       };
       if (numpySeconds) {
         row.numpyTokensPerSecond = o.batch / numpySeconds;
@@ -332,6 +439,36 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
       if (backend.name !== 'cpu') {
         const ref = await cpuSeconds(`step:${a.arch}:${row.shape}`, (cpu) =>
           timeTrainingStep(a.arch, step, cpu),
+        );
+        if (ref) row.ratioToCpu = ref / seconds;
+      }
+      report.trainingStep.push(row);
+    }
+    if (small && !reduced) {
+      const s = { ...o, ...SMALL_STEP };
+      const numpySeconds = numpySmall();
+      log(`timing ${backend.name}: standard training step at the small size…`);
+      await useBackend(backend.name);
+      let smallMemory: StepMemory | undefined;
+      const seconds = await timeTrainingStep('standard', s, backend, (m) => {
+        smallMemory = m;
+      });
+      const row: StepRow = {
+        backend: backend.name,
+        arch: 'standard',
+        size: 'small',
+        shape: `batch ${s.batch}, d ${s.d}, F ${s.features}`,
+        seconds,
+        tokensPerSecond: s.batch / seconds,
+        memory: smallMemory,
+      };
+      if (numpySeconds) {
+        row.numpyTokensPerSecond = s.batch / numpySeconds;
+        row.ratioToNumpy = row.tokensPerSecond / row.numpyTokensPerSecond;
+      }
+      if (backend.name !== 'cpu') {
+        const ref = await cpuSeconds(`step:small:${row.shape}`, (cpu) =>
+          timeTrainingStep('standard', s, cpu),
         );
         if (ref) row.ratioToCpu = ref / seconds;
       }
@@ -368,7 +505,20 @@ export function formatBench(r: BenchReport): string {
       '',
       'training step (the Trainer: forward, backward, optimizer; standard: ReLU + L1, ConstrainedAdam; topk: arch-topk with sparse kernels, aux-k, clip-norm 1, ConstrainedAdam; numpy: the same step written the dense way)',
     );
-    const h2 = ['backend', 'arch', 'sizes', 'ms/step', 'tokens/s', 'numpy tokens/s', 'vs numpy', 'vs cpu'];
+    const h2 = [
+      'backend',
+      'arch',
+      'sizes',
+      'ms/step',
+      'tokens/s',
+      'numpy tokens/s',
+      'vs numpy',
+      'vs cpu',
+      'peak MB',
+      'vs floor',
+      'device MB (pool)',
+    ];
+    const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
     const rows2 = r.trainingStep.map((t) => [
       t.backend,
       t.arch,
@@ -378,10 +528,18 @@ export function formatBench(r: BenchReport): string {
       t.numpyTokensPerSecond?.toFixed(0) ?? '–',
       t.ratioToNumpy?.toFixed(2) ?? '–',
       t.ratioToCpu?.toPrecision(2) ?? '–',
+      t.memory ? mb(t.memory.peakBytes) : '–',
+      t.memory ? t.memory.peakToFloor.toFixed(2) : '–',
+      t.memory?.devicePeakBytes !== undefined
+        ? `${mb(t.memory.devicePeakBytes)} (${mb(t.memory.poolBytes ?? 0)})`
+        : '–',
     ]);
     const w2 = h2.map((h, i) => Math.max(h.length, ...rows2.map((row) => row[i].length)));
     const fmt2 = (row: string[]) => row.map((c, i) => c.padEnd(w2[i])).join('  ');
     lines.push(fmt2(h2), w2.map((w) => '-'.repeat(w)).join('  '), ...rows2.map(fmt2));
+    lines.push(
+      'peak MB: live tensors at most over the timed steps; vs floor: peak over params + 2×params (Adam) + one batch of activations and features; device MB: GPU buffers at most, live or pooled (pool after the steps)',
+    );
   }
   return lines.join('\n');
 }

@@ -72,8 +72,8 @@ export interface ExperimentSize {
  * encoders recipe on a harder task, 256 true features in d = 32 (8 per dimension), where a
  * one-layer encoder's interference costs it features that an iterative encoder still finds.
  */
-export const DEFAULT_SIZES: Readonly<Record<ExperimentName, ExperimentSize>> = {
-  'l1-sweep': {
+export const DEFAULT_SIZES: Readonly<Record<ExperimentName, ExperimentSize>> = (() => {
+  const common: ExperimentSize = {
     dim: 64,
     numFeatures: 128,
     meanActive: 5,
@@ -82,38 +82,14 @@ export const DEFAULT_SIZES: Readonly<Record<ExperimentName, ExperimentSize>> = {
     batchSize: 512,
     evalRows: 2048,
     fistaIterations: 300,
-  },
-  'dict-size': {
-    dim: 64,
-    numFeatures: 128,
-    meanActive: 5,
-    dictSize: 256,
-    steps: 2000,
-    batchSize: 512,
-    evalRows: 2048,
-    fistaIterations: 300,
-  },
-  encoders: {
-    dim: 32,
-    numFeatures: 256,
-    meanActive: 5,
-    dictSize: 512,
-    steps: 1500,
-    batchSize: 512,
-    evalRows: 2048,
-    fistaIterations: 300,
-  },
-  heads: {
-    dim: 64,
-    numFeatures: 128,
-    meanActive: 5,
-    dictSize: 256,
-    steps: 2000,
-    batchSize: 512,
-    evalRows: 2048,
-    fistaIterations: 300,
-  },
-};
+  };
+  return Object.freeze({
+    'l1-sweep': Object.freeze({ ...common }),
+    'dict-size': Object.freeze({ ...common }),
+    encoders: Object.freeze({ ...common, dim: 32, numFeatures: 256, dictSize: 512, steps: 1500 }),
+    heads: Object.freeze({ ...common }),
+  });
+})();
 
 /** `--tiny`: seconds per recipe, for the CI test that every recipe runs end to end. */
 export const TINY_SIZE: ExperimentSize = {
@@ -271,6 +247,14 @@ async function train(
 const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
 const f4 = (v: number) => v.toFixed(4);
 const f2 = (v: number) => v.toFixed(2);
+/** The L0, FVE, MMCS, recovered and dead cells of a record, as the recipes' tables show them. */
+const metricCells = (r: Record<string, unknown>): string[] => [
+  f2(r.l0 as number),
+  f4(r.fve as number),
+  f4(r.mmcs as number),
+  pct(r.recovered as number),
+  pct(r.dead as number),
+];
 
 function spec(
   name: string,
@@ -371,11 +355,7 @@ async function dictSize(size: ExperimentSize, seed: number, backend: string, pro
     columns: ['F', 'L0', 'FVE', 'MMCS truth', 'recovered', 'dead', 'prev in this', 'this in prev'],
     rows: records.map((r) => [
       String(r.dictSize),
-      f2(r.l0 as number),
-      f4(r.fve as number),
-      f4(r.mmcs as number),
-      pct(r.recovered as number),
-      pct(r.dead as number),
+      ...metricCells(r),
       r.smallerInLarger === undefined ? '–' : f4(r.smallerInLarger as number),
       r.largerInSmaller === undefined ? '–' : f4(r.largerInSmaller as number),
     ]),
@@ -468,11 +448,7 @@ async function encoders(size: ExperimentSize, seed: number, backend: string, pro
     rows: records.map((r) => [
       String(r.encoder),
       String(r.l1Penalty),
-      f2(r.l0 as number),
-      f4(r.fve as number),
-      f4(r.mmcs as number),
-      pct(r.recovered as number),
-      pct(r.dead as number),
+      ...metricCells(r),
       f2(r.fistaL0 as number),
       f4(r.fistaFve as number),
     ]),

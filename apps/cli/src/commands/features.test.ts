@@ -300,25 +300,16 @@ describe('the page escapes token text', () => {
   );
 });
 
+/** `dictlearn encode DIR` on the fixture model, on the CPU, with `extra` flags. */
+function encodeArgs(dir: string, prompt: string, extra: string[] = [], hook = HOOK): string[] {
+  return ['encode', dir, '--model', MODEL, '--hook', hook, '--prompt', prompt, '--backend', 'cpu', ...extra];
+}
+
 describe('dictlearn encode', () => {
   it('prints per token the top features, as encodeText computes them', async () => {
     const prompt = 'Hugo counts: two three four. The horse is in the market.';
     const io = captureOutput();
-    const code = await main([
-      'encode',
-      dictDir,
-      '--model',
-      MODEL,
-      '--hook',
-      HOOK,
-      '--prompt',
-      prompt,
-      '--top',
-      '3',
-      '--json',
-      '--backend',
-      'cpu',
-    ]);
+    const code = await main(encodeArgs(dictDir, prompt, ['--top', '3', '--json']));
     vi.restoreAllMocks();
     expect(io.err.join('')).toBe('');
     expect(code).toBe(0);
@@ -345,20 +336,7 @@ describe('dictlearn encode', () => {
     await writeDictionary(saved, sparsifyDir, 'sparsify');
     saved.dispose();
     const foreign = captureOutput();
-    const args = [
-      '--model',
-      MODEL,
-      '--hook',
-      HOOK,
-      '--prompt',
-      prompt,
-      '--top',
-      '3',
-      '--json',
-      '--backend',
-      'cpu',
-    ];
-    expect(await main(['encode', sparsifyDir, ...args])).toBe(0);
+    expect(await main(encodeArgs(sparsifyDir, prompt, ['--top', '3', '--json']))).toBe(0);
     vi.restoreAllMocks();
     expect(foreign.err.join('')).toBe('');
     const fromSparsify = JSON.parse(foreign.out.join(''));
@@ -366,20 +344,7 @@ describe('dictlearn encode', () => {
     expect(ids(fromSparsify)).toEqual(ids(got));
 
     const table = captureOutput();
-    expect(
-      await main([
-        'encode',
-        dictDir,
-        '--model',
-        MODEL,
-        '--hook',
-        HOOK,
-        '--prompt',
-        prompt,
-        '--backend',
-        'cpu',
-      ]),
-    ).toBe(0);
+    expect(await main(encodeArgs(dictDir, prompt))).toBe(0);
     vi.restoreAllMocks();
     const lines = table.out.join('').trimEnd().split('\n');
     expect(lines[0]).toMatch(/^ pos {2}token +top features \(index value\)$/);
@@ -391,20 +356,7 @@ describe('dictlearn encode', () => {
     const io = captureOutput();
     expect(await main(['encode', dictDir, '--model', MODEL, '--hook', HOOK])).toBe(2);
     expect(await main(['features', dictDir, '--model', MODEL, '--text', HELDOUT])).toBe(2);
-    expect(
-      await main([
-        'encode',
-        dictDir,
-        '--model',
-        MODEL,
-        '--hook',
-        'gpt_neox.layers.9',
-        '--prompt',
-        'x',
-        '--backend',
-        'cpu',
-      ]),
-    ).toBe(1);
+    expect(await main(encodeArgs(dictDir, 'x', [], 'gpt_neox.layers.9'))).toBe(1);
     vi.restoreAllMocks();
     const lines = io.err.join('').trimEnd().split('\n');
     expect(lines[0]).toBe(

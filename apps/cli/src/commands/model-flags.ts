@@ -13,15 +13,19 @@ export const MODEL_FLAGS = {
   'context-length': { type: 'string' },
   'forward-batch': { type: 'string' },
   'drop-bos': { type: 'boolean' },
+  prefetch: { type: 'string' },
+  'model-threads': { type: 'string' },
 } as const;
 
 type Values = Record<string, string | boolean | string[] | undefined>;
 
-function positiveFlag(flag: string, text: string | undefined): number | undefined {
+function intFlag(flag: string, text: string | undefined, min: 0 | 1): number | undefined {
   if (text === undefined) return undefined;
   const v = Number(text);
-  if (!Number.isSafeInteger(v) || v < 1)
-    throw new ConfigError(`--${flag} must be a positive integer, got '${text}'`);
+  if (text.trim() === '' || !Number.isSafeInteger(v) || v < min)
+    throw new ConfigError(
+      `--${flag} must be a ${min === 0 ? 'non-negative' : 'positive'} integer, got '${text}'`,
+    );
   return v;
 }
 
@@ -48,10 +52,15 @@ export function modelSourceFromFlags(
   if (values.hook !== undefined) src.hooks = (values.hook as string).split(',').map((s) => s.trim());
   if (values.text !== undefined) src.text = values.text;
   if (values.tokenizer !== undefined) src.tokenizer = values.tokenizer;
-  const ctx = positiveFlag('context-length', values['context-length'] as string | undefined);
-  if (ctx !== undefined) src.contextLength = ctx;
-  const fb = positiveFlag('forward-batch', values['forward-batch'] as string | undefined);
-  if (fb !== undefined) src.forwardBatch = fb;
+  for (const [flag, field, min] of [
+    ['context-length', 'contextLength', 1],
+    ['forward-batch', 'forwardBatch', 1],
+    ['prefetch', 'prefetch', 0],
+    ['model-threads', 'intraOpThreads', 1],
+  ] as const) {
+    const v = intFlag(flag, values[flag] as string | undefined, min);
+    if (v !== undefined) src[field] = v;
+  }
   if (values['drop-bos'] !== undefined) src.dropBos = values['drop-bos'];
   if (values['data-seed'] !== undefined) {
     const seed = Number(values['data-seed']);

@@ -69,6 +69,15 @@ function withoutType(spec: RunConfig['source']): Record<string, unknown> {
 }
 
 /**
+ * The source options that decide the rows (recorded in run.json and compared on resume): not
+ * `prefetch` or `intraOpThreads`, which change only how fast they come, so a resume may change them.
+ */
+function dataOptions(spec: Record<string, unknown>): Record<string, unknown> {
+  const { prefetch: _p, intraOpThreads: _t, ...rest } = spec;
+  return rest;
+}
+
+/**
  * Which trainers train on which hook: a trainer that names `hook` trains on it; the others are
  * repeated for every hook (one trainer set per hook). Every hook needs at least one trainer.
  */
@@ -341,10 +350,19 @@ export async function runModelTrain(
     const stats = streams.source?.stats;
     const wall = (performance.now() - started) / 1000;
     const model = stats && stats.forwardSeconds > 0 ? stats.tokens / stats.forwardSeconds : undefined;
-    const saeSeconds = wall - (stats?.forwardSeconds ?? 0);
-    const sae = saeSeconds > 0 ? rows.reduce((a, b) => a + b, 0) / saeSeconds : undefined;
+    // The SAE steps' time is the time not spent waiting for the model (with prefetch the model
+    // runs during the steps, so this is not wall time minus the forward passes).
+    const saeSeconds = wall - (stats?.waitSeconds ?? 0);
+    const trained = rows.reduce((a, b) => a + b, 0);
+    const sae = saeSeconds > 0 ? trained / saeSeconds : undefined;
+    const overall = wall > 0 && trained > 0 ? trained / wall : undefined;
     const k = (v: number | undefined) => (v === undefined ? '–' : `${v.toFixed(0)}`);
-    return { model, sae, text: `model ${k(model)} tok/s, SAE ${k(sae)} tok/s` };
+    return {
+      model,
+      sae,
+      overall,
+      text: `model ${k(model)} tok/s, SAE ${k(sae)} tok/s, overall ${k(overall)} tok/s`,
+    };
   };
   const stats = () =>
     [...last.entries()]
@@ -384,7 +402,11 @@ export async function runModelTrain(
         resume: cfg.resume ? true : control.resumeOrStart ? 'if-present' : false,
         restart: control.restart,
         allowConfigChange: control.allowConfigChange,
-        dataSpec: { source: { ...spec, epochs: epochsAsked ?? null }, hook, bufferRows: cfg.bufferRows },
+        dataSpec: {
+          source: { ...dataOptions(spec), epochs: epochsAsked ?? null },
+          hook,
+          bufferRows: cfg.bufferRows,
+        },
         signal: control.signal,
         onNotice: (m) => io.progress(`${hook}: ${m}`, false),
         backend: backend.name,

@@ -118,6 +118,10 @@ export async function readConfigFile(path: string): Promise<Partial<RunConfig>> 
       `config file '${path}': '${deep}' nests more than ${MAX_CONFIG_DEPTH} levels deep; a run config needs at most 4`,
     );
   }
+  // `source: npy` (a string) means `{ type: npy }`: the command line merges this object with its
+  // flags before resolveConfig sees it, and a string there used to fall back to synthetic data.
+  const config = value as Record<string, unknown>;
+  if (config.source !== undefined) config.source = normalizeSource(config.source, `${path}: source`);
   return value as Partial<RunConfig>;
 }
 
@@ -280,38 +284,475 @@ function fieldNumber(name: string, v: unknown, flag: string): number {
   return v;
 }
 
-const KNOWN = [
-  'source',
-  'trainers',
-  'steps',
-  'epochs',
-  'batchSize',
-  'backend',
-  'out',
-  'logEvery',
-  'saveSteps',
-  'resume',
-  'normalize',
-  'bufferRows',
-  'evalBatches',
-  'evalData',
-  'maxMemory',
+/**
+ * One field of a run config: the single description of it that validation reads (`kind`, and the
+ * bounds of `flag`) and the generated reference (`apps/docs/guides/config-reference.md`) prints.
+ */
+export interface ConfigField {
+  /** The key in the config file. */
+  key: string;
+  /** What validation accepts (the numeric bounds come from `flag`'s entry in {@link FLAG_BOUNDS}). */
+  kind: 'integer' | 'number' | 'boolean' | 'string' | 'paths' | 'integers' | 'object' | 'trainers' | 'source';
+  /** The default, as the reference prints it (undefined: required or none). */
+  default?: string;
+  /** The command-line flag that sets (or overrides) it. */
+  flag?: string;
+  /** One sentence for the reference. */
+  description: string;
+}
+
+/** The top-level fields of a run config, in the reference's order. */
+export const RUN_FIELDS: readonly ConfigField[] = [
+  {
+    key: 'source',
+    kind: 'source',
+    default: '{ type: synthetic }',
+    flag: 'source',
+    description:
+      "Where activations come from: `{ type, ...options }` (below), or just the type's name, `source: npy` meaning `{ type: npy }`.",
+  },
+  {
+    key: 'trainers',
+    kind: 'trainers',
+    flag: 'arch',
+    description:
+      'The dictionaries trained on the same batches (required; the flags build one per architecture and swept value).',
+  },
+  {
+    key: 'steps',
+    kind: 'integer',
+    default: '0',
+    flag: 'steps',
+    description:
+      'Optimisation steps; 0 means 1000 for a synthetic source, one pass (or `epochs` passes) for file and model sources.',
+  },
+  {
+    key: 'epochs',
+    kind: 'integer',
+    flag: 'epochs',
+    description:
+      "Passes over a file source's rows, each reshuffled; with `steps` too, the run stops at whichever comes first.",
+  },
+  {
+    key: 'batchSize',
+    kind: 'integer',
+    default: '4096',
+    flag: 'batch-size',
+    description: 'Rows per training batch.',
+  },
+  {
+    key: 'backend',
+    kind: 'string',
+    default: 'auto',
+    flag: 'backend',
+    description: 'Backend name: `auto` (cuda > webgpu > cpu), `cpu`, `webgpu`, `cuda`.',
+  },
+  {
+    key: 'out',
+    kind: 'string',
+    flag: 'out',
+    description:
+      'Output folder: the dictionaries, `checkpoints/`, `log.jsonl`, `run.json` (without it nothing is saved).',
+  },
+  {
+    key: 'logEvery',
+    kind: 'integer',
+    default: '100',
+    flag: 'log-every',
+    description: 'Log every N steps (0: never).',
+  },
+  {
+    key: 'saveSteps',
+    kind: 'integers',
+    default: '[]',
+    flag: 'save-steps',
+    description: 'Steps after which a checkpoint is written (needs `out`).',
+  },
+  {
+    key: 'resume',
+    kind: 'boolean',
+    default: 'false',
+    flag: 'resume',
+    description: 'Continue from the newest checkpoint in `out`.',
+  },
+  {
+    key: 'normalize',
+    kind: 'boolean',
+    default: 'false',
+    flag: 'normalize',
+    description:
+      'Train on activations scaled to mean squared norm d, the scale folded back into the saved dictionary.',
+  },
+  {
+    key: 'bufferRows',
+    kind: 'integer',
+    default: '0',
+    flag: 'buffer-rows',
+    description:
+      'Shuffle through an ActivationBuffer of this many rows (0: read the source directly; model sources default to 256 MiB of rows).',
+  },
+  {
+    key: 'evalBatches',
+    kind: 'integer',
+    default: '4',
+    description: 'Batches the end-of-run table is scored on.',
+  },
+  {
+    key: 'evalData',
+    kind: 'paths',
+    flag: 'eval-data',
+    description:
+      'Held-out activation files (same format and width as the training files) the end-of-run table is scored on.',
+  },
+  {
+    key: 'maxMemory',
+    kind: 'number',
+    flag: 'max-memory',
+    description: 'Refuse a run whose estimated memory exceeds this many GB (default: the memory free now).',
+  },
 ];
 
-/** The fields of one trainer (`trainers[i]`). */
-const TRAINER_KNOWN = [
-  'architecture',
-  'config',
-  'dictSize',
-  'name',
-  'lr',
-  'warmupSteps',
-  'sparsityWarmupSteps',
-  'resampleSteps',
-  'decayStart',
-  'seed',
-  'hook',
+/** The fields of one trainer (`trainers[i]`), in the reference's order. */
+export const TRAINER_FIELDS: readonly ConfigField[] = [
+  {
+    key: 'architecture',
+    kind: 'string',
+    flag: 'arch',
+    description:
+      'A registered architecture: `standard`, `april-update`, `tied`, `p-anneal`, `topk`, `batch-topk`, `matryoshka`, `jumprelu`, `gated`, `gated-anneal`, `lista`, `blockdiag` (required).',
+  },
+  {
+    key: 'config',
+    kind: 'object',
+    default: '{}',
+    flag: 'set',
+    description:
+      "The architecture's hyper-parameters (e.g. `{ l1Penalty: 0.1 }`, `{ k: 32 }`); unknown keys are refused by the architecture.",
+  },
+  {
+    key: 'dictSize',
+    kind: 'integer',
+    default: '4·d',
+    flag: 'dict-size',
+    description: "Features F (d is the data's width, read from the file header for file sources).",
+  },
+  {
+    key: 'name',
+    kind: 'string',
+    flag: undefined,
+    description:
+      "Folder name of this trainer's output (letters, digits, `. _ = -`; default: architecture and hyper-parameters).",
+  },
+  { key: 'lr', kind: 'number', default: "the architecture's", flag: 'lr', description: 'Learning rate.' },
+  {
+    key: 'warmupSteps',
+    kind: 'integer',
+    default: "the architecture's",
+    flag: 'warmup-steps',
+    description: 'Linear learning-rate warm-up steps.',
+  },
+  {
+    key: 'sparsityWarmupSteps',
+    kind: 'integer',
+    default: "the architecture's",
+    flag: 'sparsity-warmup-steps',
+    description: 'Steps over which the sparsity penalty ramps from 0 to its full weight.',
+  },
+  {
+    key: 'resampleSteps',
+    kind: 'integer',
+    default: 'null (never)',
+    flag: 'resample-steps',
+    description: 'Resample dead features every N steps (`null`: never).',
+  },
+  {
+    key: 'decayStart',
+    kind: 'integer',
+    flag: undefined,
+    description: 'Step from which the learning rate decays linearly to 0 at the last step.',
+  },
+  {
+    key: 'seed',
+    kind: 'integer',
+    default: '0',
+    flag: 'seed',
+    description: 'Seed of the initial dictionary.',
+  },
+  {
+    key: 'hook',
+    kind: 'string',
+    flag: undefined,
+    description:
+      'Model sources: the hook this trainer trains on (default: a copy of the trainer for every hook).',
+  },
 ];
+
+/** One option of a source type (validated by the source's factory; a test checks the two list the same keys). */
+export interface SourceOption {
+  /** The key in `source: { ... }`. */
+  key: string;
+  /** Its type, as the reference prints it. */
+  type: string;
+  /** The default, as the reference prints it (undefined: required or none). */
+  default?: string;
+  /** The flag that sets it. */
+  flag?: string;
+  /** One sentence for the reference. */
+  description: string;
+}
+
+/** Options shared by the `npy` and `safetensors` sources. */
+const FILE_OPTIONS: SourceOption[] = [
+  {
+    key: 'files',
+    type: 'paths',
+    flag: 'data',
+    description: 'Activation files or folders of them, `[rows, d]` (more axes: rows of the last); required.',
+  },
+  {
+    key: 'dim',
+    type: 'integer',
+    default: "the first file's",
+    description: 'Expected width d; every file must have it.',
+  },
+  {
+    key: 'epochs',
+    type: 'integer or Infinity',
+    default: '1',
+    description: 'Passes over the files (the run-level `epochs` sets it).',
+  },
+  {
+    key: 'shuffle',
+    type: 'boolean',
+    default: 'true (in `train`)',
+    description: 'Reshuffle the rows every epoch, across files; `false` reads in file order.',
+  },
+  { key: 'seed', type: 'integer', default: '0', flag: 'data-seed', description: 'Seed of the shuffle.' },
+  {
+    key: 'readBytes',
+    type: 'integer',
+    default: '16 MiB',
+    description: 'Bytes held at once: one shuffle chunk and one read.',
+  },
+  {
+    key: 'stripeBytes',
+    type: 'integer',
+    default: '64 KiB',
+    description: 'The unit the shuffle permutes across files.',
+  },
+];
+
+/** The options of each source type, in the reference's order. */
+export const SOURCE_OPTIONS: Readonly<Record<string, readonly SourceOption[]>> = {
+  synthetic: [
+    { key: 'dim', type: 'integer', default: '256', flag: 'dim', description: 'Width d of the activations.' },
+    {
+      key: 'numFeatures',
+      type: 'integer',
+      default: '512',
+      flag: 'num-features',
+      description: 'Number of true (ground-truth) features.',
+    },
+    {
+      key: 'meanActive',
+      type: 'number',
+      default: '5',
+      flag: 'mean-active',
+      description: 'Mean number of active features per sample.',
+    },
+    {
+      key: 'decay',
+      type: 'number',
+      default: '0.99',
+      description: 'Firing probabilities decay geometrically by this factor from feature to feature.',
+    },
+    {
+      key: 'noise',
+      type: 'number',
+      default: '0.1',
+      flag: 'noise',
+      description: 'Standard deviation of the Gaussian noise added to each sample.',
+    },
+    {
+      key: 'correlation',
+      type: 'number',
+      default: '0',
+      description: "Strength of the correlation between features' firing.",
+    },
+    {
+      key: 'correlationRank',
+      type: 'integer',
+      default: '4',
+      description: 'Number of random factors that shape the correlation between features.',
+    },
+    {
+      key: 'coefficients',
+      type: '`uniform` or `uniform-product`',
+      default: 'uniform',
+      description: "How the active features' coefficients are drawn.",
+    },
+    {
+      key: 'seed',
+      type: 'integer',
+      default: '0',
+      flag: 'data-seed',
+      description: 'Seed of the features and the samples.',
+    },
+  ],
+  npy: FILE_OPTIONS,
+  safetensors: [
+    ...FILE_OPTIONS,
+    {
+      key: 'key',
+      type: 'string',
+      default: 'the only tensor',
+      description: 'Name of the tensor to read in each file.',
+    },
+  ],
+  model: [
+    {
+      key: 'model',
+      type: 'path',
+      flag: 'model',
+      description: 'An ONNX export of a causal language model (required).',
+    },
+    {
+      key: 'hooks',
+      type: 'strings',
+      flag: 'hook',
+      description:
+        'Module paths whose outputs are the activations, e.g. `gpt_neox.layers.1` (required; `hook` is accepted too).',
+    },
+    {
+      key: 'text',
+      type: 'paths',
+      flag: 'text',
+      description: 'Text files (plain text or JSONL) to run through the model (required).',
+    },
+    {
+      key: 'tokenizer',
+      type: 'path',
+      default: 'tokenizer.json beside the model',
+      flag: 'tokenizer',
+      description: 'The tokenizer file.',
+    },
+    {
+      key: 'format',
+      type: '`text` or `jsonl`',
+      default: 'by extension',
+      description: 'How the text files are read.',
+    },
+    {
+      key: 'textField',
+      type: 'string',
+      default: 'text',
+      description: 'The field of each JSONL record that holds the text.',
+    },
+    {
+      key: 'contextLength',
+      type: 'integer',
+      default: '128',
+      flag: 'context-length',
+      description: 'Tokens per context.',
+    },
+    {
+      key: 'forwardBatch',
+      type: 'integer',
+      default: '512',
+      flag: 'forward-batch',
+      description: 'Contexts per forward pass.',
+    },
+    {
+      key: 'prependBos',
+      type: 'boolean',
+      default: 'true when the tokenizer has BOS',
+      description: 'Start each context with the BOS token.',
+    },
+    {
+      key: 'dropBos',
+      type: 'boolean',
+      default: 'false',
+      flag: 'drop-bos',
+      description: 'Leave BOS positions out of the activations.',
+    },
+    {
+      key: 'outlierMultiple',
+      type: 'number',
+      description:
+        'Drop tokens whose activation norm exceeds this multiple of the median norm (default: keep all).',
+    },
+    { key: 'shuffle', type: 'boolean', default: 'false', description: 'Permute the documents every epoch.' },
+    { key: 'seed', type: 'integer', default: '0', flag: 'data-seed', description: 'Seed of the shuffle.' },
+    {
+      key: 'epochs',
+      type: 'integer or Infinity',
+      default: '1',
+      flag: 'epochs',
+      description: 'Passes over the text.',
+    },
+    {
+      key: 'start',
+      type: 'object',
+      description: 'A saved position in the text (written into checkpoints; set by `--resume`).',
+    },
+    { key: 'prefetch', type: 'integer', description: 'Forward passes run ahead of training.' },
+    { key: 'intraOpThreads', type: 'integer', description: "onnxruntime's threads per operator." },
+  ],
+};
+
+const KNOWN = RUN_FIELDS.map((f) => f.key);
+
+/** The fields of one trainer (`trainers[i]`). */
+const TRAINER_KNOWN = TRAINER_FIELDS.map((f) => f.key);
+
+/**
+ * `source` as a config file may write it: an object with `type`, or only the type's name
+ * (`source: npy` is `{ type: npy }`, whose missing `files` is then refused by name, never
+ * replaced by synthetic data).
+ */
+export function normalizeSource(source: unknown, where = 'source'): RunConfig['source'] {
+  if (typeof source === 'string' && source !== '') return { type: source };
+  if (
+    !source ||
+    typeof source !== 'object' ||
+    Array.isArray(source) ||
+    typeof (source as { type?: unknown }).type !== 'string' ||
+    (source as { type: string }).type === ''
+  ) {
+    throw new ConfigError(
+      `'${where}' must name a source (synthetic, npy, safetensors, model) or be { type: NAME, ...options }, got ${show(source)}`,
+    );
+  }
+  return source as RunConfig['source'];
+}
+
+/** Checks the value of a boolean, string, list or number field against its descriptor's kind. */
+function checkKind(where: string, field: ConfigField, v: unknown): void {
+  const bad = (what: string) => new ConfigError(`'${where}' must be ${what}, got ${show(v)}`);
+  switch (field.kind) {
+    case 'boolean':
+      if (typeof v !== 'boolean') throw bad('true or false');
+      return;
+    case 'string':
+      if (typeof v !== 'string' || v === '') throw bad('a non-empty string');
+      return;
+    case 'object':
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) throw bad('an object');
+      return;
+    case 'integer':
+    case 'number':
+      if (field.flag && FLAG_BOUNDS[field.flag]) fieldNumber(where, v, field.flag);
+      else if (
+        typeof v !== 'number' ||
+        !Number.isFinite(v) ||
+        (field.kind === 'integer' && !Number.isSafeInteger(v))
+      )
+        throw bad(field.kind === 'integer' ? 'an integer' : 'a number');
+      return;
+    default:
+      return; // lists, trainers and source: checked where they are read
+  }
+}
 
 /** Trainer fields checked against the bounds of a flag. */
 const TRAINER_NUMBERS: [keyof TrainerConfig, string][] = [
@@ -334,12 +775,11 @@ export function resolveConfig(c: Partial<RunConfig>): RunConfig {
       throw new ConfigError(`'${name}' must be an integer from ${min} to 1000000000000, got ${show(v)}`);
     return v as number;
   };
-  const source = c.source ?? { type: 'synthetic' };
-  if (!source || typeof source !== 'object' || Array.isArray(source) || typeof source.type !== 'string') {
-    throw new ConfigError(
-      `'source.type' must name a source (synthetic, npy, safetensors, model), got ${show(source)}`,
-    );
+  for (const f of RUN_FIELDS) {
+    const v = (c as Record<string, unknown>)[f.key];
+    if (v !== undefined && !(f.key === 'steps' && v === 0)) checkKind(f.key, f, v);
   }
+  const source = normalizeSource(c.source ?? { type: 'synthetic' });
   if (!Array.isArray(c.trainers) || c.trainers.length === 0)
     throw new ConfigError("'trainers' must list at least one trainer");
   c.trainers.forEach((t, i) => {
@@ -349,8 +789,15 @@ export function resolveConfig(c: Partial<RunConfig>): RunConfig {
       );
     for (const k of Object.keys(t))
       if (!TRAINER_KNOWN.includes(k)) throw unknownField(`trainers[${i}].${k}`, k, TRAINER_KNOWN);
-    if (typeof t.architecture !== 'string')
-      throw new ConfigError(`'trainers[${i}].architecture' must be a string`);
+    if (typeof t.architecture !== 'string' || t.architecture === '')
+      throw new ConfigError(
+        `'trainers[${i}].architecture' must name an architecture (standard, topk, ...), got ${show(t.architecture)}`,
+      );
+    for (const f of TRAINER_FIELDS) {
+      const v = (t as unknown as Record<string, unknown>)[f.key];
+      if (v !== undefined && !(f.key === 'resampleSteps' && v === null) && f.key !== 'name')
+        checkKind(`trainers[${i}].${f.key}`, f, v);
+    }
     if (
       t.config !== undefined &&
       (t.config === null || typeof t.config !== 'object' || Array.isArray(t.config))
@@ -401,7 +848,7 @@ export function resolveConfig(c: Partial<RunConfig>): RunConfig {
     evalData: c.evalData,
     maxMemory: c.maxMemory,
     batchSize: fieldNumber('batchSize', c.batchSize ?? 4096, 'batch-size'),
-    backend: typeof c.backend === 'string' ? c.backend : 'auto',
+    backend: c.backend ?? 'auto',
     out: c.out,
     logEvery: int('logEvery', c.logEvery ?? 100, 0),
     saveSteps,

@@ -13,6 +13,7 @@ import {
   useBackend,
 } from '@dictlearn/core';
 import { evaluate, featureDensity, groundTruthRecovery } from '@dictlearn/eval';
+import { writeDensityFile, writeSummaryFile } from '@dictlearn/report';
 import { openSource, planRun, type RunPlan } from './plan.js';
 import { ConfigError, type RunConfig } from './train-config.js';
 
@@ -275,7 +276,10 @@ function withoutEpochs(source: RunConfig['source']): Record<string, unknown> {
 export async function runTrain(cfg: RunConfig, io: TrainIO, control: RunControl = {}): Promise<TrainSummary> {
   if (cfg.source.type === 'model') {
     const { runModelTrain } = await import('./model.js');
-    return runModelTrain(cfg, io, control);
+    const summary = await runModelTrain(cfg, io, control);
+    // The final table beside the run, for dictlearn report.
+    if (cfg.out) await writeSummaryFile(cfg.out, summary);
+    return summary;
   }
   if ((control.resumeOrStart || control.restart || control.allowConfigChange) && !cfg.out) {
     throw new ConfigError('--resume-or-start, --restart and --allow-config-change need --out');
@@ -368,13 +372,24 @@ export async function runTrain(cfg: RunConfig, io: TrainIO, control: RunControl 
           describeTrainer(cfg.trainers[i]),
           truth,
           backend.name,
+          cfg.out ? `${cfg.out.replace(/\/+$/, '')}/${specs[i].name}` : undefined,
         ),
       );
       if (cfg.out) trainers[i].savedTo = `${cfg.out.replace(/\/+$/, '')}/${specs[i].name}`;
     }
     truth?.dispose();
     const tokens = result.lastLogs[0]?.tokens ?? cfg.steps * cfg.batchSize;
-    return { backend: backend.name, steps: result.steps, tokens, seconds, scoredOn: plan.scoredOn, trainers };
+    const summary = {
+      backend: backend.name,
+      steps: result.steps,
+      tokens,
+      seconds,
+      scoredOn: plan.scoredOn,
+      trainers,
+    };
+    // The final table beside the run, for dictlearn report.
+    if (cfg.out) await writeSummaryFile(cfg.out, summary);
+    return summary;
   } finally {
     for (const d of result.dictionaries) d.dispose();
   }
@@ -403,11 +418,14 @@ async function summarise(
   architecture: string,
   truth: import('@dictlearn/core').Tensor | undefined,
   backend: string,
+  folder?: string,
 ): Promise<TrainerSummary> {
   const m = await evaluate(dict, evalBatches(source, cfg, backend), { maxBatches: cfg.evalBatches });
   const density = await featureDensity(dict, evalBatches(source, cfg, backend), {
     maxBatches: cfg.evalBatches,
   });
+  // The firing frequencies beside the dictionary: dictlearn report's density histogram.
+  if (folder) await writeDensityFile(folder, density.density, density.tokens, source.scoredOn);
   const s: TrainerSummary = {
     name,
     architecture,

@@ -32,6 +32,8 @@ import {
   F32X4_ADD,
   F32X4_DEMOTE_F64X2_ZERO,
   F32X4_DIV,
+  F32X4_EQ,
+  F32X4_GT,
   F32X4_MUL,
   F32X4_NEG,
   F32X4_SPLAT,
@@ -46,6 +48,7 @@ import {
   F64X2_MUL,
   F64X2_PROMOTE_LOW_F32X4,
   F64X2_SPLAT,
+  f32c,
   funcBody,
   funcType,
   get,
@@ -62,8 +65,10 @@ import {
   set,
   tee,
   V128,
+  V128_AND,
   V128_LOAD,
   V128_STORE,
+  V128_ZERO,
   VOID,
   whileLtU,
 } from './wasm-asm.js';
@@ -688,7 +693,176 @@ function transposeBody(): number[] {
   );
 }
 
-/** The module's bytes: adam, rows, one binop per binary op, one unop per unary op, sum, sumsq, colsum, transpose. */
+/** v128.andnot: a & ~b. */
+const V128_ANDNOT = [SIMD, 0x4f];
+
+/** acc[2·col .. 2·col + 32) (four float64 column sums) += the four float32 lanes of local x. */
+function addToColumnSums(acc: number, colBytes: number, x: number): number[] {
+  const at = [...get(acc), ...get(colBytes), ...i32c(1), I32_SHL, I32_ADD];
+  return [
+    ...at,
+    ...at,
+    ...V128_LOAD,
+    ...mem(),
+    ...get(x),
+    ...F64X2_PROMOTE_LOW_F32X4,
+    ...F64X2_ADD,
+    ...V128_STORE,
+    ...mem(),
+    ...at,
+    ...at,
+    ...V128_LOAD,
+    ...mem(16),
+    ...HIGH_TO_LOW(x),
+    ...F64X2_PROMOTE_LOW_F32X4,
+    ...F64X2_ADD,
+    ...V128_STORE,
+    ...mem(16),
+  ];
+}
+
+/**
+ * biasReluColsum(rows, cols, a, bias, acc), in place over `rows` rows of `cols` float32 at a
+ * (cols a multiple of 4): a ← relu(a + bias) as the TypeScript epilogue computes it (v·[v > 0],
+ * so a negative v gives −0 and NaN stays NaN; −∞ gives 0), and acc (cols float64) += each
+ * result row, row after row (the column sums of {@link colsumBody}, in the same order).
+ */
+function biasReluColsumBody(): number[] {
+  const [ROWS, COLS, A, BIAS, ACC] = [0, 1, 2, 3, 4];
+  const [R, OFF, P, CB, X, ONE, NEG_INF] = [5, 6, 7, 8, 9, 10, 11];
+  return funcBody(
+    [
+      [4, I32],
+      [3, V128],
+    ],
+    [
+      ...get(COLS),
+      ...i32c(2),
+      I32_SHL,
+      ...set(CB),
+      ...f32c(1),
+      ...F32X4_SPLAT,
+      ...set(ONE),
+      ...f32c(Number.NEGATIVE_INFINITY),
+      ...F32X4_SPLAT,
+      ...set(NEG_INF),
+      ...get(A),
+      ...set(P),
+      ...i32c(0),
+      ...set(R),
+      ...whileLtU(get(R), get(ROWS), [
+        ...i32c(0),
+        ...set(OFF),
+        ...whileLtU(get(OFF), get(CB), [
+          ...get(P),
+          ...V128_LOAD,
+          ...mem(),
+          ...get(BIAS),
+          ...get(OFF),
+          I32_ADD,
+          ...V128_LOAD,
+          ...mem(),
+          ...F32X4_ADD,
+          ...set(X),
+          // x · [x > 0], then 0 where x is −∞ (−∞ · 0 would be NaN)
+          ...get(X),
+          ...get(X),
+          ...V128_ZERO,
+          ...F32X4_GT,
+          ...get(ONE),
+          ...V128_AND,
+          ...F32X4_MUL,
+          ...get(X),
+          ...get(NEG_INF),
+          ...F32X4_EQ,
+          ...V128_ANDNOT,
+          ...set(X),
+          ...get(P),
+          ...get(X),
+          ...V128_STORE,
+          ...mem(),
+          ...addToColumnSums(ACC, OFF, X),
+          ...addTo(P, 16),
+          ...addTo(OFF, 16),
+        ]),
+        ...addTo(R, 1),
+      ]),
+    ],
+  );
+}
+
+/**
+ * reluGradRowColsum(rows, cols, dy, row, y, dst, acc) over `rows` rows of `cols` float32 (cols
+ * a multiple of 4): dst = (dy + row)·[y > 0] (the float32 sum, then the mask as a product, as
+ * the add and reluGrad kernels compute it one after the other), and acc (cols float64) += each
+ * row of dst, row after row.
+ */
+function reluGradRowColsumBody(): number[] {
+  const [ROWS, COLS, DY, ROW, Y, DST, ACC] = [0, 1, 2, 3, 4, 5, 6];
+  const [R, OFF, P, CB, X, ONE] = [7, 8, 9, 10, 11, 12];
+  return funcBody(
+    [
+      [4, I32],
+      [2, V128],
+    ],
+    [
+      ...get(COLS),
+      ...i32c(2),
+      I32_SHL,
+      ...set(CB),
+      ...f32c(1),
+      ...F32X4_SPLAT,
+      ...set(ONE),
+      ...i32c(0),
+      ...set(P),
+      ...i32c(0),
+      ...set(R),
+      ...whileLtU(get(R), get(ROWS), [
+        ...i32c(0),
+        ...set(OFF),
+        ...whileLtU(get(OFF), get(CB), [
+          ...get(DY),
+          ...get(P),
+          I32_ADD,
+          ...V128_LOAD,
+          ...mem(),
+          ...get(ROW),
+          ...get(OFF),
+          I32_ADD,
+          ...V128_LOAD,
+          ...mem(),
+          ...F32X4_ADD,
+          ...get(Y),
+          ...get(P),
+          I32_ADD,
+          ...V128_LOAD,
+          ...mem(),
+          ...V128_ZERO,
+          ...F32X4_GT,
+          ...get(ONE),
+          ...V128_AND,
+          ...F32X4_MUL,
+          ...set(X),
+          ...get(DST),
+          ...get(P),
+          I32_ADD,
+          ...get(X),
+          ...V128_STORE,
+          ...mem(),
+          ...addToColumnSums(ACC, OFF, X),
+          ...addTo(P, 16),
+          ...addTo(OFF, 16),
+        ]),
+        ...addTo(R, 1),
+      ]),
+    ],
+  );
+}
+
+/**
+ * The module's bytes: adam, rows, one binop per binary op, one unop per unary op, sum, sumsq,
+ * colsum, transpose, biasReluColsum, reluGradRowColsum.
+ */
 export function denseWasmBytes(): Uint8Array {
   const binNames = Object.keys(BINARY_OPS) as DenseBinaryOp[];
   const unNames = Object.keys(UNARY_OPS) as DenseUnaryOp[];
@@ -698,6 +872,8 @@ export function denseWasmBytes(): Uint8Array {
       funcType([I32, I32, I32, I32, I32, I32], []),
       funcType([I32, I32, I32], []),
       funcType([I32, I32, I32, I32], []),
+      funcType([I32, I32, I32, I32, I32], []),
+      funcType([I32, I32, I32, I32, I32, I32, I32], []),
     ],
     [
       { type: 0, body: adamBody(), export: 'adam' },
@@ -708,6 +884,8 @@ export function denseWasmBytes(): Uint8Array {
       { type: 2, body: sumBody(true), export: 'sumsq' },
       { type: 3, body: colsumBody(), export: 'colsum' },
       { type: 3, body: transposeBody(), export: 'transpose' },
+      { type: 4, body: biasReluColsumBody(), export: 'biasReluColsum' },
+      { type: 5, body: reluGradRowColsumBody(), export: 'reluGradRowColsum' },
     ],
   );
 }
@@ -762,6 +940,24 @@ export interface DenseWasm {
   colsum(a: Float32Array, rows: number, cols: number, acc: Float64Array): boolean;
   /** dst [c, r] = aᵀ for a [r, c]; false unless r and c are multiples of 4. */
   transpose(a: Float32Array, r: number, c: number, dst: Float32Array): boolean;
+  /**
+   * In place over c [rows, cols]: c ← relu(c + bias) (the linearBiasRelu epilogue), and
+   * acc[j] += Σ_r c[r, j] of the result (float64, rows in order); false unless cols is a multiple of 4.
+   */
+  biasReluColsum(c: Float32Array, bias: Float32Array, rows: number, cols: number, acc: Float64Array): boolean;
+  /**
+   * dst = (dy + row)·[y > 0] over [rows, cols] (row broadcast down the rows), and acc[j] +=
+   * Σ_r dst[r, j] (float64, rows in order); false unless cols is a multiple of 4.
+   */
+  reluGradRowColsum(
+    dy: Float32Array,
+    row: Float32Array,
+    y: Float32Array,
+    dst: Float32Array,
+    rows: number,
+    cols: number,
+    acc: Float64Array,
+  ): boolean;
 }
 
 /** Whether a dense op is one the module runs. */
@@ -927,6 +1123,47 @@ export function loadDenseWasm(): DenseWasm | string {
         f.set(a.subarray(0, r * c), at[0] / 4);
         ex.transpose(r, c, at[0], at[1]);
         dst.set(f.subarray(at[1] / 4, at[1] / 4 + r * c));
+        return true;
+      },
+      biasReluColsum(c, bias, rows, cols, acc) {
+        if (cols % 4 !== 0 || cols === 0) return false;
+        const per = Math.max(1, Math.floor(CHUNK / cols));
+        const at = layout([cols * 8, cols * 4, Math.min(rows, per) * cols * 4]);
+        if (!at) return false;
+        const f = new Float32Array(ex.mem.buffer);
+        const sums = new Float64Array(ex.mem.buffer, at[0], cols);
+        sums.fill(0);
+        f.set(bias.subarray(0, cols), at[1] / 4);
+        const C = at[2] / 4;
+        for (let r = 0; r < rows; r += per) {
+          const nr = Math.min(per, rows - r);
+          f.set(c.subarray(r * cols, (r + nr) * cols), C);
+          ex.biasReluColsum(nr, cols, at[2], at[1], at[0]);
+          c.set(f.subarray(C, C + nr * cols), r * cols);
+        }
+        for (let j = 0; j < cols; j++) acc[j] += sums[j];
+        return true;
+      },
+      reluGradRowColsum(dy, row, y, dst, rows, cols, acc) {
+        if (cols % 4 !== 0 || cols === 0) return false;
+        const per = Math.max(1, Math.floor(CHUNK / cols));
+        const chunk = Math.min(rows, per) * cols * 4;
+        const at = layout([cols * 8, cols * 4, chunk, chunk, chunk]);
+        if (!at) return false;
+        const f = new Float32Array(ex.mem.buffer);
+        const sums = new Float64Array(ex.mem.buffer, at[0], cols);
+        sums.fill(0);
+        f.set(row.subarray(0, cols), at[1] / 4);
+        const [DY, Y, D] = [at[2] / 4, at[3] / 4, at[4] / 4];
+        for (let r = 0; r < rows; r += per) {
+          const nr = Math.min(per, rows - r);
+          const [o, len] = [r * cols, nr * cols];
+          f.set(dy.subarray(o, o + len), DY);
+          f.set(y.subarray(o, o + len), Y);
+          ex.reluGradRowColsum(nr, cols, at[2], at[1], at[3], at[4], at[0]);
+          dst.set(f.subarray(D, D + len), o);
+        }
+        for (let j = 0; j < cols; j++) acc[j] += sums[j];
         return true;
       },
     };

@@ -1,6 +1,7 @@
 import type { Attrs, KernelTensor } from '@dictlearn/core';
 import type { FastMatmul } from '../fast/ort-matmul.js';
 import { arr, type CpuContext, type FloatArray, out } from './context.js';
+import { registerFused } from './fused.js';
 
 /**
  * C = A·B for row-major A [m,k], B [k,n] into C (zeroed), in plain TypeScript: i-p-j order
@@ -70,6 +71,7 @@ export function registerMatmul(ctx: CpuContext, fast: () => FastMatmul | undefin
     return o;
   });
   ctx.kernel('matmul', ([a, b], attrs) => product(a, b, attrs));
+  registerFused(ctx, product);
   function product(a: KernelTensor, b: KernelTensor, attrs: Attrs) {
     const transA = attrs.transA as boolean;
     const transB = attrs.transB as boolean;

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { registerBackend, useBackend } from '../backend.js';
 import { tensor } from '../ops/create.js';
 import { lrMultiplier, sparsityScale } from '../schedule.js';
-import { Trainer, weightedSampleWithoutReplacement } from './trainer.js';
+import { DEAD_LOG_STEPS, Trainer, weightedSampleWithoutReplacement } from './trainer.js';
 
 beforeAll(async () => {
   registerBackend(createCpuBackend({ name: 'cpu', fastMatmul: false }));
@@ -104,5 +104,31 @@ describe('resampling (REFERENCE)', () => {
     expect(Math.abs(counts[0] - 300)).toBeLessThan(100);
     expect(Math.abs(counts[2] - 2100)).toBeLessThan(100);
     expect(new Set(weightedSampleWithoutReplacement([1, 1, 1, 1], 4, 2, 3)).size).toBe(4);
+  });
+});
+
+describe('logged dead fraction', () => {
+  it(`counts the features silent for the last ${DEAD_LOG_STEPS} steps, from the step they cross it`, async () => {
+    const tr = new Trainer(
+      { architecture: standard({ l1Penalty: 0.01 }), dictSize: 8, lr: 1e-4, warmupSteps: 0, seed: 3 },
+      4,
+      DEAD_LOG_STEPS + 10,
+    );
+    // Features 5–7 can never fire (a huge negative encoder bias); 0–4 fire on every row (a large
+    // positive bias that a small lr cannot undo), so exactly 3 of 8 go dead at step DEAD_LOG_STEPS.
+    tr.vars.b_enc.assign(tensor([50, 50, 50, 50, 50, -1000, -1000, -1000]));
+    const x = tensor([
+      [1, 2, 0.5, 1],
+      [2, 0.1, 1, 1],
+    ]);
+    const logged: number[] = [];
+    for (let s = 0; s < DEAD_LOG_STEPS + 2; s++)
+      logged.push((await tr.update(x, true)).dead_fraction as number);
+    x.dispose();
+    // After update s the silent features have been silent for s + 1 steps.
+    expect(logged[0]).toBe(0);
+    expect(logged[DEAD_LOG_STEPS - 2]).toBe(0);
+    expect(logged[DEAD_LOG_STEPS - 1]).toBe(3 / 8);
+    expect(logged[DEAD_LOG_STEPS + 1]).toBe(3 / 8);
   });
 });

@@ -69,6 +69,12 @@ export interface ResampleCounts {
   features: number;
 }
 
+/**
+ * Steps a feature must stay silent to count in the logged `dead_fraction` (a window of steps,
+ * independent of the resampling period, so runs with and without resampling compare).
+ */
+export const DEAD_LOG_STEPS = 100;
+
 /** Numbers a trainer reports for one step. */
 export type StepLogs = Record<string, number>;
 
@@ -260,6 +266,13 @@ export class Trainer {
       }
       for (let j = 0; j < fired.length; j++)
         this.stepsSinceFired[j] = fired[j] > 0 ? 0 : this.stepsSinceFired[j] + 1;
+      if (withLogs) {
+        // The log's dead fraction (the report's curve): features silent for the last
+        // DEAD_LOG_STEPS steps. Read from the restored counters, so a resumed run logs the same.
+        let dead = 0;
+        for (const n of this.stepsSinceFired) if (n >= DEAD_LOG_STEPS) dead++;
+        logs.dead_fraction = dead / this.stepsSinceFired.length;
+      }
       // DL: resample after the update when step % R == 0, with the same batch.
       const R = this.settings.resampleSteps;
       if (R !== undefined && this.arch.resample && t % R === 0) await this.#resample(x, R);
@@ -272,6 +285,8 @@ export class Trainer {
       for (const v of [aux.fired, aux.l0, aux.fve]) v?.dispose();
     }
     this.step++;
+    // Batching backends (WebGPU) start the update now rather than at the next step's first read.
+    x.storage.backend.flush?.();
     return logs;
   }
 

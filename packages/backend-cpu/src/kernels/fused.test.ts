@@ -1,0 +1,131 @@
+import { registerBackend, runOp, type Tensor, tensor, useBackend } from '@dictlearn/core';
+import { compareValues } from '@dictlearn/core/testing';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createCpuBackend } from '../backend.js';
+
+// arch-standard defines these ops; core's OpAttrs does not list them
+const run = runOp as unknown as (name: string, inputs: Tensor[], attrs: Record<string, unknown>) => Tensor[];
+
+// The fused kernels of the ReLU encoder and its L1 penalty (linearBiasReluSum, reluGradRowSum)
+// against plain loops written here, rounding each float32 operation as the unfused kernels do
+// (the matmul, then bias + ReLU; add, then reluGrad): features and dPre must match bit for bit,
+// on the WebAssembly SIMD path (columns a multiple of 4) and on the TypeScript loops (columns
+// that are not, and the float64 backend); column sums are float64 sums rounded once.
+
+beforeAll(async () => {
+  registerBackend(createCpuBackend({ name: 'fused', fastMatmul: false, kernelThreads: 1 }));
+  registerBackend(createCpuBackend({ name: 'fused64', precision: 'float64', kernelThreads: 1 }));
+  await useBackend('fused64');
+  await useBackend('fused');
+});
+
+function random(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const f = Math.fround;
+const read = async (t: Tensor) => Float64Array.from(await t.data());
+
+/** [rows, cols]: several 16 Ki-element chunks with a partial one, a row wider than a chunk, columns not a multiple of 4. */
+const SHAPES = [
+  [37, 1024],
+  [3, 20004],
+  [129, 75],
+  [5, 4],
+];
+
+/**
+ * Same values bit for bit, −0 and +0 told apart, NaN equal to NaN (`data()` reads float32, so
+ * the float64 backend's values are compared rounded).
+ */
+function sameBits(got: Float64Array, want: ArrayLike<number>, what: string): string | null {
+  for (let i = 0; i < got.length; i++) {
+    if (!Object.is(got[i], f(want[i]))) return `${what}[${i}]: got ${got[i]}, want ${want[i]}`;
+  }
+  return got.length === want.length ? null : `${what}: length ${got.length}, want ${want.length}`;
+}
+
+describe.each(['fused', 'fused64'])('fused ReLU + L1 kernels on %s', (backend) => {
+  const f32 = backend === 'fused';
+  // inputs arrive as float32 values on both; the float64 backend then computes in float64
+  const round = f32 ? f : (v: number) => v;
+
+  it.each(SHAPES)('reluGradRowSum [%i, %i]: (dy + row)·[y > 0] and its column sums', async (rows, cols) => {
+    const next = random(rows * 7 + cols);
+    const n = rows * cols;
+    const dy = Array.from({ length: n }, () => next() * 2 - 1);
+    const row = Array.from({ length: cols }, () => next() - 0.5);
+    // y: positives, zeros, negatives, and the odd NaN
+    const y = Array.from({ length: n }, (_, i) =>
+      i % 97 === 5 ? Number.NaN : next() < 0.4 ? next() : -next() * +(i % 3 === 0),
+    );
+    dy[3] = Number.NaN;
+    const [dPre, sums] = run(
+      'reluGradRowSum',
+      [
+        tensor(dy, [rows, cols], { backend }),
+        tensor(row, [cols], { backend }),
+        tensor(y, [rows, cols], { backend }),
+      ],
+      {},
+    );
+    const want = new Float64Array(n);
+    const wantSums = new Float64Array(cols);
+    for (let i = 0; i < n; i++) {
+      want[i] = round(f(dy[i]) + f(row[i % cols])) * +(f(y[i]) > 0);
+      if (!Number.isNaN(want[i])) wantSums[i % cols] += want[i];
+    }
+    expect(sameBits(await read(dPre), want, 'dPre')).toBeNull();
+    const got = await read(sums);
+    // column 3 holds the NaN of dy[3] when its row-0 mask is on
+    if (Number.isNaN(want[3])) wantSums[3] = Number.NaN;
+    expect(compareValues(got, Array.from(wantSums, f), { rtol: 1e-6, atol: 1e-6 }, 'column sums')).toBeNull();
+  });
+
+  it.each(SHAPES)('linearBiasReluSum [%i, %i]: relu(x·W + b) and its column sums', async (rows, cols) => {
+    const next = random(rows + cols * 3);
+    const d = 3;
+    const x = Array.from({ length: rows * d }, () => next() * 2 - 1);
+    const w = Array.from({ length: d * cols }, () => next() * 2 - 1);
+    const b = Array.from({ length: cols }, () => next() - 0.5);
+    b[1] = Number.NEGATIVE_INFINITY; // −∞ pre-activations give 0, not NaN
+    b[2] = Number.NaN; // NaN stays NaN
+    for (const transB of [false, true]) {
+      const wt = transB
+        ? Array.from({ length: d * cols }, (_, i) => w[(i % d) * cols + Math.floor(i / d)])
+        : w;
+      const [feat, sums] = run(
+        'linearBiasReluSum',
+        [
+          tensor(x, [rows, d], { backend }),
+          tensor(wt, transB ? [cols, d] : [d, cols], { backend }),
+          tensor(b, [cols], { backend }),
+        ],
+        { transB, shape: [rows, cols] },
+      );
+      const want = new Float64Array(rows * cols);
+      const wantSums = new Float64Array(cols);
+      for (let r = 0; r < rows; r++) {
+        for (let j = 0; j < cols; j++) {
+          // the TypeScript matmul's order: p = 0..d−1, each product rounded into the float32 sum
+          let s = 0;
+          for (let p = 0; p < d; p++) s = round(s + f(x[r * d + p]) * f(w[p * cols + j]));
+          const v = round(s + f(b[j]));
+          want[r * cols + j] = v === Number.NEGATIVE_INFINITY ? 0 : v * +(v > 0);
+          wantSums[j] += want[r * cols + j];
+        }
+      }
+      const what = `features (transB ${transB})`;
+      expect(sameBits(await read(feat), want, what)).toBeNull();
+      expect(
+        compareValues(await read(sums), Array.from(wantSums, f), { rtol: 1e-6, atol: 1e-6 }, `${what} sums`),
+      ).toBeNull();
+    }
+  });
+});

@@ -1,0 +1,127 @@
+/**
+ * Fused kernels of the ReLU encoder with its L1 penalty (the Standard SAE's step): the passes
+ * over the [B, F] activations that autograd would make one op at a time, made once.
+ *
+ * - `linearBiasReluSum(x, W, b)` → [f, Σ_b f]: the encoder with its column sums (the L1 penalty
+ *   and the firing activity), summed in the epilogue pass that adds the bias and applies ReLU.
+ * - `reluGradRowSum(dF, row, f)` → [dPre, Σ_b dPre]: the encoder's backward in one pass,
+ *   dPre = (dF + row)·[f > 0] with the penalty's gradient `row` broadcast down the batch, and
+ *   the bias gradient as its column sums.
+ *
+ * Each computes exactly what its reference composition in `@dictlearn/arch-standard` computes
+ * (linearBiasRelu then sum; add, reluGrad then sum), in the same float32 roundings; column sums
+ * accumulate in float64 row after row, as the sum kernel's WebAssembly loop does. The ops are
+ * defined (name, attributes, composition, gradient) by arch-standard; core's `OpAttrs` does not
+ * list them, so they are registered by name here.
+ *
+ * @module
+ */
+import type { Attrs, KernelOutput, KernelTensor } from '@dictlearn/core';
+import { arr, type CpuArray, type CpuContext, type FloatArray, out } from './context.js';
+import { DENSE_MIN_ELEMENTS, denseFor } from './dense-wasm.js';
+
+/**
+ * In place over c [rows, cols]: c ← relu(c + bias) (−∞ gives 0, NaN stays NaN, a negative value
+ * −0, as the linearBiasRelu kernel), and acc[j] += Σ_r c[r, j] (float64, rows in order).
+ */
+export function biasReluColsum(
+  c: FloatArray,
+  bias: FloatArray,
+  rows: number,
+  cols: number,
+  acc: Float64Array,
+): void {
+  if (c.length >= DENSE_MIN_ELEMENTS) {
+    const simd = denseFor(c, bias);
+    if (simd?.biasReluColsum(c as Float32Array, bias as Float32Array, rows, cols, acc)) return;
+  }
+  for (let o = 0; o < rows * cols; o += cols) {
+    for (let j = 0; j < cols; j++) {
+      const v = c[o + j] + bias[j];
+      c[o + j] = v === Number.NEGATIVE_INFINITY ? 0 : v * +(v > 0);
+      acc[j] += c[o + j];
+    }
+  }
+}
+
+/**
+ * dst = (dy + row)·[y > 0] over [rows, cols] (the float32 sum rounded first, as the add kernel
+ * stores it), and acc[j] += Σ_r dst[r, j] (float64, rows in order).
+ */
+export function reluGradRowColsum(
+  dy: FloatArray,
+  row: FloatArray,
+  y: FloatArray,
+  dst: FloatArray,
+  rows: number,
+  cols: number,
+  acc: Float64Array,
+): void {
+  if (dst.length >= DENSE_MIN_ELEMENTS) {
+    const simd = denseFor(dy, row, y, dst);
+    if (
+      simd?.reluGradRowColsum(
+        dy as Float32Array,
+        row as Float32Array,
+        y as Float32Array,
+        dst as Float32Array,
+        rows,
+        cols,
+        acc,
+      )
+    )
+      return;
+  }
+  const round = dst instanceof Float32Array ? Math.fround : (v: number) => v;
+  for (let o = 0; o < rows * cols; o += cols) {
+    for (let j = 0; j < cols; j++) {
+      dst[o + j] = round(dy[o + j] + row[j]) * +(y[o + j] > 0);
+      acc[j] += dst[o + j];
+    }
+  }
+}
+
+/** Column sums held in float64, stored at the backend's precision. */
+function stored(ctx: CpuContext, acc: Float64Array): CpuArray {
+  const s = ctx.alloc('float32', acc.length, false);
+  s.set(acc);
+  return s;
+}
+
+/**
+ * Registers the fused kernels. `product` is the backend's matmul (fast path or TypeScript),
+ * whose fresh output the encoder's epilogue rewrites in place.
+ */
+export function registerFused(
+  ctx: CpuContext,
+  product: (a: KernelTensor, b: KernelTensor, attrs: Attrs) => KernelOutput,
+): void {
+  // ops core's OpAttrs does not list: registered by name, attributes read as arch-standard passes them
+  const kernel = ctx.kernel as unknown as (
+    op: 'linearBiasReluSum' | 'reluGradRowSum',
+    fn: (inputs: KernelTensor[], attrs: Attrs) => KernelOutput[],
+  ) => void;
+  kernel('linearBiasReluSum', ([x, w, bias], attrs) => {
+    const shape = attrs.shape as number[];
+    const o = product(x, w, { transA: false, transB: attrs.transB as boolean, shape });
+    const [rows, cols] = shape;
+    const acc = new Float64Array(cols);
+    biasReluColsum(o.data as FloatArray, arr(bias) as FloatArray, rows, cols, acc);
+    return [out(o.data as CpuArray, shape, 'float32'), out(stored(ctx, acc), [cols], 'float32')];
+  });
+  kernel('reluGradRowSum', ([dy, row, y]) => {
+    const [rows, cols] = dy.shape.length === 2 ? dy.shape : [1, dy.size];
+    const dst = ctx.alloc(dy.dtype, dy.size, false) as FloatArray;
+    const acc = new Float64Array(cols);
+    reluGradRowColsum(
+      arr(dy) as FloatArray,
+      arr(row) as FloatArray,
+      arr(y) as FloatArray,
+      dst,
+      rows,
+      cols,
+      acc,
+    );
+    return [out(dst, dy.shape, dy.dtype), out(stored(ctx, acc), [cols], dy.dtype)];
+  });
+}

@@ -1,0 +1,3 @@
+import { packageBuild } from '../../tsup.config.base.js';
+
+export default packageBuild({ index: 'src/index.ts', register: 'src/register.ts' }, { external: ['koffi'] });
