@@ -1,6 +1,7 @@
 // Dawn's two limit notices are filtered from fd 2 on the first requestAdapter; everything else
 // Dawn (or anyone) prints meanwhile still reaches stderr.
-import { closeSync, fstatSync, openSync, readSync, unlinkSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, existsSync, fstatSync, openSync, readSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { findGpu, withoutDawnLimitNotices } from './device.js';
@@ -64,6 +65,28 @@ describe("Dawn's limit notices", () => {
       expect(printed, 'koffi is needed to watch fd 2').toBeDefined();
       expect(printed).not.toContain('artificially reduced');
       expect(adapter).not.toBeNull();
+    },
+  );
+
+  // The built package, as the CLI loads it: koffi must stay an import of the installed package
+  // (bundled into dist, it cannot find its native binary, and the filter silently turned off).
+  const dist = new URL('../dist/index.js', import.meta.url);
+  it.skipIf(!hasDawn || !existsSync(dist))(
+    'the built dist starts the backend without printing either notice (skipped without a build or Dawn)',
+    () => {
+      const script = `const m = await import(${JSON.stringify(dist.href)});
+const b = m.createWebGPUBackend({ name: 'dawn-notice-check' });
+await b.init();
+process.stdout.write('started');`;
+      // A user's plain environment: the test runner's variables (npm_*, paths into node_modules)
+      // let the bundled copy of koffi find its binary and hid the fault this test exists for.
+      const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' };
+      const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        encoding: 'utf8',
+        env,
+      });
+      expect(run.stdout).toBe('started');
+      expect(run.stderr).not.toContain('artificially reduced');
     },
   );
 });
