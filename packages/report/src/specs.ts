@@ -82,13 +82,14 @@ export function trainingCurvesSpec(
     mark: { type: 'line' as const, point: { size: 14 }, strokeWidth: 1.5 },
     encoding: {
       x: { field: 'step', type: 'quantitative' as const, title: 'step' },
-      // '~g' drops trailing zeros: a flat curve (no dead feature yet) reads 0, not 0.000000.
+      // '~r' drops trailing zeros and never uses exponents: a flat curve reads 0, not 0.000000, and
+      // an L0 of 600 reads 600, not 6e+2.
       y: {
         field: 'value',
         type: 'quantitative' as const,
         title: m.title,
         scale: { zero: false },
-        axis: { format: '~g' },
+        axis: { format: '~r' },
       },
       color: { field: 'trainer', type: 'nominal' as const, title: options.seriesTitle ?? 'trainer' },
       tooltip: [
