@@ -83,6 +83,7 @@ export {
   stridesOf,
 } from './shape.js';
 export type { ActivationSource, BatchOptions, GroundTruthSource, SourceFactory } from './source.js';
+export { parseSourceOptions, type SourceOptionKind } from './source-options.js';
 export { closestName } from './suggest.js';
 export { type BackendMemory, type MemoryInfo, memory, nest, resetPeakMemory, Tensor } from './tensor.js';
 export {

@@ -4,20 +4,24 @@
  *
  * @module
  */
-import { type ActivationSource, closestName, DictlearnError, type SourceFactory } from '@dictlearn/core';
+import {
+  type ActivationSource,
+  DictlearnError,
+  parseSourceOptions,
+  type SourceFactory,
+  type SourceOptionKind,
+} from '@dictlearn/core';
 import type { ModelSourcePosition } from './packing.js';
 import type { ModelSourceOptions } from './source.js';
 
-type Kind = 'string' | 'strings' | 'integer' | 'number' | 'count' | 'boolean' | 'position' | 'format';
-
 /** The options the factory takes, and their kinds. */
-const FIELDS: Record<string, Kind> = {
-  model: 'string',
+const FIELDS: Record<string, SourceOptionKind> = {
+  model: 'non-empty string',
   hooks: 'strings',
   text: 'strings',
-  tokenizer: 'string',
-  format: 'format',
-  textField: 'string',
+  tokenizer: 'non-empty string',
+  format: { oneOf: ['text', 'jsonl'] },
+  textField: 'non-empty string',
   contextLength: 'integer',
   forwardBatch: 'integer',
   prependBos: 'boolean',
@@ -26,63 +30,12 @@ const FIELDS: Record<string, Kind> = {
   shuffle: 'boolean',
   seed: 'integer',
   epochs: 'count',
-  start: 'position',
+  start: { object: 'a saved position object' },
   prefetch: 'integer',
   intraOpThreads: 'integer',
 };
 
 const OP = "source 'model'";
-
-function parse(key: string, kind: Kind, raw: unknown): unknown {
-  const show = JSON.stringify(raw);
-  switch (kind) {
-    case 'string':
-      if (typeof raw !== 'string' || raw === '')
-        throw new DictlearnError(OP, `option '${key}' must be a non-empty string, got ${show}`);
-      return raw;
-    case 'strings': {
-      const list = typeof raw === 'string' ? raw.split(',').map((s) => s.trim()) : raw;
-      if (
-        !Array.isArray(list) ||
-        list.length === 0 ||
-        !list.every((v) => typeof v === 'string' && v !== '')
-      ) {
-        throw new DictlearnError(OP, `option '${key}' must be a string or a list of strings, got ${show}`);
-      }
-      return list;
-    }
-    case 'boolean':
-      if (raw === true || raw === 'true') return true;
-      if (raw === false || raw === 'false') return false;
-      throw new DictlearnError(OP, `option '${key}' must be true or false, got ${show}`);
-    case 'format':
-      if (raw !== 'text' && raw !== 'jsonl')
-        throw new DictlearnError(OP, `option '${key}' must be 'text' or 'jsonl', got ${show}`);
-      return raw;
-    case 'position':
-      if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
-        throw new DictlearnError(OP, `option '${key}' must be a saved position object, got ${show}`);
-      return raw;
-    default: {
-      const v =
-        typeof raw === 'number'
-          ? raw
-          : typeof raw === 'string' && raw.trim() !== ''
-            ? raw.trim() === 'Infinity'
-              ? Number.POSITIVE_INFINITY
-              : Number(raw)
-            : Number.NaN;
-      if (kind === 'count' && v === Number.POSITIVE_INFINITY) return v;
-      if (!Number.isFinite(v) || (kind !== 'number' && !Number.isSafeInteger(v))) {
-        throw new DictlearnError(
-          OP,
-          `option '${key}' must be ${kind === 'number' ? 'a number' : 'an integer'}, got ${show}`,
-        );
-      }
-      return v;
-    }
-  }
-}
 
 /**
  * Checks the `model` source's plain options: unknown fields (with the nearest known name), missing
@@ -90,27 +43,12 @@ function parse(key: string, kind: Kind, raw: unknown): unknown {
  * as `hooks`. Returns the options of {@link ModelSource.open}.
  */
 export function parseModelSourceOptions(options: Record<string, unknown>): ModelSourceOptions {
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new DictlearnError(OP, `options must be an object, got ${JSON.stringify(options)}`);
-  }
-  const out: Record<string, unknown> = {};
-  for (const [k, raw] of Object.entries(options)) {
-    const key = k === 'hook' ? 'hooks' : k;
-    const kind = FIELDS[key];
-    if (!kind) {
-      const near = closestName(k, Object.keys(FIELDS));
-      throw new DictlearnError(
-        OP,
-        `unknown option '${k}'${near ? ` (did you mean '${near}'?)` : ''}; expected one of ${Object.keys(
-          FIELDS,
-        )
-          .map((f) => `'${f}'`)
-          .join(', ')}`,
-      );
-    }
-    if (raw === undefined) continue;
-    out[key] = parse(key, kind, raw);
-  }
+  // `hook` is another name for `hooks` (renamed in place, so a later key still wins).
+  const renamed =
+    options !== null && typeof options === 'object' && !Array.isArray(options)
+      ? Object.fromEntries(Object.entries(options).map(([k, v]) => [k === 'hook' ? 'hooks' : k, v]))
+      : options;
+  const out = parseSourceOptions('model', renamed, FIELDS);
   for (const key of ['model', 'hooks', 'text']) {
     if (out[key] === undefined) {
       const example = { model: 'model.onnx', hooks: 'gpt_neox.layers.3', text: 'corpus.txt' }[key];
