@@ -29,7 +29,7 @@ import { standard, tied } from './standard.js';
 // with the fused kernels and on one without them (the ops' reference compositions), and against
 // finite differences in float64.
 
-const FUSED_OPS = ['linearBiasReluSum', 'reluGradRowSum'] as unknown as OpName[];
+const FUSED_OPS: OpName[] = ['linearBiasReluSum', 'reluGradRowSum'];
 const [B, d, F, L1] = [40, 12, 64, 0.3];
 
 beforeAll(async () => {
@@ -71,7 +71,7 @@ describe.each([
   it.each(['fused-k', 'unfused-k'])(
     'on %s: loss and every gradient are those of the unfused expression, bit for bit',
     async (backend) => {
-      expect(getKernel('linearBiasReluSum' as OpName, backend) !== undefined).toBe(backend === 'fused-k');
+      expect(getKernel('linearBiasReluSum', backend) !== undefined).toBe(backend === 'fused-k');
       const p = params(backend, tiedW);
       const x = randomNormal([B, d], { seed: 5, backend });
       const names = Object.keys(p);

@@ -8,15 +8,13 @@ import {
   type LossOutput,
   l2Norm,
   linearBiasRelu,
+  linearBiasReluSum,
   matmul,
   mul,
-  type OpSpec,
   type Params,
   randomUniform,
   randomUnitRows,
-  reluGrad,
   reshape,
-  runOp,
   scatterAddRows,
   square,
   sub,
@@ -30,79 +28,9 @@ import {
 /**
  * Building blocks shared by the ReLU SAEs of this package (SAELens layout: `W_enc` [d, F],
  * `W_dec` [F, d]). Every function uses core ops only, so gradients and backends come for free;
- * the two fused ops below are core ops too (run through `runOp`), whose reference compositions
- * every backend without their kernels runs, gradients included.
+ * the fused encoder (`linearBiasReluSum`, with its one-pass backward `reluGradRowSum`) runs as
+ * its reference composition on any backend without its kernels, gradients included.
  */
-
-/**
- * `runOp` for the two ops this package defines. They are not in core's `OpAttrs` (a
- * `declare module` merge does not reach an interface core re-exports from another module), so
- * the name is passed untyped; attributes: `linearBiasReluSum` { transB, shape: [B, F] },
- * `reluGradRowSum` {}.
- */
-const runLocalOp = runOp as unknown as (
-  name: 'linearBiasReluSum' | 'reluGradRowSum',
-  inputs: Tensor[],
-  attrs: Record<string, unknown>,
-  spec: OpSpec<Record<string, unknown>>,
-) => Tensor[];
-
-/**
- * The ReLU encoder's backward in one op: dPre = (dF + row)·[f > 0], where `row` [F] is the
- * gradient reaching the column sums Σ_b f (the L1 penalty's), broadcast down the batch, and
- * Σ_b dPre (the bias gradient). The composition is the unfused reference (add, reluGrad, sum);
- * a backend may fuse it into one pass (backend-cpu does).
- */
-export function reluGradRowSum(dF: Tensor, row: Tensor, f: Tensor): [Tensor, Tensor] {
-  const [dPre, colsum] = runLocalOp(
-    'reluGradRowSum',
-    [dF, row, f],
-    {},
-    {
-      composition: () => {
-        const d = reluGrad(add(dF, row), f);
-        return [d, sum(d, 0)];
-      },
-    },
-  );
-  return [dPre, colsum];
-}
-
-/**
- * relu(x·op(W) + b) and its column sums Σ_b f (for x [B, d], W [d, F] or [F, d] with `transB`,
- * b [F]): the encoder with the per-feature sums the L1 penalty and the firing activity need,
- * which a backend computes in the pass that adds the bias. Its gradient takes both outputs' in
- * one pass ({@link reluGradRowSum}), so the penalty's constant gradient never becomes a
- * [B, F] tensor of its own. The composition (linearBiasRelu, then sum) is the reference.
- */
-export function linearBiasReluSum(x: Tensor, w: Tensor, b: Tensor, transB: boolean): [Tensor, Tensor] {
-  const F = transB ? w.shape[0] : w.shape[1];
-  const [f, colsum] = runLocalOp(
-    'linearBiasReluSum',
-    [x, w, b],
-    { transB, shape: [x.shape[0], F] },
-    {
-      composition: () => {
-        const f = linearBiasRelu(x, w, b, { transB });
-        return [f, sum(f, 0)];
-      },
-      grad: (inputs, outputs) => (dys, needs) => {
-        const [xi, wi] = inputs;
-        const [dPre, db] = reluGradRowSum(dys[0], dys[1], outputs[0]);
-        return [
-          needs[0] ? matmul(dPre, wi, { transB: !transB }) : null,
-          needs[1]
-            ? transB
-              ? matmul(dPre, xi, { transA: true })
-              : matmul(xi, dPre, { transA: true })
-            : null,
-          needs[2] ? db : null,
-        ];
-      },
-    },
-  );
-  return [f, colsum];
-}
 
 /**
  * Features f = ReLU((x − b_dec) W_enc + b_enc) for an encoder matrix given as [d, F] or as
@@ -138,7 +66,7 @@ export function encodeReluWithSums(
   enc: { W_enc: Tensor } | { W_dec: Tensor },
 ): { features: Tensor; sums: Tensor } {
   const [w, transB] = 'W_enc' in enc ? [enc.W_enc, false] : [enc.W_dec, true];
-  const [features, sums] = linearBiasReluSum(x, w, encoderShift(bDec, bEnc, w, transB), transB);
+  const [features, sums] = linearBiasReluSum(x, w, encoderShift(bDec, bEnc, w, transB), { transB });
   return { features, sums };
 }
 

@@ -315,6 +315,19 @@ for e in range(7):
     router[ri[e]] += d(rv)[e] * d(sy)[rr[e]]
 case("sparseOuter_rows", "sparseOuter", [rv, ri, sy, rr], [router], {"numFeatures": 6})
 
+# the fused encoder with its column sums, and its backward (drawn after every case above, so
+# those keep their values); rows where f is 0 and dF + row is not check the mask
+fx, fw, fwt, fb = f32(6, 3), f32(3, 5), f32(5, 3), f32(5)
+for name, (w, trans) in {"linearBiasReluSum": (fw, False), "linearBiasReluSum_tB": (fwt, True)}.items():
+    post = np.maximum(d(fx) @ (d(w).T if trans else d(w)) + d(fb), 0)
+    # column sums of the float32 features, as a backend sums what it stored
+    case(name, "linearBiasReluSum", [fx, w, fb], [post, np.sum(d(post.astype(np.float32)), axis=0)], {"transB": trans})
+rgd, rgrow = f32(6, 5), f32(5)
+rgf = np.maximum(f32(6, 5), 0).astype(np.float32)
+rgp = (d(rgd) + d(rgrow)) * (d(rgf) > 0)
+case("reluGradRowSum", "reluGradRowSum", [rgd, rgrow, rgf],
+     [rgp, np.sum(d(rgp.astype(np.float32)), axis=0)], grad=False)
+
 out = os.path.join(os.path.dirname(__file__), "..", "src", "testing", "fixtures", "ops.json")
 with open(out, "w") as fh:
     json.dump({"generator": "packages/core/scripts/make-op-fixtures.py", "numpy": np.__version__, "cases": cases}, fh)

@@ -223,6 +223,15 @@ export interface OpAttrs {
     /** Output shape. */
     shape: number[];
   };
+  /** [relu(x·op(W) + b), its column sums] (composite, with a gradient rule through `reluGradRowSum`). */
+  linearBiasReluSum: {
+    /** Whether B is transposed. */
+    transB: boolean;
+    /** Shape of the first output, [B, F]. */
+    shape: number[];
+  };
+  /** [(dF + row)·[f > 0], its column sums]: the ReLU encoder's backward (composite). */
+  reluGradRowSum: NoAttrs;
   /** Axis permutation. */
   transpose: {
     /** The permutation of the axes. */

@@ -8,11 +8,9 @@
  *   dPre = (dF + row)·[f > 0] with the penalty's gradient `row` broadcast down the batch, and
  *   the bias gradient as its column sums.
  *
- * Each computes exactly what its reference composition in `@dictlearn/arch-standard` computes
- * (linearBiasRelu then sum; add, reluGrad then sum), in the same float32 roundings; column sums
- * accumulate in float64 row after row, as the sum kernel's WebAssembly loop does. The ops are
- * defined (name, attributes, composition, gradient) by arch-standard; core's `OpAttrs` does not
- * list them, so they are registered by name here.
+ * Each computes exactly what its reference composition in core computes (linearBiasRelu then
+ * sum; add, reluGrad then sum), in the same float32 roundings; column sums accumulate in float64
+ * row after row, as the sum kernel's WebAssembly loop does.
  *
  * @module
  */
@@ -96,12 +94,7 @@ export function registerFused(
   ctx: CpuContext,
   product: (a: KernelTensor, b: KernelTensor, attrs: Attrs) => KernelOutput,
 ): void {
-  // ops core's OpAttrs does not list: registered by name, attributes read as arch-standard passes them
-  const kernel = ctx.kernel as unknown as (
-    op: 'linearBiasReluSum' | 'reluGradRowSum',
-    fn: (inputs: KernelTensor[], attrs: Attrs) => KernelOutput[],
-  ) => void;
-  kernel('linearBiasReluSum', ([x, w, bias], attrs) => {
+  ctx.kernel('linearBiasReluSum', ([x, w, bias], attrs) => {
     const shape = attrs.shape as number[];
     const o = product(x, w, { transA: false, transB: attrs.transB as boolean, shape });
     const [rows, cols] = shape;
@@ -109,7 +102,7 @@ export function registerFused(
     biasReluColsum(o.data as FloatArray, arr(bias) as FloatArray, rows, cols, acc);
     return [out(o.data as CpuArray, shape, 'float32'), out(stored(ctx, acc), [cols], 'float32')];
   });
-  kernel('reluGradRowSum', ([dy, row, y]) => {
+  ctx.kernel('reluGradRowSum', ([dy, row, y]) => {
     const [rows, cols] = dy.shape.length === 2 ? dy.shape : [1, dy.size];
     const dst = ctx.alloc(dy.dtype, dy.size, false) as FloatArray;
     const acc = new Float64Array(cols);

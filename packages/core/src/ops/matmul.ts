@@ -1,7 +1,7 @@
 import { runOp } from '../engine.js';
 import { check, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { biasRelu, reluGrad, requireFloat } from './elementwise.js';
+import { add, biasRelu, reluGrad, requireFloat } from './elementwise.js';
 import { sum } from './reduce.js';
 
 /** Transpose flags of {@link matmul}. */
@@ -87,32 +87,7 @@ function reduceBatch(g: Tensor, like: Tensor): Tensor {
  */
 export function linearBiasRelu(x: Tensor, w: Tensor, b: Tensor, options: { transB?: boolean } = {}): Tensor {
   const transB = options.transB ?? false;
-  check(
-    x.rank === 2 && w.rank === 2,
-    'linearBiasRelu',
-    () => `x and W must be 2-D, got ${fmtShape(x.shape)} and ${fmtShape(w.shape)}`,
-  );
-  const F = transB ? w.shape[0] : w.shape[1];
-  check(
-    b.rank === 1 && b.shape[0] === F,
-    'linearBiasRelu',
-    () => `bias must be [${F}] for W ${fmtShape(w.shape)}${transB ? 'ᵀ' : ''}, got ${fmtShape(b.shape)}`,
-  );
-  const shape = [x.shape[0], F];
-  for (const [what, t] of [
-    ['x', x],
-    ['W', w],
-    ['bias', b],
-  ] as const) {
-    requireFloat('linearBiasRelu', t, what);
-  }
-  const k = transB ? w.shape[1] : w.shape[0];
-  check(
-    x.shape[1] === k,
-    'linearBiasRelu',
-    () =>
-      `inner dimensions differ: x ${fmtShape(x.shape)} has ${x.shape[1]}, W${transB ? 'ᵀ' : ''} ${fmtShape(w.shape)} has ${k}`,
-  );
+  const shape = encoderShape('linearBiasRelu', x, w, b, transB);
   return runOp(
     'linearBiasRelu',
     [x, w, b],
@@ -121,16 +96,125 @@ export function linearBiasRelu(x: Tensor, w: Tensor, b: Tensor, options: { trans
       composition: () => biasRelu(matmul(x, w, { transB }), b),
       grad: (inputs, outputs) => (dys, needs) => {
         const dpre = reluGrad(dys[0], outputs[0]);
-        return [
-          needs[0] ? matmul(dpre, inputs[1], { transB: !transB }) : null,
-          needs[1]
-            ? transB
-              ? matmul(dpre, inputs[0], { transA: true })
-              : matmul(inputs[0], dpre, { transA: true })
-            : null,
-          needs[2] ? sum(dpre, 0) : null,
-        ];
+        return encoderGrads(inputs, dpre, transB, needs, () => sum(dpre, 0));
       },
     },
   )[0];
+}
+
+/**
+ * The encoder with its column sums: [relu(x·op(W) + b), Σ_b relu(…)] for x [B, d], W [d, F] (or
+ * [F, d] with `transB`), b [F] — what the L1 penalty of a ReLU SAE and its firing activity need,
+ * computed by a backend in the pass that adds the bias. Its gradient takes both outputs' in one
+ * pass ({@link reluGradRowSum}), so the penalty's gradient (constant down the batch) never becomes
+ * a [B, F] tensor of its own. The composition (linearBiasRelu, then sum) is the reference.
+ */
+export function linearBiasReluSum(
+  x: Tensor,
+  w: Tensor,
+  b: Tensor,
+  options: { transB?: boolean } = {},
+): [Tensor, Tensor] {
+  const transB = options.transB ?? false;
+  const shape = encoderShape('linearBiasReluSum', x, w, b, transB);
+  const [f, colsum] = runOp(
+    'linearBiasReluSum',
+    [x, w, b],
+    { transB, shape },
+    {
+      composition: () => {
+        const f = linearBiasRelu(x, w, b, { transB });
+        return [f, sum(f, 0)];
+      },
+      grad: (inputs, outputs) => (dys, needs) => {
+        const [dpre, db] = reluGradRowSum(dys[0], dys[1], outputs[0]);
+        return encoderGrads(inputs, dpre, transB, needs, () => db);
+      },
+    },
+  );
+  return [f, colsum];
+}
+
+/**
+ * The ReLU encoder's backward in one op: [dPre, Σ_b dPre] with dPre = (dF + row)·[f > 0], for
+ * dF and f [B, F] and `row` [F] (the gradient reaching the column sums Σ_b f, broadcast down the
+ * batch). The composition (add, reluGrad, sum) is the unfused reference; backends fuse it into
+ * one pass.
+ */
+export function reluGradRowSum(dF: Tensor, row: Tensor, f: Tensor): [Tensor, Tensor] {
+  check(
+    dF.rank === 2 && f.rank === 2 && dF.shape[0] === f.shape[0] && dF.shape[1] === f.shape[1],
+    'reluGradRowSum',
+    () => `dF and f must be the same 2-D shape, got ${fmtShape(dF.shape)} and ${fmtShape(f.shape)}`,
+  );
+  check(
+    row.rank === 1 && row.shape[0] === f.shape[1],
+    'reluGradRowSum',
+    () => `row must be [${f.shape[1]}] for f ${fmtShape(f.shape)}, got ${fmtShape(row.shape)}`,
+  );
+  for (const [what, t] of [
+    ['dF', dF],
+    ['row', row],
+    ['f', f],
+  ] as const) {
+    requireFloat('reluGradRowSum', t, what);
+  }
+  const [dpre, colsum] = runOp(
+    'reluGradRowSum',
+    [dF, row, f],
+    {},
+    {
+      composition: () => {
+        const d = reluGrad(add(dF, row), f);
+        return [d, sum(d, 0)];
+      },
+    },
+  );
+  return [dpre, colsum];
+}
+
+/** Checks the operands of an encoder op (x [B, d], W [d, F] or [F, d] with `transB`, b [F]); the output shape [B, F]. */
+function encoderShape(op: string, x: Tensor, w: Tensor, b: Tensor, transB: boolean): number[] {
+  check(
+    x.rank === 2 && w.rank === 2,
+    op,
+    () => `x and W must be 2-D, got ${fmtShape(x.shape)} and ${fmtShape(w.shape)}`,
+  );
+  const F = transB ? w.shape[0] : w.shape[1];
+  check(
+    b.rank === 1 && b.shape[0] === F,
+    op,
+    () => `bias must be [${F}] for W ${fmtShape(w.shape)}${transB ? 'ᵀ' : ''}, got ${fmtShape(b.shape)}`,
+  );
+  for (const [what, t] of [
+    ['x', x],
+    ['W', w],
+    ['bias', b],
+  ] as const) {
+    requireFloat(op, t, what);
+  }
+  const k = transB ? w.shape[1] : w.shape[0];
+  check(
+    x.shape[1] === k,
+    op,
+    () =>
+      `inner dimensions differ: x ${fmtShape(x.shape)} has ${x.shape[1]}, W${transB ? 'ᵀ' : ''} ${fmtShape(w.shape)} has ${k}`,
+  );
+  return [x.shape[0], F];
+}
+
+/** Gradients of an encoder's inputs [x, W, b] from the pre-activation's gradient; `db` only when needed. */
+function encoderGrads(
+  inputs: readonly Tensor[],
+  dpre: Tensor,
+  transB: boolean,
+  needs: readonly boolean[],
+  db: () => Tensor,
+): (Tensor | null)[] {
+  const [x, w] = inputs;
+  return [
+    needs[0] ? matmul(dpre, w, { transB: !transB }) : null,
+    needs[1] ? (transB ? matmul(dpre, x, { transA: true }) : matmul(x, dpre, { transA: true })) : null,
+    needs[2] ? db() : null,
+  ];
 }

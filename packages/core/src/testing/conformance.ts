@@ -40,8 +40,12 @@ export interface FixtureCase {
 /** The numpy fixtures the conformance suite checks every backend against. */
 export const OP_FIXTURES: FixtureCase[] = (fixtures as { cases: FixtureCase[] }).cases;
 
-/** Inputs whose gradient a case checks, where not every float32 input (a `where` condition is not differentiable). */
-const GRAD_WRT: Record<string, number[]> = { where: [1, 2] };
+/**
+ * Inputs whose gradient a case checks, where not every float32 input: a `where` condition is not
+ * differentiable, nor is the mask f of `reluGradRowSum` (its fixture has f = 0 exactly, where a
+ * finite difference crosses the step).
+ */
+const GRAD_WRT: Record<string, number[]> = { where: [1, 2], reluGradRowSum: [0, 1] };
 
 /**
  * The composite ops: core composes them from other ops and a backend may fuse them. The
@@ -57,9 +61,11 @@ export const COMPOSITE_OPS: readonly OpName[] = [
   'l1Norm',
   'l2Norm',
   'linearBiasRelu',
+  'linearBiasReluSum',
   'mean',
   'normalizeRows',
   'reluGrad',
+  'reluGradRowSum',
   'removeParallelComponent',
   'sparseDecode',
   'sparseDot',
