@@ -90,8 +90,16 @@ export function keep<T extends Tensor>(t: T): T {
 // ---------------------------------------------------------------------------------------------
 // Autograd tape
 
-/** Computes the gradients of a node's inputs from the gradients of its outputs. */
-export type GradFn = (dys: Tensor[], needs: boolean[]) => (Tensor | null | undefined)[];
+/**
+ * Computes the gradients of a node's inputs from the gradients of its outputs. `own[k]` says the
+ * backward pass hands over `dys[k]`: nothing else holds it and it is freed after this call, so
+ * the function may overwrite it (an op's in-place variant), never read it after that.
+ */
+export type GradFn = (
+  dys: Tensor[],
+  needs: boolean[],
+  own?: readonly boolean[],
+) => (Tensor | null | undefined)[];
 
 interface TapeNode {
   inputs: Tensor[];
@@ -384,14 +392,44 @@ function releaseTape(t: Tape, keepSet: Set<Tensor>, startId: number): void {
 
 function backward(t: Tape, value: Tensor, params: Tensor[]): Tensor[] {
   // Only nodes on a path from a param to the value matter; walk backwards from the value.
+  // Memory: each node's gradient function runs in a scope of its own (its temporaries are freed
+  // when it returns), and an output's gradient is freed once its node has used it — every
+  // consumer of a tensor comes later on the tape, so by then its gradient is complete. Only
+  // gradients this walk made are freed (a gradient function may return a tensor from elsewhere).
+  const startId = nextTensorId();
+  const made = (g: Tensor) => g.id >= startId;
   const grads = new Map<Tensor, Tensor>();
-  grads.set(value, onesLike(value));
+  // How many entries of `grads` hold each gradient tensor (a function may return one for several inputs).
+  const holders = new Map<Tensor, number>();
+  const hold = (x: Tensor, g: Tensor) => {
+    grads.set(x, g);
+    holders.set(g, (holders.get(g) ?? 0) + 1);
+  };
+  const unhold = (g: Tensor) => {
+    const n = (holders.get(g) ?? 0) - 1;
+    if (n > 0) holders.set(g, n);
+    else holders.delete(g);
+    return n <= 0;
+  };
+  hold(value, onesLike(value));
+  const paramSet = new Set(params);
   for (let i = t.nodes.length - 1; i >= 0; i--) {
     const node = t.nodes[i];
     if (!node.outputs.some((o) => grads.has(o))) continue;
     const dys = node.outputs.map((o) => grads.get(o) ?? zerosLikeFn(o));
     const needs = node.inputs.map((x) => t.requiresGrad.has(x));
-    const dxs = node.grad(dys, needs);
+    // A gradient is the node's to overwrite when this walk made it, only this output holds it,
+    // no other tensor shares its storage (a reshaped view), and no param is this output.
+    const own = node.outputs.map(
+      (o, k) =>
+        made(dys[k]) &&
+        !paramSet.has(o) &&
+        (holders.get(dys[k]) ?? 0) <= 1 &&
+        dys[k].storage.refs === 1 &&
+        dys.indexOf(dys[k]) === k,
+    );
+    const dxs = scope(() => node.grad(dys, needs, own));
+    const returned = new Set(dxs.filter((d): d is Tensor => d instanceof Tensor));
     node.inputs.forEach((x, j) => {
       const dx = dxs[j];
       if (!needs[j] || !dx) return;
@@ -402,8 +440,23 @@ function backward(t: Tape, value: Tensor, params: Tensor[]): Tensor[] {
         );
       }
       const prev = grads.get(x);
-      grads.set(x, prev ? addFn(prev, dx) : dx);
+      if (!prev) {
+        hold(x, dx);
+        return;
+      }
+      const sum = addFn(prev, dx);
+      if (unhold(prev) && made(prev) && !returned.has(prev)) prev.dispose();
+      hold(x, sum);
     });
+    // The outputs' gradients are used up (unless a param's, or handed on as an input's).
+    node.outputs.forEach((o, k) => {
+      if (paramSet.has(o) || !grads.has(o)) return;
+      grads.delete(o);
+      const g = dys[k];
+      if (unhold(g) && made(g) && !returned.has(g) && !g.isDisposed) g.dispose();
+    });
+    // An input's gradient summed into another and not held: the addend is garbage now.
+    for (const dx of returned) if (!holders.has(dx) && made(dx) && !dx.isDisposed) dx.dispose();
   }
   // Each param gets its own handle (a shared handle would die with the first dispose()).
   const seen = new Set<Tensor>();
@@ -439,20 +492,22 @@ function nextTensorId(): number {
 
 /**
  * Wraps a function so its gradient is the one you give (straight-through estimators, e.g. the
- * JumpReLU threshold). `f` returns `{ value, grad }`; `grad(dy)` returns one gradient per input.
- * The forward pass is not recorded, so `f` may use non-differentiable ops freely.
+ * JumpReLU threshold). `f` returns `{ value, grad }`; `grad(dy, own)` returns one gradient per
+ * input. The forward pass is not recorded, so `f` may use non-differentiable ops freely. `own`
+ * says the backward pass hands `dy` over (nothing else holds it; see {@link GradFn}), so an
+ * in-place op may overwrite it.
  */
 export function customGrad<I extends Tensor[]>(
-  f: (...inputs: I) => { value: Tensor; grad: (dy: Tensor) => (Tensor | null)[] },
+  f: (...inputs: I) => { value: Tensor; grad: (dy: Tensor, own: boolean) => (Tensor | null)[] },
 ): (...inputs: I) => Tensor {
   return (...inputs: I) => {
-    let gradFn: ((dy: Tensor) => (Tensor | null)[]) | undefined;
+    let gradFn: ((dy: Tensor, own: boolean) => (Tensor | null)[]) | undefined;
     const value = noGrad(() => {
       const r = f(...inputs);
       gradFn = r.grad;
       return r.value;
     });
-    recordNode(inputs, [value], (dys) => gradFn!(dys[0]));
+    recordNode(inputs, [value], (dys, _needs, own) => gradFn!(dys[0], own?.[0] ?? false));
     return value;
   };
 }

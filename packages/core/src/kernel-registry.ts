@@ -231,7 +231,10 @@ export interface OpAttrs {
     shape: number[];
   };
   /** [(dF + row)·[f > 0], its column sums]: the ReLU encoder's backward (composite). */
-  reluGradRowSum: NoAttrs;
+  reluGradRowSum: {
+    /** The caller gives dF up: the kernel may write the first output over it. */
+    inPlace: boolean;
+  };
   /** Axis permutation. */
   transpose: {
     /** The permutation of the axes. */

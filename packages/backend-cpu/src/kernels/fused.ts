@@ -102,9 +102,10 @@ export function registerFused(
     biasReluColsum(o.data as FloatArray, arr(bias) as FloatArray, rows, cols, acc);
     return [out(o.data as CpuArray, shape, 'float32'), out(stored(ctx, acc), [cols], 'float32')];
   });
-  ctx.kernel('reluGradRowSum', ([dy, row, y]) => {
+  ctx.kernel('reluGradRowSum', ([dy, row, y], attrs) => {
     const [rows, cols] = dy.shape.length === 2 ? dy.shape : [1, dy.size];
-    const dst = ctx.alloc(dy.dtype, dy.size, false) as FloatArray;
+    // in place: each element is read before it is written, in the TypeScript and the SIMD loop
+    const dst = attrs.inPlace ? (arr(dy) as FloatArray) : (ctx.alloc(dy.dtype, dy.size, false) as FloatArray);
     const acc = new Float64Array(cols);
     reluGradRowColsum(
       arr(dy) as FloatArray,

@@ -126,8 +126,9 @@ export function linearBiasReluSum(
         const f = linearBiasRelu(x, w, b, { transB });
         return [f, sum(f, 0)];
       },
-      grad: (inputs, outputs) => (dys, needs) => {
-        const [dpre, db] = reluGradRowSum(dys[0], dys[1], outputs[0]);
+      grad: (inputs, outputs) => (dys, needs, own) => {
+        // dF is ours to overwrite when the backward pass hands it over: dPre then takes its memory
+        const [dpre, db] = reluGradRowSum(dys[0], dys[1], outputs[0], { inPlace: own?.[0] ?? false });
         return encoderGrads(inputs, dpre, transB, needs, () => db);
       },
     },
@@ -139,9 +140,16 @@ export function linearBiasReluSum(
  * The ReLU encoder's backward in one op: [dPre, Σ_b dPre] with dPre = (dF + row)·[f > 0], for
  * dF and f [B, F] and `row` [F] (the gradient reaching the column sums Σ_b f, broadcast down the
  * batch). The composition (add, reluGrad, sum) is the unfused reference; backends fuse it into
- * one pass.
+ * one pass. `inPlace`: the caller gives dF up (it never reads it again), so a backend may write
+ * dPre over it instead of allocating a second [B, F] array (only the backward pass knows when
+ * that holds: see `GradFn`'s `own`).
  */
-export function reluGradRowSum(dF: Tensor, row: Tensor, f: Tensor): [Tensor, Tensor] {
+export function reluGradRowSum(
+  dF: Tensor,
+  row: Tensor,
+  f: Tensor,
+  options: { inPlace?: boolean } = {},
+): [Tensor, Tensor] {
   check(
     dF.rank === 2 && f.rank === 2 && dF.shape[0] === f.shape[0] && dF.shape[1] === f.shape[1],
     'reluGradRowSum',
@@ -162,7 +170,7 @@ export function reluGradRowSum(dF: Tensor, row: Tensor, f: Tensor): [Tensor, Ten
   const [dpre, colsum] = runOp(
     'reluGradRowSum',
     [dF, row, f],
-    {},
+    { inPlace: options.inPlace ?? false },
     {
       composition: () => {
         const d = reluGrad(add(dF, row), f);

@@ -1,0 +1,96 @@
+// The backward pass frees what it no longer needs: each gradient once its node has used it, and
+// each gradient function's temporaries when it returns; and it tells a gradient function which
+// incoming gradients it may overwrite (`own`). Byte counts are hand-computed (float32, 4 bytes),
+// on a CPU backend of this file's own so other tests' tensors do not move them.
+import { createCpuBackend } from '@dictlearn/backend-cpu';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { registerBackend, useBackend } from './backend.js';
+import { customGrad, valueAndGrad } from './engine.js';
+import * as ops from './ops/index.js';
+import { memory, resetPeakMemory, type Tensor } from './tensor.js';
+
+const NAME = 'backward-mem-cpu';
+beforeAll(async () => {
+  registerBackend(createCpuBackend({ name: NAME, fastMatmul: false }));
+  await useBackend(NAME);
+});
+const mem = () => memory().backends[NAME] ?? { tensors: 0, bytes: 0, peakBytes: 0 };
+
+/** The identity, whose gradient function records the `own` flag it was given. */
+function spy(seen: boolean[]): (x: Tensor) => Tensor {
+  return customGrad((x: Tensor) => ({
+    value: ops.add(x, 0),
+    grad: (dy, own) => {
+      seen.push(own);
+      return [ops.add(dy, 0)];
+    },
+  }));
+}
+
+describe('backward pass memory', () => {
+  it('a chain of n ops holds the gradient in, its temporaries and the gradient out, not all n', () => {
+    const N = 1000;
+    const x = ops.randomNormal([N], { seed: 1 });
+    resetPeakMemory(NAME);
+    const base = mem().bytes;
+    const sq = ops.square;
+    const { value, grads } = valueAndGrad(() => ops.sum(sq(sq(sq(ops.mul(x, 0.1))))), [x]);
+    // Forward: the four [N] tensors the tape holds (x·0.1 and three squares) and the scalar loss.
+    // Backward, one square at a time: the gradient reaching it, its temporary 2·u, and the
+    // gradient it makes ([N] each), besides scalars. Kept to the end, the gradients and
+    // temporaries of earlier nodes would add up to 7 [N] tensors by the last square.
+    expect(mem().peakBytes - base).toBeLessThanOrEqual(4 * (4 * N + 3 * N) + 4 * 4);
+    value.dispose();
+    grads.get(x)!.dispose();
+    expect(mem().bytes).toBe(base);
+    x.dispose();
+  });
+
+  it('hands a gradient over only when nothing else holds it', () => {
+    const x = ops.randomNormal([8], { seed: 2 });
+    // A gradient made by the walk and held by one output: the node may overwrite it.
+    const a: boolean[] = [];
+    let r = valueAndGrad(() => ops.sum(ops.mul(spy(a)(x), 3)), [x]);
+    expect(a).toEqual([true]);
+    for (const t of [r.value, ...r.grads.values()]) t.dispose();
+
+    // One tensor returned as the gradient of two outputs: the first node to run must not touch
+    // it (the second still reads it); by the second, nothing else holds it.
+    const b: boolean[] = [];
+    const both = customGrad((u: Tensor, v: Tensor) => ({
+      value: ops.add(ops.sum(u), ops.sum(v)),
+      grad: (dy) => {
+        const g = ops.mul(ops.onesLike(u), dy);
+        return [g, g];
+      },
+    }));
+    r = valueAndGrad(() => both(spy(b)(x), spy(b)(x)), [x]);
+    expect(b).toEqual([false, true]);
+    expect(Array.from(r.grads.get(x)!.dataSync())).toEqual(new Array(8).fill(2));
+    for (const t of [r.value, ...r.grads.values()]) t.dispose();
+
+    // A gradient sharing its storage with one still held (a reshaped view of it): not until
+    // the other is gone.
+    const d: boolean[] = [];
+    const viewPair = customGrad((u: Tensor, v: Tensor) => ({
+      value: ops.add(ops.sum(u), ops.sum(v)),
+      grad: (dy) => {
+        const g = ops.mul(ops.onesLike(u), dy);
+        return [g, ops.reshape(g, [2, 4])];
+      },
+    }));
+    r = valueAndGrad(() => viewPair(spy(d)(x), ops.reshape(spy(d)(x), [2, 4])), [x]);
+    expect(d).toEqual([false, true]);
+    expect(Array.from(r.grads.get(x)!.dataSync())).toEqual(new Array(8).fill(2));
+    for (const t of [r.value, ...r.grads.values()]) t.dispose();
+
+    // A gradient from outside the walk (a custom rule returning a tensor it captured): never.
+    const outside = ops.ones([8]);
+    const c: boolean[] = [];
+    const fixed = customGrad((u: Tensor) => ({ value: ops.sum(u), grad: () => [outside] }));
+    r = valueAndGrad(() => fixed(spy(c)(x)), [x]);
+    expect(c).toEqual([false]);
+    expect(Array.from(outside.dataSync())).toEqual(new Array(8).fill(1));
+    for (const t of [r.value, ...r.grads.values(), outside, x]) t.dispose();
+  });
+});
