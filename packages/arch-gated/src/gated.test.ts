@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCpuBackend } from '@dictlearn/backend-cpu';
@@ -9,12 +9,15 @@ import {
   registerBackend,
   scope,
   sub,
+  type Tensor,
+  type TrainSAEOptions,
   tensor,
+  trainSAE,
   useBackend,
   valueAndGrad,
 } from '@dictlearn/core';
 import { compareValues, describeStepFixture, type StepFixture } from '@dictlearn/core/testing';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import fixture from './fixtures/steps.json' with { type: 'json' };
 import { factories, gated, gatedAnneal } from './gated.js';
 
@@ -161,5 +164,82 @@ describe('gated plugins', () => {
     expect(() => gated({ l1Penalty: -1 })).toThrow("gated: field 'l1Penalty' must be ≥ 0, got -1");
     expect(() => gated({ lambda: 1 } as never)).toThrow("gated: unknown field 'lambda' (known: l1Penalty)");
     expect(() => gatedAnneal({ pStart: 0 })).toThrow("gated-anneal: field 'pStart' must be > 0, got 0");
+  });
+});
+
+describe('gated-anneal resume', () => {
+  // The oracle is the uninterrupted run: a run killed after its checkpoint and resumed (a fresh
+  // plugin, as `dictlearn train --resume` builds) must end bit for bit where it ends (CPU backend).
+  const STEPS = 16;
+  async function* batches(failAt?: number): AsyncGenerator<Tensor> {
+    for (let i = 0; i < STEPS; i++) {
+      if (i === failAt) throw new Error('simulated crash');
+      yield tensor(
+        Array.from({ length: 48 }, (_, j) => Math.sin(j * 0.7 + i * 1.3) + 0.3),
+        [8, 6],
+      );
+    }
+  }
+  // Updates at steps 2, 5, 9, 12 (annealEnd −1 = the 16 steps): before step 9, α was adapted at
+  // step 5 and the 3-row queue is full; step 9 adapts α from it.
+  const options = (outDir: string, extra: Partial<TrainSAEOptions> = {}): TrainSAEOptions => ({
+    data: batches(),
+    trainers: [
+      {
+        architecture: gatedAnneal({ annealStart: 2, pEnd: 0.2, sparsityUpdates: 5, sparsityQueueLength: 3 }),
+        dictSize: 12,
+        name: 'ga',
+        lr: 1e-2,
+        warmupSteps: 0,
+        sparsityWarmupSteps: 3,
+        seed: 3,
+      },
+    ],
+    steps: STEPS,
+    outDir,
+    logEvery: 1,
+    saveSteps: [9],
+    dataSpec: { kind: 'test-batches' },
+    onNotice: () => {},
+    ...extra,
+  });
+  const outcome = async (dir: string) => {
+    const d = await Dictionary.load(join(dir, 'ga'));
+    const params: Record<string, number[]> = {};
+    for (const [k, t] of Object.entries(d.params)) params[k] = Array.from(await t.data());
+    d.dispose();
+    const log = (await readFile(join(dir, 'log.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => {
+        const { elapsed: _e, ...rest } = JSON.parse(l);
+        return rest;
+      });
+    return { params, log };
+  };
+
+  it('a run killed after a checkpoint and resumed ends bit for bit as the uninterrupted one', async () => {
+    for (const f of factories) registerArchitecture(f);
+    const warn = vi.spyOn(console, 'warn');
+    const [straight, killed] = await Promise.all([
+      mkdtemp(join(tmpdir(), 'ga-')),
+      mkdtemp(join(tmpdir(), 'ga-')),
+    ]);
+    try {
+      for (const d of (await trainSAE(options(straight))).dictionaries) d.dispose();
+      await expect(trainSAE(options(killed, { data: batches(12) }))).rejects.toThrow('simulated crash');
+      const r = await trainSAE(options(killed, { resume: true }));
+      for (const d of r.dictionaries) d.dispose();
+      expect(r.resumedFrom).toBe(9);
+      const [want, got] = await Promise.all([outcome(straight), outcome(killed)]);
+      expect(got).toEqual(want);
+      // α moved from its configured 0.1 before the checkpoint, so restarting it would show.
+      const at9 = want.log.find((e) => e.step === 9).logs;
+      expect(at9.sparsity_coeff).not.toBeCloseTo(0.1, 3);
+      expect(warn).not.toHaveBeenCalled();
+    } finally {
+      warn.mockRestore();
+      await Promise.all([straight, killed].map((d) => rm(d, { recursive: true, force: true })));
+    }
   });
 });

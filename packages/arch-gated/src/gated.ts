@@ -170,7 +170,8 @@ export function gated(config: Partial<GatedConfig> = {}): ArchitecturePlugin<Gat
  * `GatedAnnealTrainer`): loss = mean‖x − x̂‖² + s(t)·α·L_p(ReLU(π_gate)) + mean‖x − x̂_aux‖², p
  * and α following the schedule of `@dictlearn/arch-standard`'s `PAnnealSchedule`
  * (`sparsityFunction` default `'Lp^p'`). lr 3e-4, ConstrainedAdam with β = (0, 0.999). The
- * plugin value holds the annealing state: give each trainer its own.
+ * plugin value holds the annealing state (which trainer checkpoints save, so a resumed run is
+ * exact): give each trainer its own.
  */
 export function gatedAnneal(config: Partial<GatedAnnealConfig> = {}): ArchitecturePlugin<GatedAnnealConfig> {
   const cfg = validateConfig<GatedAnnealConfig>('gated-anneal', config, pAnnealSpec('Lp^p'));
@@ -179,6 +180,7 @@ export function gatedAnneal(config: Partial<GatedAnnealConfig> = {}): Architectu
     ...gatedBase(),
     name: 'gated-anneal',
     config: cfg,
+    trainingState: annealer,
     training: { ...GATED_TRAINING, lr: 3e-4 },
     loss: (p, x, ctx) =>
       gatedLoss(p, x, ctx, (gate) => {

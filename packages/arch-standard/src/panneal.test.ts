@@ -1,5 +1,20 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createCpuBackend } from '@dictlearn/backend-cpu';
-import { memory, registerBackend, scope, Trainer, tensor, useBackend, valueAndGrad } from '@dictlearn/core';
+import {
+  type ArchitecturePlugin,
+  loadTrainerState,
+  memory,
+  registerBackend,
+  type StepLogs,
+  saveTrainerState,
+  scope,
+  Trainer,
+  tensor,
+  useBackend,
+  valueAndGrad,
+} from '@dictlearn/core';
 import { compareValues, describeStepFixture, type StepFixture } from '@dictlearn/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import fixture from './fixtures/panneal-steps.json' with { type: 'json' };
@@ -155,5 +170,144 @@ describe('pAnneal plugin', () => {
       encoderBiasInit: 'zero',
     });
     expect(factories.map((f) => f.name)).toEqual(['standard', 'april-update', 'tied', 'p-anneal']);
+  });
+});
+
+// Resume: the oracle is the uninterrupted run of the same trainer on the same batches; a run
+// checkpointed halfway and resumed by a fresh trainer and plugin must match it bit for bit (CPU
+// reference backend), logs included.
+const RESUME_STEPS = 16;
+// annealEnd −1 = the run's 16 steps: p updates at steps 2, 5, 9, 12 (linspace(2, 16, 5), 16
+// excluded). Before step 4, α is still the configured number and the queue holds one row; before
+// step 9, α was adapted at step 5 and the queue (3 rows) is full, and step 9 adapts α from it.
+const RESUME_SCHEDULE = { annealStart: 2, pEnd: 0.2, sparsityUpdates: 5, sparsityQueueLength: 3 };
+
+function resumeBatch(step: number) {
+  return tensor(
+    Array.from({ length: 48 }, (_, i) => Math.sin(i * 0.7 + step * 1.3) + 0.3),
+    [8, 6],
+  );
+}
+
+async function trainSteps(trainer: Trainer, from: number, to: number): Promise<StepLogs[]> {
+  const logs: StepLogs[] = [];
+  for (let s = from; s < to; s++) {
+    const x = resumeBatch(s);
+    logs.push(await trainer.update(x, true));
+    x.dispose();
+  }
+  return logs;
+}
+
+async function paramValues(trainer: Trainer): Promise<Record<string, number[]>> {
+  const out: Record<string, number[]> = {};
+  for (const [k, v] of Object.entries(trainer.vars)) out[k] = Array.from(await v.value.data());
+  return out;
+}
+
+/**
+ * Trains RESUME_STEPS straight, and again with a checkpoint after `at` steps that a fresh trainer
+ * (and plugin) resumes; `edit` may alter the checkpoint folder first. Returns both runs' logs of
+ * the steps after `at`, final parameters, and the notices of the resume.
+ */
+async function resumeAgainstStraight(
+  makeArch: () => ArchitecturePlugin<object>,
+  at: number,
+  edit?: (dir: string) => Promise<void>,
+) {
+  const make = () =>
+    new Trainer(
+      { architecture: makeArch(), dictSize: 12, lr: 1e-2, warmupSteps: 0, sparsityWarmupSteps: 3, seed: 3 },
+      6,
+      RESUME_STEPS,
+    );
+  const dir = await mkdtemp(join(tmpdir(), 'dictlearn-panneal-'));
+  try {
+    const straight = make();
+    const straightLogs = (await trainSteps(straight, 0, RESUME_STEPS)).slice(at);
+    const first = make();
+    await trainSteps(first, 0, at);
+    await saveTrainerState(first, dir, { scale: 1, batchesConsumed: at });
+    first.dispose();
+    await edit?.(dir);
+    const notices: string[] = [];
+    const resumed = make();
+    await loadTrainerState(resumed, dir, (m) => notices.push(m));
+    const resumedLogs = await trainSteps(resumed, at, RESUME_STEPS);
+    const result = {
+      straight: { logs: straightLogs, params: await paramValues(straight) },
+      resumed: { logs: resumedLogs, params: await paramValues(resumed) },
+      notices,
+    };
+    for (const t of [straight, resumed]) t.dispose();
+    return result;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+describe('p-anneal resume', () => {
+  it('a run resumed from a checkpoint trains bit for bit as the uninterrupted one (α and queue saved)', async () => {
+    for (const fn of ['Lp', 'Lp^p'] as const) {
+      for (const at of [4, 9]) {
+        const r = await resumeAgainstStraight(
+          () => pAnneal({ ...RESUME_SCHEDULE, sparsityFunction: fn }),
+          at,
+        );
+        expect(r.notices).toEqual([]);
+        expect(r.resumed.logs).toEqual(r.straight.logs);
+        expect(r.resumed.params).toEqual(r.straight.params);
+      }
+    }
+    // The comparison has teeth: α moved from its configured 0.1 before the checkpoint.
+    const r = await resumeAgainstStraight(() => pAnneal(RESUME_SCHEDULE), 9);
+    expect(r.straight.logs[0].sparsity_coeff).not.toBeCloseTo(0.1, 3);
+    expect(r.straight.logs.map((l) => l.p)).toEqual([0.6, 0.6, 0.6, 0.4, 0.4, 0.4, 0.4].map(Math.fround));
+  });
+
+  it('a checkpoint without the annealing state (an older version) loads with a notice; α restarts', async () => {
+    const r = await resumeAgainstStraight(
+      () => pAnneal(RESUME_SCHEDULE),
+      9,
+      async (dir) => {
+        const info = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8'));
+        expect(info.archState).toEqual(['coeff', 'queue']);
+        delete info.archState;
+        await writeFile(join(dir, 'state.json'), JSON.stringify(info));
+      },
+    );
+    expect(r.notices).toHaveLength(1);
+    expect(r.notices[0]).toMatch(
+      /the checkpoint holds no 'p-anneal' training state \(an older version\); it restarts from the configuration/,
+    );
+    // Restarted: the queue holds only step 9's row when α adapts, so α differs; p does not.
+    expect(r.resumed.logs.map((l) => l.p)).toEqual(r.straight.logs.map((l) => l.p));
+    expect(r.resumed.logs[0].sparsity_coeff).not.toBe(r.straight.logs[0].sparsity_coeff);
+  });
+
+  it('load checks the state it is given and changes nothing when it does not fit', async () => {
+    const a = new PAnnealer({ ...pAnneal(RESUME_SCHEDULE).config, annealEnd: 20 });
+    const f = tensor([[0.5, 1]]);
+    const q = (n: number) => ({ shape: [n, 2], data: new Float32Array(2 * n).fill(1) });
+    a.load({ coeff: { shape: [], data: new Float32Array([0.25]) }, queue: q(2) }, 9);
+    expect(() => a.load({ queue: q(4) }, 9)).toThrow(
+      "p-anneal: training state of step 9: 'queue' is [4,2], expected [n, 2] with 1 ≤ n ≤ 3",
+    );
+    expect(() => a.load({ coeff: { shape: [1], data: new Float32Array([0.2]) } }, 9)).toThrow(
+      "'coeff' is [1], expected []",
+    );
+    expect(() => a.load({ coeff: { shape: [], data: new Float32Array([Number.NaN]) } }, 9)).toThrow(
+      "'coeff' holds a non-finite value",
+    );
+    expect(() => a.load({ alpha: q(1) }, 9)).toThrow("unknown entry 'alpha'");
+    // The refused loads left the first one: what it saves before step 9 is what it was given,
+    // and step 9's loss starts from it.
+    expect(await a.save(9)).toEqual({
+      coeff: { shape: [], data: new Float32Array([0.25]) },
+      queue: q(2),
+    });
+    const { before } = a.step(f, { step: 9, sparsityScale: 1 });
+    expect((await (before.coeff as ReturnType<typeof tensor>).data())[0]).toBe(0.25);
+    expect(before.queue?.shape).toEqual([2, 2]);
   });
 });

@@ -13,8 +13,10 @@ import {
   mul,
   noGrad,
   type Params,
+  type PluginTrainingState,
   pow,
   reshape,
+  type StateTensor,
   slice,
   sum,
   type Tensor,
@@ -195,18 +197,29 @@ function tensorsOf(s: AnnealState): Tensor[] {
   return [s.coeff, s.queue].filter((t): t is Tensor => t !== null && typeof t !== 'number');
 }
 
+/** α and the queue as a checkpoint holds them (absent: α not adapted yet, queue empty). */
+interface SavedAnneal {
+  coeff?: StateTensor;
+  queue?: StateTensor;
+}
+
 /**
  * The p-annealing of dictionary_learning's `PAnnealTrainer` / `GatedAnnealTrainer`, as a state
  * machine an architecture's loss drives: {@link PAnnealer.step} gives the p and α the loss of a
  * step uses, then records the step (queue, p update, α adaptation) as DL does after its loss.
  * Calling it again for the same step reuses that step's state (so a test may evaluate a loss
- * before the trainer does); a step that is not the next one (a resumed run, a reused plugin)
- * restarts the state from the schedule: p and the update count are exact, α restarts from
- * `sparsityPenalty` and the queue empty, since neither is in a checkpoint.
+ * before the trainer does). As the plugin's `trainingState`, it hands α and the queue to trainer
+ * checkpoints and takes them back on resume, so a resumed run trains as the uninterrupted one;
+ * p and the update count follow from the step. Any other jump to a step that is not the next one
+ * (a reused plugin, a checkpoint of an older version without this state) restarts the state from
+ * the schedule: p and the update count are exact, α restarts from `sparsityPenalty` and the queue
+ * empty.
  */
-export class PAnnealer {
+export class PAnnealer implements PluginTrainingState {
   readonly #cfg: PAnnealSchedule;
   #cur: (AnnealStep & { step: number }) | null = null;
+  /** State loaded from a checkpoint for the resumed run's first step, until that step runs. */
+  #restored: { step: number; state: SavedAnneal } | null = null;
 
   /** An annealer following `schedule`. */
   constructor(schedule: PAnnealSchedule) {
@@ -290,6 +303,57 @@ export class PAnnealer {
     for (const t of tensorsOf(s)) if (!held.has(t)) t.dispose();
   }
 
+  /** α and the queue the loss of step `step` starts from (see {@link PluginTrainingState.save}). */
+  async save(step: number): Promise<Record<string, StateTensor>> {
+    if (this.#restored?.step === step) return { ...this.#restored.state };
+    const cur = this.#cur;
+    const s = cur?.step === step - 1 ? cur.after : cur?.step === step ? cur.before : null;
+    const out: Record<string, StateTensor> = {};
+    // A host-number α is still `sparsityPenalty`: left out, so the resumed loss multiplies by
+    // the same number rather than by its float32 rounding.
+    if (s && typeof s.coeff !== 'number')
+      out.coeff = { shape: [], data: (await s.coeff.data()) as Float32Array };
+    if (s?.queue) out.queue = { shape: [...s.queue.shape], data: (await s.queue.data()) as Float32Array };
+    return out;
+  }
+
+  /** Takes back what {@link PAnnealer.save} gave; step `step` then starts from it. */
+  load(state: Record<string, StateTensor>, step: number): void {
+    const bad = (what: string) => new DictlearnError('p-anneal', `training state of step ${step}: ${what}`);
+    const L = this.#cfg.sparsityQueueLength;
+    for (const [name, t] of Object.entries(state)) {
+      if (name !== 'coeff' && name !== 'queue') throw bad(`unknown entry '${name}'`);
+      // α is a scalar; the queue holds 1 to L rows (L_p(f), L_next(f)).
+      const fits =
+        name === 'coeff'
+          ? t.shape.length === 0 && t.data.length === 1
+          : t.shape.length === 2 &&
+            t.shape[1] === 2 &&
+            t.shape[0] >= 1 &&
+            t.shape[0] <= L &&
+            t.data.length === 2 * t.shape[0];
+      if (!fits) {
+        throw bad(
+          `'${name}' is [${t.shape}], expected ${name === 'coeff' ? '[]' : `[n, 2] with 1 ≤ n ≤ ${L}`}`,
+        );
+      }
+      if (t.data.some((v) => !Number.isFinite(v))) throw bad(`'${name}' holds a non-finite value`);
+    }
+    if (this.#cur) this.#dropAll(this.#cur);
+    this.#cur = null;
+    this.#restored = {
+      step,
+      state: Object.fromEntries(
+        Object.entries(state).map(([k, t]) => [k, { shape: [...t.shape], data: Float32Array.from(t.data) }]),
+      ),
+    };
+  }
+
+  #dropAll(cur: AnnealStep): void {
+    this.#drop(cur.after, cur.before);
+    this.#drop(cur.before, { p: 0, nextP: null, count: 0, coeff: 0, queue: null });
+  }
+
   /**
    * For step `ctx.step` with features f [B, F]: the p and α its loss uses (`before`) and those
    * after DL's end-of-step bookkeeping (`after`, what DL logs). `ctx.totalSteps`, where the
@@ -307,12 +371,14 @@ export class PAnnealer {
       before = cur.after;
       this.#drop(cur.before, before);
     } else {
-      if (cur) {
-        this.#drop(cur.after, cur.before);
-        this.#drop(cur.before, { p: 0, nextP: null, count: 0, coeff: 0, queue: null });
-      }
+      if (cur) this.#dropAll(cur);
       before = this.#initial(t, total);
+      const saved = this.#restored?.step === t ? this.#restored.state : null;
+      if (saved?.coeff) before.coeff = keep(tensor(saved.coeff.data, [], { backend: f.backend }));
+      if (saved?.queue)
+        before.queue = keep(tensor(saved.queue.data, saved.queue.shape, { backend: f.backend }));
     }
+    this.#restored = null;
     const after = this.#transition(before, t, f, total);
     this.#cur = { step: t, before, after };
     return this.#cur;
@@ -357,8 +423,8 @@ export function annealedPenalty(
  * encoder, decoder, init, unit-norm decoder rows (ConstrainedAdam), lr 1e-3 and warm-ups as
  * `standard`; loss = mean_b ‖x − x̂‖² + s(t)·α·L_p(f), p annealed from `pStart` toward `pEnd`
  * and α adapted at each p update (see {@link PAnnealSchedule}). Resampling is opt-in
- * (`resampleSteps` on the trainer). The plugin value holds the annealing state: give each
- * trainer its own.
+ * (`resampleSteps` on the trainer). The plugin value holds the annealing state (which trainer
+ * checkpoints save, see {@link PAnnealer}): give each trainer its own.
  */
 export function pAnneal(config: Partial<PAnnealConfig> = {}): ArchitecturePlugin<PAnnealConfig> {
   const cfg = validateAnneal(config);
@@ -368,6 +434,7 @@ export function pAnneal(config: Partial<PAnnealConfig> = {}): ArchitecturePlugin
     ...base,
     name: 'p-anneal',
     config: cfg,
+    trainingState: annealer,
     loss(p: Params, x, ctx) {
       const f = encodeRelu(x, p.b_dec, p.b_enc, { W_enc: p.W_enc });
       const xhat = decodeLinear(f, p.W_dec, p.b_dec);

@@ -146,6 +146,29 @@ export interface ArchitecturePlugin<C extends object = Record<string, unknown>> 
    * Omitted = no resampling.
    */
   resample?(p: Params, features: DeadFeatures, inputs: Tensor): Params;
+  /**
+   * State the plugin carries from one training step to the next besides its parameters (e.g.
+   * p-annealing's adapted coefficient): a trainer checkpoint saves it, so a resumed run trains
+   * as the uninterrupted one. Omitted = none.
+   */
+  readonly trainingState?: PluginTrainingState;
+}
+
+/** One tensor of a plugin's training state, on the host: row-major `data` of `shape`. */
+export interface StateTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** What {@link ArchitecturePlugin.trainingState} does: see there. */
+export interface PluginTrainingState {
+  /** The state the loss of step `step` (the trainer's next step) starts from, by name. */
+  save(step: number): Promise<Record<string, StateTensor>>;
+  /**
+   * Puts back what {@link PluginTrainingState.save} gave for step `step`. Checks it first and
+   * throws a `DictlearnError`, changing nothing, when it does not fit.
+   */
+  load(state: Record<string, StateTensor>, step: number): void;
 }
 
 /** The features a resample concerns (what the trainer passes to `ArchitecturePlugin.resample`). */

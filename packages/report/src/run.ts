@@ -25,11 +25,11 @@ export interface SummaryRow {
   fve: number;
   /** Fraction of features that never fired on the evaluation rows. */
   deadFraction: number;
-  /** MMCS to the true features (synthetic sources). */
+  /** MMCS: mean max cosine of the true features to the learned ones (synthetic sources). */
   mmcs?: number;
-  /** Fraction of true features recovered at cosine 0.9 (synthetic sources). */
+  /** Fraction of true features with a learned decoder row at cosine > 0.9 (synthetic sources). */
   recovered?: number;
-  /** CE-loss recovered (model sources). */
+  /** CE-loss recovered (model sources): (loss_reconstructed − loss_zero) / (loss_original − loss_zero). */
   fracRecovered?: number;
   /** Where the dictionary was saved. */
   savedTo?: string;

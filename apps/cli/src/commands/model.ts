@@ -20,6 +20,7 @@ import {
 } from '@dictlearn/core';
 import { type EvalMetrics, evaluate, featureDensity } from '@dictlearn/eval';
 import { loadDictionary } from '@dictlearn/formats';
+import type { SummaryRow } from '@dictlearn/report';
 import {
   type HookSource,
   type LossRecovered,
@@ -36,7 +37,6 @@ import {
   Progress,
   type RunControl,
   safeName,
-  type TrainerSummary,
   type TrainIO,
   type TrainSummary,
 } from './train.js';
@@ -458,7 +458,7 @@ export async function runModelTrain(
       throw failed.find((e) => !(e instanceof TrainInterruptedError)) ?? failed[0];
     }
     const final = rates();
-    const trainers: TrainerSummary[] = [];
+    const trainers: SummaryRow[] = [];
     for (let i = 0; i < hooks.length; i++) {
       const r = results[i] as TrainResult;
       const summaries = await summariseHook(probe, options, hooks[i], cfg, r.dictionaries, backend.name);
@@ -502,7 +502,7 @@ async function summariseHook(
   cfg: RunConfig,
   dicts: readonly Dictionary[],
   backend: string,
-): Promise<TrainerSummary[]> {
+): Promise<SummaryRow[]> {
   const source = await ModelSource.open({
     ...options,
     model: probe.model,
@@ -521,7 +521,7 @@ async function summariseHook(
     if (host.length === cfg.evalBatches) break;
   }
   const d = source.dim;
-  const out: TrainerSummary[] = [];
+  const out: SummaryRow[] = [];
   for (const dict of dicts) {
     const batches = host.map((h) => tensor(h, [h.length / d, d], { backend }));
     try {

@@ -13,31 +13,9 @@ import {
   useBackend,
 } from '@dictlearn/core';
 import { evaluate, featureDensity, groundTruthRecovery } from '@dictlearn/eval';
-import { writeDensityFile, writeSummaryFile } from '@dictlearn/report';
+import { type SummaryRow, writeDensityFile, writeSummaryFile } from '@dictlearn/report';
 import { openSource, planRun, type RunPlan } from './plan.js';
 import { ConfigError, type RunConfig } from './train-config.js';
-
-/** Final figures of one trainer. */
-export interface TrainerSummary {
-  /** Trainer name. */
-  name: string;
-  /** Architecture and hyper-parameters. */
-  architecture: string;
-  /** Mean non-zero features per row. */
-  l0: number;
-  /** Fraction of variance explained. */
-  fve: number;
-  /** Fraction of features that never fired on the evaluation batches. */
-  deadFraction: number;
-  /** Mean max cosine of the true features to the learned ones (synthetic sources). */
-  mmcs?: number;
-  /** Fraction of true features with a learned decoder row at cosine > 0.9 (synthetic sources). */
-  recovered?: number;
-  /** Where the dictionary was saved. */
-  savedTo?: string;
-  /** CE-loss recovered (model sources): (loss_reconstructed − loss_zero) / (loss_original − loss_zero). */
-  fracRecovered?: number;
-}
 
 /** What a run returns. */
 export interface TrainSummary {
@@ -52,7 +30,7 @@ export interface TrainSummary {
   /** What the figures of the table were measured on (held-out rows, training rows, fresh samples). */
   scoredOn: string;
   /** Per trainer. */
-  trainers: TrainerSummary[];
+  trainers: SummaryRow[];
   /** Model sources: tokens run through the language model by this process (every hook shares them). */
   modelTokens?: number;
   /** Model sources: tokens the language model ran per second of its forward passes. */
@@ -360,7 +338,7 @@ export async function runTrain(cfg: RunConfig, io: TrainIO, control: RunControl 
   try {
     const truth =
       'groundTruth' in source ? (source as GroundTruthSource).groundTruth(backend.name) : undefined;
-    const trainers: TrainerSummary[] = [];
+    const trainers: SummaryRow[] = [];
     for (let i = 0; i < result.dictionaries.length; i++) {
       const dict = result.dictionaries[i];
       trainers.push(
@@ -419,14 +397,14 @@ async function summarise(
   truth: import('@dictlearn/core').Tensor | undefined,
   backend: string,
   folder?: string,
-): Promise<TrainerSummary> {
+): Promise<SummaryRow> {
   const m = await evaluate(dict, evalBatches(source, cfg, backend), { maxBatches: cfg.evalBatches });
   const density = await featureDensity(dict, evalBatches(source, cfg, backend), {
     maxBatches: cfg.evalBatches,
   });
   // The firing frequencies beside the dictionary: dictlearn report's density histogram.
   if (folder) await writeDensityFile(folder, density.density, density.tokens, source.scoredOn);
-  const s: TrainerSummary = {
+  const s: SummaryRow = {
     name,
     architecture,
     l0: m.l0,

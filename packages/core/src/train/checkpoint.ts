@@ -1,3 +1,4 @@
+import type { StateTensor } from '../arch.js';
 import { DictlearnError } from '../errors.js';
 import { tensor } from '../ops/create.js';
 import type { Tensor } from '../tensor.js';
@@ -23,16 +24,27 @@ export interface TrainerStateInfo {
   dataPosition?: unknown;
   /** Resampling counters. */
   resampled: ResampleCounts;
+  /**
+   * Names of the architecture's training state (`ArchitecturePlugin.trainingState`), saved as
+   * tensors `arch_state.<name>`; absent for an architecture without one, and in checkpoints of
+   * versions that did not save it.
+   */
+  archState?: string[];
 }
 
 const STATE_TENSORS = 'state.safetensors';
 const STATE_INFO = 'state.json';
+const ARCH_STATE = 'arch_state.';
+
+/** Where {@link applyTrainerState} says what a resume cannot restore: as `trainSAE`'s default. */
+const warnNotice = (m: string) => console.warn(`dictlearn: ${m}`);
 
 /**
  * Writes a resumable checkpoint of a trainer into `dir`: the dictionary as saved for use
  * (config.json + sae.safetensors, normalisation folded in), and the training state (training-space
- * parameters, Adam moments, dead-feature counters, step, data position). The directory is written
- * under a temporary name and renamed, so a checkpoint is either complete or absent.
+ * parameters, Adam moments, dead-feature counters, step, data position, the architecture's own
+ * training state). The directory is written under a temporary name and renamed, so a checkpoint
+ * is either complete or absent.
  */
 export async function saveTrainerState(
   trainer: Trainer,
@@ -80,6 +92,10 @@ async function writeState(
     shape: [trainer.stepsSinceFired.length],
     data: trainer.stepsSinceFired,
   };
+  const archState = await trainer.arch.trainingState?.save(trainer.step);
+  for (const [name, t] of Object.entries(archState ?? {})) {
+    entries[`${ARCH_STATE}${name}`] = { dtype: 'F32', shape: [...t.shape], data: t.data };
+  }
   await fs.writeFileAtomic(fs.joinPath(tmp, STATE_TENSORS), encodeSafetensors(entries));
   const info: TrainerStateInfo = {
     format: 'dictlearn-trainer-state',
@@ -91,6 +107,7 @@ async function writeState(
     scale: extra.scale,
     ...(extra.dataPosition !== undefined ? { dataPosition: extra.dataPosition } : {}),
     resampled: trainer.resampled,
+    ...(archState ? { archState: Object.keys(archState) } : {}),
   };
   await fs.writeFileAtomic(fs.joinPath(tmp, STATE_INFO), `${JSON.stringify(info, null, 2)}\n`);
 }
@@ -109,6 +126,8 @@ export interface TrainerState {
   v: Record<string, Float32Array>;
   /** Steps since each feature last fired. */
   stepsSinceFired: Int32Array;
+  /** The architecture's training state by name; absent when the checkpoint has none. */
+  archState?: Record<string, StateTensor>;
 }
 
 /**
@@ -168,11 +187,40 @@ export async function readTrainerState(trainer: Trainer, dir: string): Promise<T
     state.m[name] = Float32Array.from(get(`adam_m.${name}`, shape));
     state.v[name] = Float32Array.from(get(`adam_v.${name}`, shape));
   }
+  if (info.archState !== undefined) {
+    if (!Array.isArray(info.archState) || info.archState.some((n) => typeof n !== 'string')) {
+      throw new DictlearnError(infoPath, "field 'archState' must be a list of names");
+    }
+    // Shapes are the architecture's to check (its load does): they may change over a run.
+    state.archState = {};
+    for (const name of info.archState) {
+      const e = file.tensors[`${ARCH_STATE}${name}`];
+      if (!e) throw new DictlearnError(path, `missing tensor '${ARCH_STATE}${name}'`);
+      state.archState[name] = { shape: [...e.shape], data: Float32Array.from(e.data as ArrayLike<number>) };
+    }
+  }
   return state;
 }
 
-/** Puts a checkpoint read by {@link readTrainerState} into the trainer. */
-export function applyTrainerState(trainer: Trainer, state: TrainerState): void {
+/**
+ * Puts a checkpoint read by {@link readTrainerState} into the trainer. A checkpoint from a version
+ * that did not save the architecture's training state (e.g. p-annealing's adapted coefficient)
+ * leaves that state to restart from the configuration, and says so through `notice`.
+ */
+export function applyTrainerState(
+  trainer: Trainer,
+  state: TrainerState,
+  notice: (message: string) => void = warnNotice,
+): void {
+  // Before anything else: the plugin checks what it is given and may throw, and the trainer
+  // should then be left as it was.
+  const hooks = trainer.arch.trainingState;
+  if (hooks && state.archState) hooks.load(state.archState, state.info.step);
+  else if (hooks) {
+    notice(
+      `${state.dir}: the checkpoint holds no '${trainer.arch.name}' training state (an older version); it restarts from the configuration, so the resumed run differs from an uninterrupted one`,
+    );
+  }
   const backend = Object.values(trainer.vars)[0].value.backend;
   const m: Record<string, Tensor> = {};
   const v: Record<string, Tensor> = {};
@@ -193,8 +241,12 @@ export function applyTrainerState(trainer: Trainer, state: TrainerState): void {
 }
 
 /** Restores a trainer from a checkpoint written by {@link saveTrainerState}; returns its info. */
-export async function loadTrainerState(trainer: Trainer, dir: string): Promise<TrainerStateInfo> {
+export async function loadTrainerState(
+  trainer: Trainer,
+  dir: string,
+  notice?: (message: string) => void,
+): Promise<TrainerStateInfo> {
   const state = await readTrainerState(trainer, dir);
-  applyTrainerState(trainer, state);
+  applyTrainerState(trainer, state, notice);
   return state.info;
 }

@@ -352,7 +352,7 @@ async function train(
       const runConfig = describeRun(options, trainers, dim, batchSize);
       const state = await prepareOutDir(ctx, options, trainers, runConfig, notice);
       if (state) {
-        for (let i = 0; i < trainers.length; i++) applyTrainerState(trainers[i], state[i]);
+        for (let i = 0; i < trainers.length; i++) applyTrainerState(trainers[i], state[i], notice);
         scale = state[0].info.scale;
         startStep = state[0].info.step;
         const at = state[0].info.dataPosition;
