@@ -1,6 +1,6 @@
 import { packageBuild } from '../../tsup.config.base.js';
 
 export default packageBuild(
-  { index: 'src/index.ts', 'testing/index': 'src/testing/index.ts' },
+  { index: 'src/index.ts', 'testing/index': 'src/testing/index.ts', 'wasm/index': 'src/wasm/index.ts' },
   { external: ['vitest'] },
 );

@@ -1,6 +1,6 @@
 import { philox4x32 } from '@dictlearn/core';
 import { describe, expect, it } from 'vitest';
-import { philoxWasm } from './philox-wasm.js';
+import { bufferWasm, HEAP_AT, SCRATCH_AT, WORDS_AT } from './buffer-wasm.js';
 import {
   belowNormalCdf,
   cdfBound,
@@ -11,39 +11,56 @@ import {
   normalQuantile,
   PhiloxStream,
 } from './random.js';
+import { ZIG_K, ZIG_R, ZIG_X } from './ziggurat.js';
 
-describe('Philox in WebAssembly', () => {
-  it('computes the same blocks as core’s philox4x32', () => {
-    const w = philoxWasm();
-    expect(w).not.toBeNull();
-    const { fill, words } = w!;
-    // counters and keys spanning the whole uint32 range, c0 wrapping past 2^32
-    const cases = [
-      [0, 0, 0, 0, 0, 0],
-      [0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff],
-      [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0],
-      [0xfffffffe, 7, 1, 2, 123456789, 42],
-    ];
-    for (let i = 0; i < 200; i++) {
-      cases.push(
-        Array.from({ length: 6 }, (_, k) => (Math.imul(i + 1, 0x9e3779b1) ^ (k * 0x85ebca6b)) >>> 0),
-      );
-    }
-    for (const [c0, c1, c2, c3, k0, k1] of cases) {
-      fill(0, 3, c0, c1, c2, c3, k0, k1);
-      for (let b = 0; b < 3; b++) {
-        const want = philox4x32([(c0 + b) >>> 0, c1, c2, c3], [k0, k1]);
-        expect(Array.from(words.subarray(4 * b, 4 * b + 4))).toEqual(Array.from(want));
+/** The instance's Philox fill, reading back its words region. */
+function wasmPhilox() {
+  const w = bufferWasm();
+  if (!w) return null;
+  const words = () => new Uint32Array(w.memory.buffer, WORDS_AT, 4 * 4096);
+  const fill = (n: number, ...counterKey: number[]) => {
+    const [c0, c1, c2, c3, k0, k1] = counterKey;
+    w.philox(WORDS_AT, n, c0, c1, c2, c3, k0, k1);
+  };
+  return { fill, words };
+}
+const simd = bufferWasm() !== null;
+
+describe.skipIf(!simd)(
+  `Philox in WebAssembly SIMD${simd ? '' : ' (skipped: no WebAssembly SIMD here)'}`,
+  () => {
+    it('computes the same blocks as core’s philox4x32', () => {
+      const { fill, words } = wasmPhilox()!;
+      // counters and keys spanning the whole uint32 range, c0 wrapping past 2^32
+      const cases = [
+        [0, 0, 0, 0, 0, 0],
+        [0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff],
+        [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0],
+        [0xfffffffe, 7, 1, 2, 123456789, 42],
+      ];
+      for (let i = 0; i < 200; i++) {
+        cases.push(
+          Array.from({ length: 6 }, (_, k) => (Math.imul(i + 1, 0x9e3779b1) ^ (k * 0x85ebca6b)) >>> 0),
+        );
       }
-    }
-  });
+      // block counts around the four lanes computed at a time
+      for (const [at, [c0, c1, c2, c3, k0, k1]] of cases.entries()) {
+        const n = 1 + (at % 9);
+        fill(n, c0, c1, c2, c3, k0, k1);
+        for (let b = 0; b < n; b++) {
+          const want = philox4x32([(c0 + b) >>> 0, c1, c2, c3], [k0, k1]);
+          expect(Array.from(words().subarray(4 * b, 4 * b + 4))).toEqual(Array.from(want));
+        }
+      }
+    });
 
-  it('matches the Philox-4x32-10 known-answer vector (Random123)', () => {
-    const { fill, words } = philoxWasm()!;
-    fill(0, 1, 0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0);
-    expect(Array.from(words.subarray(0, 4))).toEqual([0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]);
-  });
-});
+    it('matches the Philox-4x32-10 known-answer vector (Random123)', () => {
+      const { fill, words } = wasmPhilox()!;
+      fill(1, 0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0);
+      expect(Array.from(words().subarray(0, 4))).toEqual([0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]);
+    });
+  },
+);
 
 describe('PhiloxStream', () => {
   it('reads the words of counters [k, c1, c2, c3] in order, with or without WebAssembly', () => {
@@ -53,7 +70,7 @@ describe('PhiloxStream', () => {
     for (let k = 0; k < 40; k++) want.push(...philox4x32([k, 77, 3, 1], key));
     for (const wasm of [true, false]) {
       const s = new PhiloxStream(seed, { wasm });
-      expect(s.usesWasm).toBe(wasm);
+      expect(s.usesWasm).toBe(wasm && simd);
       for (const hint of [1, 16, 1000]) {
         s.reset(77, 3, 1, hint);
         expect(Array.from({ length: want.length }, () => s.word())).toEqual(want);
@@ -120,6 +137,125 @@ describe('PhiloxStream', () => {
     expect(s.uniformPositive()).toBe(((w[1] >>> 8) + 1) * 2 ** -24);
   });
 });
+
+/** '' when a and b hold the same float32 bits, else where they first differ. */
+function firstBitDifference(a: Float32Array, b: Float32Array): string {
+  if (a.length !== b.length) return `lengths ${a.length} and ${b.length}`;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return `[${i}]: ${a[i]} vs ${b[i]}`;
+  return '';
+}
+
+/** Rows to add normals to: values of many magnitudes and both signs (their rounding matters). */
+function startingRows(n: number, seed: number): Float32Array {
+  const s = new PhiloxStream(seed, { wasm: false }).reset(0, 0, 7, n);
+  return Float32Array.from({ length: n }, () => (s.uniform() - 0.5) * 2 ** (s.uniform() * 12 - 6));
+}
+
+describe.skipIf(!simd)(
+  `the normals' fast path in WebAssembly${simd ? '' : ' (skipped: no WebAssembly SIMD here)'}`,
+  () => {
+    // The TypeScript stream (wasm: false) is the oracle: every case must give the same float32
+    // bits. Sizes cross the stream's chunks (hints 1 and 16 refill often, mid-row) and the
+    // scratch rows (4096 floats); scales include ones whose products round.
+    const cases: [number, number, number, number, number][] = []; // seed, c1, n, hint, scale
+    for (const [k, n] of [1, 3, 255, 256, 257, 1000, 4097, 20_000].entries()) {
+      for (const hint of [1, 16, n + 8])
+        cases.push([k * 7919 + hint, k, n, hint, [0.1, 1, 0.0625, 3.3][k % 4]]);
+    }
+
+    it('adds the same values as the TypeScript loop, bit for bit, to arrays outside its memory', () => {
+      for (const [seed, c1, n, hint, scale] of cases) {
+        const want = startingRows(n + 5, seed);
+        const got = want.slice();
+        const ts = new PhiloxStream(seed, { wasm: false }).reset(c1, 2, 3, hint);
+        const wa = new PhiloxStream(seed).reset(c1, 2, 3, hint);
+        expect(wa.usesWasm).toBe(true);
+        // two calls per stream, at an offset: the second starts where the first left the stream
+        const first = n >> 1;
+        ts.addNormals(want, 2, first, scale);
+        ts.addNormals(want, 2 + first, n - first, scale);
+        wa.addNormals(got, 2, first, scale);
+        wa.addNormals(got, 2 + first, n - first, scale);
+        expect(firstBitDifference(got, want), `seed ${seed}, n ${n}, hint ${hint}`).toBe('');
+        // and the stream goes on at the same word
+        expect(wa.word()).toBe(ts.word());
+      }
+    });
+
+    it('adds them in place to rows in its own memory (shared with the synthetic sums)', () => {
+      for (const [seed, c1, n, hint, scale] of cases) {
+        const w = bufferWasm()!;
+        w.reserve(HEAP_AT + 4 * n);
+        const rows = new Float32Array(w.memory.buffer, HEAP_AT, n);
+        const want = startingRows(n, seed);
+        rows.set(want);
+        new PhiloxStream(seed, { wasm: false }).reset(c1, 5, 6, hint).addNormals(want, 0, n, scale);
+        new PhiloxStream(seed, { instance: w }).reset(c1, 5, 6, hint).addNormals(rows, 0, n, scale);
+        expect(firstBitDifference(rows, want), `seed ${seed}, n ${n}, hint ${hint}`).toBe('');
+      }
+    });
+
+    it('meets the tail (layer 0) and the wedges in these cases, which JavaScript completes', () => {
+      // the words the first test's streams start with, classified by the fast test
+      let tail = 0;
+      let wedge = 0;
+      for (const [seed, c1, n] of cases) {
+        const s = new PhiloxStream(seed, { wasm: false }).reset(c1, 2, 3, n);
+        for (let k = 0; k < n; k++) {
+          const w = s.word();
+          if ((w >>> 8) * 2 ** -24 >= ZIG_R[w & 127]) {
+            if ((w & 127) === 0) tail++;
+            else wedge++;
+          }
+        }
+      }
+      expect(tail).toBeGreaterThan(5);
+      expect(wedge).toBeGreaterThan(200);
+    });
+
+    it('takes exactly the words below each layer’s bound, with the sign of bit 7', () => {
+      // crafted words: layer i, sign bit, and m = K[i] − 1 (the largest fast one) or K[i]; the top
+      // layer (K = 0: X[128] = 0) has no fast words
+      const w = bufferWasm()!;
+      const scale = 0.3;
+      const fast: number[] = [];
+      for (let i = 0; i < 127; i++)
+        for (const sign of [0, 1]) fast.push(((ZIG_K[i] - 1) << 8) | (sign << 7) | i);
+      expect(ZIG_K[127]).toBe(0);
+      const words = new Int32Array(w.memory.buffer, WORDS_AT, fast.length);
+      words.set(fast);
+      const rows = new Float32Array(w.memory.buffer, SCRATCH_AT, fast.length);
+      const start = startingRows(fast.length, 4);
+      rows.set(start);
+      const end = WORDS_AT + 4 * fast.length;
+      expect(w.normals(WORDS_AT, end, SCRATCH_AT, scale)).toBe(end);
+      for (const [k, word] of fast.entries()) {
+        const i = word & 127;
+        const u = (word >>> 8) * 2 ** -24;
+        const sign = (word >>> 7) & 1 ? -1 : 1;
+        expect(rows[k], `layer ${i}`).toBe(Math.fround(start[k] + scale * (sign * u * ZIG_X[i])));
+      }
+      // m = K[i]: the loop stops at the word, leaving its row alone
+      for (let i = 0; i < 128; i++) {
+        words[0] = (ZIG_K[i] << 8) | i;
+        rows[0] = 1.5;
+        expect(w.normals(WORDS_AT, WORDS_AT + 4, SCRATCH_AT, scale), `layer ${i}`).toBe(WORDS_AT);
+        expect(rows[0]).toBe(1.5);
+      }
+    });
+
+    it('the integer fast test K[i] agrees with u < R[i] at and around every bound', () => {
+      for (let i = 0; i < 128; i++) {
+        for (const m of [ZIG_K[i] - 2, ZIG_K[i] - 1, ZIG_K[i], ZIG_K[i] + 1]) {
+          if (m < 0 || m >= 2 ** 24) continue;
+          expect(m < ZIG_K[i], `layer ${i}, m ${m}`).toBe(m * 2 ** -24 < ZIG_R[i]);
+        }
+      }
+    });
+  },
+);
 
 describe('normal distribution helpers', () => {
   it('erfc and Φ match reference values to 1.2e-7 relative', () => {

@@ -12,36 +12,35 @@
  * JavaScript, which matters for the per-sample noise.
  */
 import { philox4x32, philoxKey, type Seed } from '@dictlearn/core';
-import { type PhiloxFill, philoxWasm } from './philox-wasm.js';
+import {
+  type BufferWasm,
+  bufferWasm,
+  PHILOX_BLOCKS_PER_STEP,
+  SCRATCH_AT,
+  SCRATCH_FLOATS,
+  WORD_COUNT,
+  WORDS_AT,
+} from './buffer-wasm.js';
+import { ZIG_F, ZIG_R, ZIG_TAIL, ZIG_X } from './ziggurat.js';
 
 const TWO_POW_M24 = 2 ** -24;
-/** Most blocks fetched at once (the WebAssembly memory holds 4096). */
-const MAX_CHUNK = 4096;
-
-/** Right edge of the ziggurat's base strip (the start of the tail). */
-const ZIG_TAIL = 3.442619855899;
-/** Area of each of the 128 layers. */
-const ZIG_AREA = 9.91256303526217e-3;
-/** X[i]: outer edge of layer i (X[0]: the base strip's width, area / f(r)); X[128] = 0. */
-const ZIG_X = new Float64Array(129);
-/** R[i] = X[i+1] / X[i]: below it a try lands inside the curve for sure. */
-const ZIG_R = new Float64Array(128);
-/** F[i] = f(X[i]) = exp(−X[i]²/2). */
-const ZIG_F = new Float64Array(129);
-{
-  const f = (x: number) => Math.exp(-0.5 * x * x);
-  ZIG_X[0] = ZIG_AREA / f(ZIG_TAIL);
-  ZIG_X[1] = ZIG_TAIL;
-  for (let i = 1; i < 127; i++) ZIG_X[i + 1] = Math.sqrt(-2 * Math.log(ZIG_AREA / ZIG_X[i] + f(ZIG_X[i])));
-  ZIG_X[128] = 0;
-  for (let i = 0; i < 128; i++) ZIG_R[i] = ZIG_X[i + 1] / ZIG_X[i];
-  for (let i = 0; i <= 128; i++) ZIG_F[i] = f(ZIG_X[i]);
-}
+/** Most blocks fetched at once (the words region of the WebAssembly memory holds 4096). */
+const MAX_CHUNK = WORD_COUNT / 4;
 
 /** Options of {@link PhiloxStream}. */
 export interface PhiloxStreamOptions {
-  /** Compute blocks in WebAssembly where available (default true); the words are the same. */
+  /**
+   * Compute blocks and the normals' fast path in WebAssembly SIMD where available (default
+   * true); `false` keeps the TypeScript loops (the oracle). Either gives the same values.
+   */
   wasm?: boolean;
+  /**
+   * A WebAssembly instance to work in (instead of a new one), whose memory holds the rows the
+   * stream's normals are added to (see {@link PhiloxStream.addNormals}); one stream per instance
+   * (its words region is the stream's). Its owner may grow the memory, but must
+   * {@link PhiloxStream.reset} the stream afterwards. Ignored with `wasm: false`.
+   */
+  instance?: BufferWasm;
 }
 
 /**
@@ -52,9 +51,9 @@ export interface PhiloxStreamOptions {
 export class PhiloxStream {
   readonly #k0: number;
   readonly #k1: number;
-  readonly #fill: PhiloxFill | undefined;
+  readonly #wasm: BufferWasm | null;
   /** The computed words, viewed as int32: bit operations on them stay in small integers. */
-  readonly #words: Int32Array;
+  #words: Int32Array;
   #c0 = 0;
   #c1 = 0;
   #c2 = 0;
@@ -62,17 +61,19 @@ export class PhiloxStream {
   #chunk = 1;
   #pos = 0;
   #end = 0;
-  /** Whether blocks come from WebAssembly. */
+  /** Whether blocks (and the normals' fast path) run in WebAssembly. */
   readonly usesWasm: boolean;
 
   /** `seed`: a plain seed or `seedFor(purpose, seed)`; its Philox key is core's `philoxKey(seed)`. */
   constructor(seed: Seed, options: PhiloxStreamOptions = {}) {
     [this.#k0, this.#k1] = philoxKey(seed);
-    const w = options.wasm === false ? null : philoxWasm();
-    this.#fill = w?.fill;
-    const words = w ? w.words : new Uint32Array(MAX_CHUNK * 4);
-    this.#words = new Int32Array(words.buffer, words.byteOffset, words.length);
-    this.usesWasm = w !== null;
+    this.#wasm = options.wasm === false ? null : (options.instance ?? bufferWasm());
+    this.#words = this.#wasm ? this.#wasmWords(this.#wasm) : new Int32Array(WORD_COUNT);
+    this.usesWasm = this.#wasm !== null;
+  }
+
+  #wasmWords(w: BufferWasm): Int32Array {
+    return new Int32Array(w.memory.buffer, WORDS_AT, WORD_COUNT);
   }
 
   /**
@@ -87,13 +88,18 @@ export class PhiloxStream {
     this.#chunk = Math.min(MAX_CHUNK, Math.max(1, Math.ceil(expectedWords / 4) + 1));
     this.#pos = 0;
     this.#end = 0;
+    // the memory may have grown (a shared instance's owner grows it between uses)
+    if (this.#wasm && this.#words.buffer !== this.#wasm.memory.buffer)
+      this.#words = this.#wasmWords(this.#wasm);
     return this;
   }
 
   #refill(): void {
-    const n = this.#chunk;
-    if (this.#fill) {
-      this.#fill(0, n, this.#c0, this.#c1, this.#c2, this.#c3, this.#k0, this.#k1);
+    let n = this.#chunk;
+    if (this.#wasm) {
+      // WebAssembly computes whole steps of blocks anyway: use them all (the words are the same)
+      n = Math.ceil(n / PHILOX_BLOCKS_PER_STEP) * PHILOX_BLOCKS_PER_STEP;
+      this.#wasm.philox(WORDS_AT, n, this.#c0, this.#c1, this.#c2, this.#c3, this.#k0, this.#k1);
     } else {
       const counter = [0, this.#c1, this.#c2, this.#c3];
       const key = [this.#k0, this.#k1];
@@ -143,9 +149,31 @@ export class PhiloxStream {
 
   /**
    * Adds `scale` times the next `n` normal values to `out[offset …]`: the same values, in the
-   * same order, as `n` calls of {@link normal}, without the per-call overhead.
+   * same order, as `n` calls of {@link normal}, without the per-call overhead. With WebAssembly
+   * the fast path runs there: in place where `out` is a view of the stream's instance memory,
+   * else through its scratch rows.
    */
   addNormals(out: Float32Array, offset: number, n: number, scale: number): void {
+    const w = this.#wasm;
+    if (!w) {
+      this.#addNormalsTs(out, offset, n, scale);
+      return;
+    }
+    if (out.buffer === w.memory.buffer) {
+      this.#addNormalsWasm(w, out, offset, n, scale);
+      return;
+    }
+    const scratch = new Float32Array(w.memory.buffer, SCRATCH_AT, SCRATCH_FLOATS);
+    for (let done = 0; done < n; done += SCRATCH_FLOATS) {
+      const part = out.subarray(offset + done, offset + Math.min(n, done + SCRATCH_FLOATS));
+      scratch.set(part);
+      this.#addNormalsWasm(w, scratch, 0, part.length, scale);
+      part.set(scratch.subarray(0, part.length));
+    }
+  }
+
+  /** {@link addNormals} in TypeScript: the oracle of the WebAssembly fast path. */
+  #addNormalsTs(out: Float32Array, offset: number, n: number, scale: number): void {
     const words = this.#words;
     let j = 0;
     while (j < n) {
@@ -168,6 +196,26 @@ export class PhiloxStream {
         }
       }
       if (!slow) this.#pos = pos;
+    }
+  }
+
+  /**
+   * {@link addNormals} with `out` in the instance's memory: WebAssembly runs over the words at
+   * hand up to the first that misses the fast test; that one takes {@link normalSlow} here
+   * (which may read more words), then WebAssembly goes on.
+   */
+  #addNormalsWasm(w: BufferWasm, out: Float32Array, offset: number, n: number, scale: number): void {
+    const outAt = out.byteOffset + 4 * offset;
+    let j = 0;
+    while (j < n) {
+      if (this.#pos === this.#end) this.#refill();
+      const pos = this.#pos;
+      const stop = Math.min(this.#end, pos + (n - j));
+      const missAt =
+        (w.normals(WORDS_AT + 4 * pos, WORDS_AT + 4 * stop, outAt + 4 * j, scale) - WORDS_AT) >> 2;
+      j += missAt - pos;
+      this.#pos = missAt;
+      if (missAt < stop) out[offset + j++] += scale * this.#normalSlow(this.#next());
     }
   }
 

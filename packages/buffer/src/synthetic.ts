@@ -7,6 +7,7 @@ import {
   type Tensor,
   tensor,
 } from '@dictlearn/core';
+import { bufferWasm, HEAP_AT } from './buffer-wasm.js';
 import {
   belowNormalCdf,
   cdfBound,
@@ -15,7 +16,7 @@ import {
   normalQuantile,
   PhiloxStream,
 } from './random.js';
-import { type SyntheticSums, syntheticWasm } from './synthetic-wasm.js';
+import { type SyntheticSums, syntheticSums } from './synthetic-wasm.js';
 
 /** Options of {@link SyntheticSource}; every field has the default of the sparse_coding experiments. */
 export interface SyntheticSourceOptions {
@@ -41,8 +42,9 @@ export interface SyntheticSourceOptions {
   /** Seed of every random draw: features, correlations and samples (default 0). */
   seed?: number;
   /**
-   * Compute the samples' sums in WebAssembly SIMD where it is available (default true); `false`
-   * keeps the TypeScript loop. Either gives the same values, bit for bit.
+   * Compute the samples in WebAssembly SIMD where it is available (default true): the Philox
+   * blocks, the sums and the noise's normals (their ziggurat's fast path); `false` keeps the
+   * TypeScript loops. Either gives the same values, bit for bit.
    */
   wasm?: boolean;
 }
@@ -191,9 +193,9 @@ export class SyntheticSource implements GroundTruthSource {
   readonly #blockBound: Float64Array;
   readonly #blockLogMiss: Float64Array;
   readonly #codeStream: PhiloxStream;
-  readonly #noiseStream: PhiloxStream;
   readonly #useWasm: boolean;
-  #sums: SyntheticSums | null | undefined;
+  /** The noise stream and the batch sums, made on first use by `#makeSamplers`. */
+  #samplers: { noise: PhiloxStream; sums: SyntheticSums | null } | undefined;
 
   constructor(options: SyntheticSourceOptions = {}) {
     const o = options ?? {};
@@ -262,8 +264,7 @@ export class SyntheticSource implements GroundTruthSource {
     this.#blockBound = Float64Array.from(starts, (s) => p[s]);
     this.#blockLogMiss = Float64Array.from(starts, (s) => Math.log1p(-p[s]));
     this.#useWasm = o.wasm !== false;
-    this.#codeStream = new PhiloxStream(seedFor('data', this.seed));
-    this.#noiseStream = new PhiloxStream(seedFor('data', this.seed));
+    this.#codeStream = new PhiloxStream(seedFor('data', this.seed), { wasm: this.#useWasm });
   }
 
   /** The ground-truth features, one unit-norm row per feature: a new [numFeatures, dim] tensor. */
@@ -338,13 +339,13 @@ export class SyntheticSource implements GroundTruthSource {
     const coef = new Float64Array(this.numFeatures);
     const sigma = this.noise / Math.sqrt(d);
     const cs = this.#codeStream;
-    const ns = this.#noiseStream;
     const m = this.#loadings ? new Float64Array(this.numFeatures) : undefined;
     const eta = this.#loadings ? new Float64Array(this.correlationRank) : undefined;
     // words a sample's code stream usually needs: ~2 per candidate, 1 per block, 1–2 per coefficient
     const codeWords =
       Math.ceil(4 * this.meanActive) + 2 * this.#blockBound.length + (eta ? eta.length + 16 : 0);
-    const simd = out && count > 0 ? this.#simd() : null;
+    const samplers = out && count > 0 ? this.#makeSamplers() : undefined;
+    const simd = samplers?.sums ?? null;
     const batch = simd ? new ActiveLists(count, Math.ceil(2 * this.meanActive * count) + 16) : undefined;
     for (let r = 0; r < count; r++) {
       const n = start + r;
@@ -368,26 +369,40 @@ export class SyntheticSource implements GroundTruthSource {
       }
       const base = r * d;
       for (let a = 0; a < count; a++) axpy(out, base, g, active[a] * d, coef[a], d);
-      if (sigma > 0) {
-        ns.reset(lo, hi, TAG_NOISE, d + 8);
-        ns.addNormals(out, base, d, sigma);
+      if (sigma > 0 && samplers) {
+        samplers.noise.reset(lo, hi, TAG_NOISE, d + 8);
+        samplers.noise.addNormals(out, base, d, sigma);
       }
     }
-    if (!out || !batch || !simd) return;
-    simd.sums(count, batch.offs, batch.idx, batch.coef, out);
+    if (!out || !batch || !simd || !samplers) return;
+    // the sums stay in the instance's memory, where the noise stream adds its normals in place
+    const rows = simd.sums(count, batch.offs, batch.idx, batch.coef);
+    const ns = samplers.noise;
     if (sigma > 0) {
       for (let r = 0; r < count; r++) {
         const n = start + r;
         ns.reset(n >>> 0, Math.floor(n / 2 ** 32), TAG_NOISE, d + 8);
-        ns.addNormals(out, r * d, d, sigma);
+        ns.addNormals(rows, r * d, d, sigma);
       }
     }
+    out.set(rows);
   }
 
-  /** The WebAssembly sums of this source (made on first use), or null: the TypeScript loop then. */
-  #simd(): SyntheticSums | null {
-    if (this.#sums === undefined) this.#sums = this.#useWasm ? syntheticWasm(this.#features, this.dim) : null;
-    return this.#sums;
+  /**
+   * The noise stream and the WebAssembly sums (null: the TypeScript loop), made on first use.
+   * They share one WebAssembly instance, so the normals are added to the sums in its memory.
+   */
+  #makeSamplers(): { noise: PhiloxStream; sums: SyntheticSums | null } {
+    if (!this.#samplers) {
+      const w = this.#useWasm ? bufferWasm() : null;
+      const sums = w ? syntheticSums(w, HEAP_AT, this.#features, this.dim) : null;
+      const noise = new PhiloxStream(seedFor('data', this.seed), {
+        wasm: this.#useWasm,
+        instance: w ?? undefined,
+      });
+      this.#samplers = { noise, sums };
+    }
+    return this.#samplers;
   }
 
   /** Independent Bernoulli(pᵢ) decisions: geometric skips per block, thinned by pᵢ / bound. */
