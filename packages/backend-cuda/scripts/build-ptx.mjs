@@ -125,10 +125,13 @@ function main() {
     process.exit(1);
   }
   const files = compileAll(nvcc, outDir);
-  writeAtomic(
-    manifestPath,
-    `${JSON.stringify({ sourceHash: hash, nvcc: nvcc.version, targets: TARGETS, files }, null, 2)}\n`,
-  );
+  // The short targets list on one line, as the repository's formatter (biome) writes it.
+  const json = JSON.stringify(
+    { sourceHash: hash, nvcc: nvcc.version, targets: TARGETS, files },
+    null,
+    2,
+  ).replace(/"targets": \[[^\]]*\]/, `"targets": [${TARGETS.map((t) => `"${t}"`).join(', ')}]`);
+  writeAtomic(manifestPath, `${json}\n`);
   console.log(`build-ptx: compiled ${files.length} PTX files with nvcc ${nvcc.version} into ${outDir}`);
 }
 

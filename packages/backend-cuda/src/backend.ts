@@ -1,6 +1,6 @@
 import type { Backend, DType, HostArray, TensorValues } from '@dictlearn/core';
 import { type CudaData, CudaDevice, type CudaDeviceStats, type PtxSet } from './device.js';
-import { type CudaDeviceInfo, type CudaDriver, openCudaDriver } from './driver.js';
+import { type CudaDeviceInfo, type CudaDriver, type MatmulMath, openCudaDriver } from './driver.js';
 import { registerCudaKernels, rowMajorGemm } from './kernels.js';
 
 /** Options of {@link createCudaBackend}. */
@@ -12,11 +12,12 @@ export interface CudaBackendOptions {
   /** Device ordinal (default 0, or `DICTLEARN_CUDA_DEVICE`). */
   device?: number;
   /**
-   * cuBLAS math mode of the dense products: `'fp32'` (default; agrees with the CPU to float32
-   * rounding) or `'tf32'` (tensor cores on Ampere and later; 10-bit mantissa inputs, products
-   * off by ~1e-3 relative — faster, and no longer within the conformance tolerances).
+   * Precision of the dense products (every matmul and encoder product, forward and backward):
+   * `'fp32'` (default; agrees with the CPU to float32 rounding), or the opt-in tensor-core modes
+   * `'tf32'` (10-bit mantissa inputs) and `'bf16'` (7-bit), faster and outside the conformance
+   * tolerances; {@link MatmulMath} states the error bound of each.
    */
-  math?: 'fp32' | 'tf32';
+  math?: MatmulMath;
   /** Bytes of freed device memory kept for reuse (default 4 GiB). */
   cacheLimitBytes?: number;
   /** Synchronize after every kernel so a fault names its kernel (slow; debugging). */
@@ -70,7 +71,7 @@ export function createCudaBackend(options: CudaBackendOptions = {}): CudaBackend
     async init() {
       const d = options.driver;
       const driver = typeof d === 'function' ? d() : (d ?? openCudaDriver({ device: options.device }));
-      if (options.math === 'tf32') driver.setMathMode('tf32');
+      if (options.math !== undefined && options.math !== 'fp32') driver.setMathMode(options.math);
       device = new CudaDevice(driver, {
         cacheLimitBytes: options.cacheLimitBytes,
         syncEachLaunch: options.syncEachLaunch,

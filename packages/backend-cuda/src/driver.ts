@@ -104,13 +104,57 @@ export interface CudaDriver {
   elapsedMs(start: CudaHandle, end: CudaHandle): number;
   /** Releases an event. */
   destroyEvent(event: CudaHandle): void;
-  /** Queues an SGEMM (alpha 1, beta 0) on the stream. */
+  /** Queues a product (alpha 1, beta 0) on the stream, in the precision {@link CudaDriver.setMathMode} chose. */
   gemm(call: GemmCall): void;
-  /** cuBLAS math mode: exact fp32 (default) or TF32 tensor cores (opt-in, ~1e-3 relative). */
-  setMathMode(mode: 'fp32' | 'tf32'): void;
+  /** The precision of the dense products from now on (see {@link MatmulMath}; `'fp32'` until called). */
+  setMathMode(mode: MatmulMath): void;
   /** Destroys the cuBLAS handle, the stream and the context. */
   destroy(): void;
 }
+
+/**
+ * Precision of the dense products (cuBLAS), with what it costs in accuracy. The error of an
+ * element of C = A·B is bounded by (2ε + K·2⁻²⁴)·Σₖ|aᵢₖ||bₖⱼ| (K the inner dimension), where ε is
+ * the relative error of an input as the tensor cores read it:
+ *
+ * - `'fp32'` (default): SGEMM on the CUDA cores, ε = 0: float32 rounding only, as the CPU.
+ * - `'tf32'`: `cublasSetMathMode(CUBLAS_TF32_TENSOR_OP_MATH)`, SGEMM on TF32 tensor cores
+ *   (Ampere and later; earlier GPUs ignore it): inputs keep 10 mantissa bits, ε = 2⁻¹⁰ (one unit
+ *   of the 10th bit, truncated or rounded), float32 accumulation.
+ * - `'bf16'`: `cublasGemmEx` on the float32 tensors with compute type
+ *   `CUBLAS_COMPUTE_32F_FAST_16BF` (cuBLAS converts the inputs to bfloat16, or TF32 where it
+ *   prefers; no conversion kernel, no extra memory): 7 mantissa bits, ε = 2⁻⁷, float32 accumulation.
+ */
+export type MatmulMath = 'fp32' | 'tf32' | 'bf16';
+
+/** ε of {@link MatmulMath}: the relative error of an input as the product reads it. */
+export const MATMUL_INPUT_EPS: Readonly<Record<MatmulMath, number>> = {
+  fp32: 0,
+  tf32: 2 ** -10,
+  bf16: 2 ** -7,
+};
+
+/**
+ * cuBLAS enum values the backend passes, from CUDA 13.0's `cublas_api.h` (cublasOperation_t,
+ * cublasMath_t, cublasComputeType_t, cublasGemmAlgo_t) and `library_types.h` (cudaDataType);
+ * stable since CUDA 11.
+ */
+export const CUBLAS = {
+  /** cublasOperation_t: no transpose. */
+  OP_N: 0,
+  /** cublasOperation_t: transpose. */
+  OP_T: 1,
+  /** cublasMath_t: the default (fp32 SGEMM). */
+  DEFAULT_MATH: 0,
+  /** cublasMath_t: SGEMM may use TF32 tensor cores. */
+  TF32_TENSOR_OP_MATH: 3,
+  /** cudaDataType: float32. */
+  R_32F: 0,
+  /** cublasComputeType_t: float32 accumulation, inputs down-converted to bfloat16 (or TF32). */
+  COMPUTE_32F_FAST_16BF: 75,
+  /** cublasGemmAlgo_t: cuBLAS's heuristic choice. */
+  GEMM_DEFAULT: -1,
+} as const;
 
 /** A CUDA driver or cuBLAS call that returned an error code. */
 export class CudaError extends Error {
@@ -240,7 +284,143 @@ export const CUBLAS_PROTOTYPES = {
     'int cublasSgemm_v2(void *handle, int transa, int transb, int m, int n, int k, const float *alpha, uint64_t A, int lda, uint64_t B, int ldb, const float *beta, uint64_t C, int ldc)',
   cublasSgemmStridedBatched:
     'int cublasSgemmStridedBatched(void *handle, int transa, int transb, int m, int n, int k, const float *alpha, uint64_t A, int lda, int64_t strideA, uint64_t B, int ldb, int64_t strideB, const float *beta, uint64_t C, int ldc, int64_t strideC, int batch)',
+  // alpha and beta are `const void *` in C: float32 scalars for the 32F compute types.
+  cublasGemmEx:
+    'int cublasGemmEx(void *handle, int transa, int transb, int m, int n, int k, const float *alpha, uint64_t A, int Atype, int lda, uint64_t B, int Btype, int ldb, const float *beta, uint64_t C, int Ctype, int ldc, int computeType, int algo)',
+  cublasGemmStridedBatchedEx:
+    'int cublasGemmStridedBatchedEx(void *handle, int transa, int transb, int m, int n, int k, const float *alpha, uint64_t A, int Atype, int lda, int64_t strideA, uint64_t B, int Btype, int ldb, int64_t strideB, const float *beta, uint64_t C, int Ctype, int ldc, int64_t strideC, int batch, int computeType, int algo)',
 } as const;
+
+/** The bound cuBLAS functions the products call (koffi functions; tests pass recording ones). */
+export type CublasFunctions = Record<
+  | 'cublasSetMathMode'
+  | 'cublasSgemm'
+  | 'cublasSgemmStridedBatched'
+  | 'cublasGemmEx'
+  | 'cublasGemmStridedBatchedEx',
+  (...args: unknown[]) => number
+>;
+
+/**
+ * The products through cuBLAS on one handle: SGEMM (`'fp32'`, `'tf32'` after the math mode is
+ * set) or GemmEx with CUBLAS_COMPUTE_32F_FAST_16BF (`'bf16'`), single or strided-batched. `check`
+ * throws on a non-zero cublasStatus_t.
+ */
+export function cublasProducts(
+  b: CublasFunctions,
+  handle: unknown,
+  check: (fn: string, status: number) => void,
+): Pick<CudaDriver, 'gemm' | 'setMathMode'> {
+  const one = new Float32Array([1]);
+  const zero = new Float32Array([0]);
+  let math: MatmulMath = 'fp32';
+  return {
+    gemm(g) {
+      const ta = g.transA ? CUBLAS.OP_T : CUBLAS.OP_N;
+      const tb = g.transB ? CUBLAS.OP_T : CUBLAS.OP_N;
+      const F = CUBLAS.R_32F;
+      if (math === 'bf16') {
+        const compute = CUBLAS.COMPUTE_32F_FAST_16BF;
+        const algo = CUBLAS.GEMM_DEFAULT;
+        if (g.batch === 1) {
+          check(
+            'cublasGemmEx',
+            b.cublasGemmEx(
+              handle,
+              ta,
+              tb,
+              g.m,
+              g.n,
+              g.k,
+              one,
+              g.a,
+              F,
+              g.lda,
+              g.b,
+              F,
+              g.ldb,
+              zero,
+              g.c,
+              F,
+              g.ldc,
+              compute,
+              algo,
+            ),
+          );
+        } else {
+          check(
+            'cublasGemmStridedBatchedEx',
+            b.cublasGemmStridedBatchedEx(
+              handle,
+              ta,
+              tb,
+              g.m,
+              g.n,
+              g.k,
+              one,
+              g.a,
+              F,
+              g.lda,
+              g.strideA,
+              g.b,
+              F,
+              g.ldb,
+              g.strideB,
+              zero,
+              g.c,
+              F,
+              g.ldc,
+              g.strideC,
+              g.batch,
+              compute,
+              algo,
+            ),
+          );
+        }
+      } else if (g.batch === 1) {
+        check(
+          'cublasSgemm',
+          b.cublasSgemm(handle, ta, tb, g.m, g.n, g.k, one, g.a, g.lda, g.b, g.ldb, zero, g.c, g.ldc),
+        );
+      } else {
+        check(
+          'cublasSgemmStridedBatched',
+          b.cublasSgemmStridedBatched(
+            handle,
+            ta,
+            tb,
+            g.m,
+            g.n,
+            g.k,
+            one,
+            g.a,
+            g.lda,
+            g.strideA,
+            g.b,
+            g.ldb,
+            g.strideB,
+            zero,
+            g.c,
+            g.ldc,
+            g.strideC,
+            g.batch,
+          ),
+        );
+      }
+    },
+    setMathMode(mode) {
+      if (!(mode in MATMUL_INPUT_EPS)) {
+        throw new DictlearnError('cuda', `unknown math mode '${mode}' (expected 'fp32', 'tf32' or 'bf16')`);
+      }
+      // bf16 goes through GemmEx's compute type; SGEMM's math mode stays the default for it.
+      check(
+        'cublasSetMathMode',
+        b.cublasSetMathMode(handle, mode === 'tf32' ? CUBLAS.TF32_TENSOR_OP_MATH : CUBLAS.DEFAULT_MATH),
+      );
+      math = mode;
+    },
+  };
+}
 
 /** Library names tried for the driver: only the soname the driver package installs. */
 export const DRIVER_LIBRARIES = [
@@ -271,10 +451,6 @@ export function cublasCandidates(env: NodeJS.ProcessEnv = process.env): string[]
   return [...new Set(out)];
 }
 
-const CUBLAS_OP_N = 0;
-const CUBLAS_OP_T = 1;
-const CUBLAS_DEFAULT_MATH = 0;
-const CUBLAS_TF32_TENSOR_OP_MATH = 3;
 const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
 const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
 const CU_LAUNCH_PARAM_END = 0n;
@@ -407,8 +583,7 @@ export function openCudaDriver(options: OpenDriverOptions = {}): CudaDriver {
   const handle = handleOut[0];
   checkBlas('cublasSetStream', b.cublasSetStream(handle, stream));
 
-  const one = new Float32Array([1]);
-  const zero = new Float32Array([0]);
+  const products = cublasProducts(b, handle, checkBlas);
   const sizeWord = new BigUint64Array(1);
   const extra = new BigUint64Array(5);
   const device: CudaDeviceInfo = {
@@ -499,46 +674,8 @@ export function openCudaDriver(options: OpenDriverOptions = {}): CudaDriver {
     destroyEvent(event) {
       check('cuEventDestroy', d.cuEventDestroy(event));
     },
-    gemm(g) {
-      const ta = g.transA ? CUBLAS_OP_T : CUBLAS_OP_N;
-      const tb = g.transB ? CUBLAS_OP_T : CUBLAS_OP_N;
-      if (g.batch === 1) {
-        checkBlas(
-          'cublasSgemm',
-          b.cublasSgemm(handle, ta, tb, g.m, g.n, g.k, one, g.a, g.lda, g.b, g.ldb, zero, g.c, g.ldc),
-        );
-      } else {
-        checkBlas(
-          'cublasSgemmStridedBatched',
-          b.cublasSgemmStridedBatched(
-            handle,
-            ta,
-            tb,
-            g.m,
-            g.n,
-            g.k,
-            one,
-            g.a,
-            g.lda,
-            g.strideA,
-            g.b,
-            g.ldb,
-            g.strideB,
-            zero,
-            g.c,
-            g.ldc,
-            g.strideC,
-            g.batch,
-          ),
-        );
-      }
-    },
-    setMathMode(mode) {
-      checkBlas(
-        'cublasSetMathMode',
-        b.cublasSetMathMode(handle, mode === 'tf32' ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
-      );
-    },
+    gemm: products.gemm,
+    setMathMode: products.setMathMode,
     destroy() {
       b.cublasDestroy(handle);
       d.cuStreamDestroy(stream);

@@ -5,7 +5,7 @@
  * buffer is checked against the parameter list nvcc declared in the PTX. Not exported from the
  * package's entry points.
  */
-import { CU, type CudaDriver, CudaError, type Dim3, type GemmCall } from './driver.js';
+import { CU, type CudaDriver, CudaError, type Dim3, type GemmCall, type MatmulMath } from './driver.js';
 
 /** A recorded driver call. */
 export interface FakeCall {
@@ -74,9 +74,14 @@ export interface FakeDriverOptions {
   capacity?: number;
   /** Compute capability (default 8.0). */
   computeCapability?: [number, number];
-  /** Kernels emulated in JavaScript: run at synchronize() with the packed arguments. */
-  kernels?: Record<string, (params: DataView, driver: FakeDriver) => void>;
+  /** Kernels emulated in JavaScript: run at synchronize() with the packed arguments and the launch's shape. */
+  kernels?: Record<string, FakeKernel>;
+  /** Compute the products at synchronize() (column-major, float64 sums rounded to float32), not only record them. */
+  gemm?: boolean;
 }
+
+/** A kernel emulated in JavaScript: its packed arguments, the driver (for memory) and its grid and block. */
+export type FakeKernel = (params: DataView, driver: FakeDriver, launch: { grid: Dim3; block: Dim3 }) => void;
 
 /** The fake driver. */
 export class FakeDriver implements CudaDriver {
@@ -89,6 +94,7 @@ export class FakeDriver implements CudaDriver {
   private readonly capacity: number;
   private queue: (() => void)[] = [];
   private readonly kernels: NonNullable<FakeDriverOptions['kernels']>;
+  private readonly computeGemm: boolean;
   /** Errors to throw from the next call of a function: fn → CUresult. */
   readonly failNext = new Map<string, number>();
   /** Set after a sticky error: every call fails like a lost context. */
@@ -99,6 +105,7 @@ export class FakeDriver implements CudaDriver {
   constructor(options: FakeDriverOptions = {}) {
     this.capacity = options.capacity ?? 1 << 30;
     this.kernels = options.kernels ?? {};
+    this.computeGemm = options.gemm ?? false;
     this.device = {
       ordinal: 0,
       name: 'Fake GPU',
@@ -131,6 +138,12 @@ export class FakeDriver implements CudaDriver {
   f32(ptr: bigint, n: number): Float32Array {
     const v = this.view(ptr, n * 4);
     return new Float32Array(v.buffer, v.byteOffset, n);
+  }
+
+  /** Float64 view of device memory (8-byte aligned). */
+  f64(ptr: bigint, n: number): Float64Array {
+    const v = this.view(ptr, n * 8);
+    return new Float64Array(v.buffer, v.byteOffset, n);
   }
 
   memGetInfo() {
@@ -213,7 +226,7 @@ export class FakeDriver implements CudaDriver {
     const copy = params.slice();
     this.calls.push({ op: 'launch', kernel: f.name, grid, block, params: copy });
     const emulate = this.kernels[f.name];
-    if (emulate) this.queue.push(() => emulate(new DataView(copy.buffer), this));
+    if (emulate) this.queue.push(() => emulate(new DataView(copy.buffer), this, { grid, block }));
   }
   synchronize(): void {
     this.maybeFail('synchronize');
@@ -234,8 +247,26 @@ export class FakeDriver implements CudaDriver {
   gemm(call: GemmCall): void {
     this.maybeFail('gemm');
     this.calls.push({ op: 'gemm', gemm: call });
+    if (this.computeGemm) this.queue.push(() => this.runGemm(call));
   }
-  setMathMode(mode: 'fp32' | 'tf32'): void {
+  /** C = op(A)·op(B) per batch, column-major as cuBLAS defines it (alpha 1, beta 0). */
+  private runGemm(g: GemmCall): void {
+    for (let p = 0; p < g.batch; p++) {
+      const A = this.f32(g.a + BigInt(4 * p * g.strideA), g.transA ? g.lda * g.m : g.lda * g.k);
+      const B = this.f32(g.b + BigInt(4 * p * g.strideB), g.transB ? g.ldb * g.k : g.ldb * g.n);
+      const C = this.f32(g.c + BigInt(4 * p * g.strideC), g.ldc * g.n);
+      for (let i = 0; i < g.m; i++)
+        for (let j = 0; j < g.n; j++) {
+          let s = 0;
+          for (let l = 0; l < g.k; l++)
+            s +=
+              (g.transA ? A[l + i * g.lda] : A[i + l * g.lda]) *
+              (g.transB ? B[j + l * g.ldb] : B[l + j * g.ldb]);
+          C[i + j * g.ldc] = s;
+        }
+    }
+  }
+  setMathMode(mode: MatmulMath): void {
     this.calls.push({ op: `setMathMode:${mode}` });
   }
   destroy(): void {

@@ -30,14 +30,19 @@ export {
 } from './device.js';
 export {
   CU,
+  CUBLAS,
+  type CublasFunctions,
   type CudaDeviceInfo,
   type CudaDriver,
   CudaError,
   type CudaHandle,
   cublasCandidates,
+  cublasProducts,
   type Dim3,
   DRIVER_LIBRARIES,
   type GemmCall,
+  MATMUL_INPUT_EPS,
+  type MatmulMath,
   type OpenDriverOptions,
   openCudaDriver,
 } from './driver.js';

@@ -23,12 +23,17 @@ import {
 import type { CudaData, CudaDevice } from './device.js';
 import {
   checkSize,
+  colsumGrid,
   f32,
   f64,
+  GROUP_SCAN_THREADS,
+  GROUP_THREADS,
   grid1d,
   gridRows,
+  groupChunks,
   i32,
   ints,
+  type Param,
   padMeta,
   ptr,
   reduceMeta,
@@ -295,11 +300,12 @@ export function registerCudaKernels(backend: Backend, gpu: () => CudaDevice): vo
     bias: KernelTensor,
     transB: boolean,
     epilogue: boolean,
+    op = 'linearBiasRelu',
   ) => {
     const M = x.shape[0];
     const K = x.shape[1];
     const N = bias.shape[0];
-    const out = output([M, N], 'float32', 'linearBiasRelu');
+    const out = output([M, N], 'float32', op);
     if (out.data.size === 0) return out;
     if (K === 0) gpu().fill(out.data, 0);
     else gpu().gemm(rowMajorGemm(dev(x), dev(w), out.data.ptr, M, N, K, false, transB, 1, false, false));
@@ -314,6 +320,60 @@ export function registerCudaKernels(backend: Backend, gpu: () => CudaDevice): vo
     return out;
   };
   reg('linearBiasRelu', ([x, w, bias], attrs) => encoder(x, w, bias, attrs.transB, true));
+
+  /**
+   * A fused column-sum kernel of fused.cu over a [rows, cols] matrix (`params` are its arguments
+   * before the partials), then colsum_finish into `sums` [cols]: float64 partials per chunk of
+   * rows, added in chunk order, so the sums are the same on every run.
+   */
+  const fusedColsum = (
+    kernel: string,
+    params: Param[],
+    rows: number,
+    cols: number,
+    sums: CudaData,
+    op: string,
+  ) => {
+    if (cols === 0) return;
+    if (rows === 0) {
+      gpu().fill(sums, 0);
+      return;
+    }
+    const g = colsumGrid(rows, cols);
+    checkSize(op, 2 * g.chunks * cols);
+    const partials = gpu().alloc(2 * g.chunks * cols, `the column-sum partials of ${op}`);
+    gpu().launch(kernel, g.launch, [...params, ptr(partials.ptr), u32(rows), u32(cols), u32(g.rowsPerChunk)]);
+    gpu().launch('colsum_finish', grid1d(cols), [ptr(partials.ptr), ptr(sums.ptr), u32(g.chunks), u32(cols)]);
+    // Freed at once: a later op reusing the block is queued after these kernels on the one stream.
+    gpu().free(partials);
+  };
+  // The Standard SAE's encoder with its column sums: the cuBLAS product, then one pass adding the
+  // bias, applying ReLU in place and summing the columns.
+  reg('linearBiasReluSum', ([x, w, bias], attrs) => {
+    const f = encoder(x, w, bias, attrs.transB, false, 'linearBiasReluSum');
+    const [B, F] = f.shape;
+    const sums = output([F], 'float32', 'linearBiasReluSum');
+    fusedColsum('bias_relu_colsum', [ptr(f.data.ptr), ptr(dev(bias))], B, F, sums.data, 'linearBiasReluSum');
+    return [f, sums];
+  });
+  // Its backward in one pass: dPre = (dF + row)·[f > 0] and the bias gradient Σ_b dPre.
+  reg('reluGradRowSum', ([dF, row, f], attrs) => {
+    const [B, F] = dF.shape;
+    // in place (the caller gave dF up): each thread reads its element of dF before writing it
+    const dPre = attrs.inPlace
+      ? { data: dF.data as CudaData, shape: [...dF.shape], dtype: 'float32' as const }
+      : output(dF.shape, 'float32', 'reluGradRowSum');
+    const sums = output([F], 'float32', 'reluGradRowSum');
+    fusedColsum(
+      'relu_grad_row_colsum',
+      [ptr(dev(dF)), ptr(dev(row)), ptr(dev(f)), ptr(dPre.data.ptr)],
+      B,
+      F,
+      sums.data,
+      'reluGradRowSum',
+    );
+    return [dPre, sums];
+  });
 
   // Layout: o[i] = x[base + offset of i] covers transpose, slice and broadcastTo.
   const gather = (
@@ -518,6 +578,45 @@ export function registerCudaKernels(backend: Backend, gpu: () => CudaDevice): vo
     return out;
   });
 
+  /**
+   * Entries grouped by key, stably (sparse.cu's counting sort, the CPU's grouping): `order` [n]
+   * lists the entries with a key in [0, nKeys) by key, in entry order within a key, and key q's
+   * are order[start[q] .. start[q + 1]). The caller frees both after queuing its kernel.
+   */
+  const groupByKey = (key: bigint, n: number, nKeys: number, op: string) => {
+    const { chunk, chunks } = groupChunks(n);
+    checkSize(op, chunks * nKeys);
+    const counts = gpu().alloc(chunks * nKeys, `the grouping counts of ${op}`);
+    const start = gpu().alloc(nKeys + 1, `the grouping offsets of ${op}`);
+    const order = gpu().alloc(n, `the grouping order of ${op}`);
+    gpu().fill(counts, 0);
+    gpu().launch('group_count', gridRows(chunks), [
+      ptr(key),
+      u32(n),
+      u32(nKeys),
+      u32(chunk),
+      ptr(counts.ptr),
+    ]);
+    gpu().launch('group_chunk_offsets', grid1d(nKeys), [
+      ptr(counts.ptr),
+      u32(chunks),
+      u32(nKeys),
+      ptr(start.ptr),
+    ]);
+    gpu().launch('exclusive_scan_u32', { grid: [1, 1, 1], block: [GROUP_SCAN_THREADS, 1, 1] }, [
+      ptr(start.ptr),
+      u32(nKeys),
+    ]);
+    gpu().launch(
+      'group_place',
+      gridRows(chunks, GROUP_THREADS),
+      [ptr(key), u32(n), u32(nKeys), u32(chunk), ptr(counts.ptr), ptr(start.ptr), ptr(order.ptr)],
+      chunk * 4,
+    );
+    gpu().free(counts);
+    return { order, start };
+  };
+
   reg('sparseDecode', (inputs, attrs) => {
     const [values, indices, w] = inputs;
     const [B, d] = attrs.shape;
@@ -526,20 +625,23 @@ export function registerCudaKernels(backend: Backend, gpu: () => CudaDevice): vo
     const out = output(attrs.shape, 'float32', 'sparseDecode');
     if (B * d === 0) return out;
     if (attrs.rows) {
+      // Entries grouped by row, each row's summed in entry order: no atomics, the same bits every run.
       const rows = dev(inputs[attrs.bias ? 4 : 3]);
-      gpu().launch('fill_rows', grid1d(B * d), [ptr(bias), ptr(out.data.ptr), u32(B * d), u32(d)]);
-      if (values.size > 0)
-        gpu().launch('sparse_decode_entries', gridRows(values.size), [
-          ptr(dev(values)),
-          ptr(dev(indices)),
-          ptr(rows),
-          ptr(dev(w)),
-          ptr(out.data.ptr),
-          u32(values.size),
-          u32(B),
-          u32(d),
-          u32(F),
-        ]);
+      const g = groupByKey(rows, values.size, B, 'sparseDecode');
+      gpu().launch('sparse_decode_grouped', gridRows(B), [
+        ptr(dev(values)),
+        ptr(dev(indices)),
+        ptr(dev(w)),
+        ptr(bias),
+        ptr(g.order.ptr),
+        ptr(g.start.ptr),
+        ptr(out.data.ptr),
+        u32(B),
+        u32(d),
+        u32(F),
+      ]);
+      gpu().free(g.order);
+      gpu().free(g.start);
     } else {
       gpu().launch('sparse_decode_rows', gridRows(B), [
         ptr(dev(values)),
@@ -579,20 +681,28 @@ export function registerCudaKernels(backend: Backend, gpu: () => CudaDevice): vo
     const [values, indices, y] = inputs;
     const [F, d] = attrs.shape;
     const out = output(attrs.shape, 'float32', 'sparseOuter');
-    gpu().fill(out.data, 0);
-    if (values.size > 0)
-      gpu().launch('sparse_outer', gridRows(values.size), [
-        ptr(dev(values)),
-        ptr(dev(indices)),
-        ptr(dev(y)),
-        ptr(attrs.rows ? dev(inputs[3]) : 0n),
-        ptr(out.data.ptr),
-        u32(values.size),
-        u32(y.shape[0]),
-        u32(d),
-        u32(F),
-        u32(attrs.rows ? 1 : values.shape[1]),
-      ]);
+    if (F * d === 0) return out;
+    if (values.size === 0) {
+      gpu().fill(out.data, 0);
+      return out;
+    }
+    // Entries grouped by feature, each feature's row summed in entry order (both layouts): no
+    // atomics, the same bits every run.
+    const g = groupByKey(dev(indices), values.size, F, 'sparseOuter');
+    gpu().launch('sparse_outer_grouped', gridRows(F), [
+      ptr(dev(values)),
+      ptr(dev(y)),
+      ptr(attrs.rows ? dev(inputs[3]) : 0n),
+      ptr(g.order.ptr),
+      ptr(g.start.ptr),
+      ptr(out.data.ptr),
+      u32(y.shape[0]),
+      u32(d),
+      u32(F),
+      u32(attrs.rows ? 1 : values.shape[1]),
+    ]);
+    gpu().free(g.order);
+    gpu().free(g.start);
     return out;
   });
 
@@ -723,5 +833,6 @@ export function registerCudaKernels(backend: Backend, gpu: () => CudaDevice): vo
   }
   // Composites core runs from the ops above (mean, l1Norm, l2Norm, batchTopkEncode,
   // countNonFinite) need no kernel; make sure the fused ones are really in the table.
-  if (!getKernel('topkEncode', backend)) throw new Error('registerCudaKernels: topkEncode missing');
+  for (const op of ['topkEncode', 'linearBiasReluSum', 'reluGradRowSum'] as const)
+    if (!getKernel(op, backend)) throw new Error(`registerCudaKernels: ${op} missing`);
 }

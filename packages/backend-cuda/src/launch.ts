@@ -125,6 +125,73 @@ export function gridRows(rows: number, block = BLOCK): { grid: Dim3; block: Dim3
   return { grid: [Math.max(1, Math.min(rows, MAX_BLOCKS_1D)), 1, 1], block: [block, 1, 1] };
 }
 
+/** Columns per block of the fused column-sum kernels (COL_TILE in fused.cu: one warp's coalesced read). */
+export const COLSUM_COL_TILE = 32;
+/** Rows of threads per block of the fused column-sum kernels (ROW_THREADS in fused.cu). */
+export const COLSUM_ROW_THREADS = 8;
+/**
+ * Rows a block of the fused column-sum kernels covers: 128 gives 32 chunks at a batch of 4096
+ * (24576 blocks at F = 24576, enough to fill any GPU) while the float64 partials stay ~3% of the
+ * traffic over f.
+ */
+export const COLSUM_CHUNK_ROWS = 128;
+
+/** The launch of a fused column-sum kernel over a [rows, cols] matrix (rows, cols > 0). */
+export interface ColsumLaunch {
+  /** Grid and block: column tiles along x, row chunks along y. */
+  launch: { grid: Dim3; block: Dim3 };
+  /** Rows per chunk (the kernels' rowsPerChunk). */
+  rowsPerChunk: number;
+  /** Row chunks: the partials are [chunks, cols] float64. */
+  chunks: number;
+}
+
+/**
+ * Grid of the fused column-sum kernels (fused.cu): a function of the shape alone, so the order of
+ * every column sum, and its float64 roundings, is the same on every run. Chunks grow past
+ * {@link COLSUM_CHUNK_ROWS} rows only to keep grid.y within 65535.
+ */
+export function colsumGrid(rows: number, cols: number): ColsumLaunch {
+  const rowsPerChunk = Math.max(COLSUM_CHUNK_ROWS, Math.ceil(rows / MAX_GRID_YZ));
+  const chunks = Math.ceil(rows / rowsPerChunk);
+  const tiles = Math.ceil(cols / COLSUM_COL_TILE);
+  if (tiles > 2 ** 31 - 1) throw new RangeError(`colsumGrid: ${tiles} column tiles exceed grid.x's limit`);
+  return {
+    launch: { grid: [tiles, chunks, 1], block: [COLSUM_COL_TILE, COLSUM_ROW_THREADS, 1] },
+    rowsPerChunk,
+    chunks,
+  };
+}
+
+/** Threads of a group_place block (one chunk of entries per block). */
+export const GROUP_THREADS = 1024;
+/** Threads of the one exclusive_scan_u32 block (GROUP_SCAN_THREADS in sparse.cu). */
+export const GROUP_SCAN_THREADS = 1024;
+/** Chunks of entries at most, while chunks can grow (the [chunks, keys] counts stay small). */
+export const GROUP_MAX_CHUNKS = 256;
+/** Entries per chunk at most: its keys fill group_place's shared memory (32 KiB of the 48 the launch may use). */
+export const GROUP_MAX_CHUNK = 8192;
+
+/** How the stable grouping of sparse.cu splits n entries: chunks of `chunk` consecutive entries. */
+export interface GroupChunks {
+  /** Entries per chunk (a multiple of {@link GROUP_THREADS}). */
+  chunk: number;
+  /** Chunks (the counts are [chunks, keys] words). */
+  chunks: number;
+}
+
+/**
+ * Chunks of the stable grouping (n > 0): one block each in group_count and group_place, whose
+ * rank of an entry reads the chunk's earlier keys (work n × chunk / 2). Chunks of 1024 entries
+ * until there would be more than {@link GROUP_MAX_CHUNKS}, then longer ones up to
+ * {@link GROUP_MAX_CHUNK}, trading that work against the counts' memory.
+ */
+export function groupChunks(n: number): GroupChunks {
+  const want = Math.ceil(n / GROUP_MAX_CHUNKS / GROUP_THREADS) * GROUP_THREADS;
+  const chunk = Math.min(GROUP_MAX_CHUNK, Math.max(GROUP_THREADS, want));
+  return { chunk, chunks: Math.ceil(n / chunk) };
+}
+
 /** Most axes a kernel struct holds (MAXR in common.cuh). */
 export const MAX_RANK = 8;
 
