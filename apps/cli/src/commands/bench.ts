@@ -416,64 +416,44 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
       { arch: 'standard', numpy: () => bestNumpyStep, extra: '' },
       { arch: 'topk', numpy: numpyTopk, extra: `, k ${topkK(step)}` },
     ] as const;
-    for (const a of arches) {
-      const numpySeconds = reduced ? undefined : a.numpy();
-      log(`timing ${backend.name}: ${a.arch} training step…`);
+    // One training-step row: the trainer's step on this backend, beside numpy's (when timed) and
+    // the CPU's (other backends).
+    const stepRow = async (
+      arch: 'standard' | 'topk',
+      s: BenchOptions,
+      extra: string,
+      numpySeconds: number | undefined,
+      size?: 'small',
+    ) => {
+      log(`timing ${backend.name}: ${arch} training step${size ? ' at the small size' : ''}…`);
       await useBackend(backend.name);
-      let stepMemory: StepMemory | undefined;
-      const seconds = await timeTrainingStep(a.arch, step, backend, (m) => {
-        stepMemory = m;
+      let memory: StepMemory | undefined;
+      const seconds = await timeTrainingStep(arch, s, backend, (m) => {
+        memory = m;
       });
       const row: StepRow = {
         backend: backend.name,
-        arch: a.arch,
-        shape: `batch ${step.batch}, d ${step.d}, F ${step.features}${a.extra}`,
-        seconds,
-        tokensPerSecond: step.batch / seconds,
-        memory: stepMemory,
-      };
-      if (numpySeconds) {
-        row.numpyTokensPerSecond = o.batch / numpySeconds;
-        row.ratioToNumpy = row.tokensPerSecond / row.numpyTokensPerSecond;
-      }
-      if (backend.name !== 'cpu') {
-        const ref = await cpuSeconds(`step:${a.arch}:${row.shape}`, (cpu) =>
-          timeTrainingStep(a.arch, step, cpu),
-        );
-        if (ref) row.ratioToCpu = ref / seconds;
-      }
-      report.trainingStep.push(row);
-    }
-    if (small && !reduced) {
-      const s = { ...o, ...SMALL_STEP };
-      const numpySeconds = numpySmall();
-      log(`timing ${backend.name}: standard training step at the small size…`);
-      await useBackend(backend.name);
-      let smallMemory: StepMemory | undefined;
-      const seconds = await timeTrainingStep('standard', s, backend, (m) => {
-        smallMemory = m;
-      });
-      const row: StepRow = {
-        backend: backend.name,
-        arch: 'standard',
-        size: 'small',
-        shape: `batch ${s.batch}, d ${s.d}, F ${s.features}`,
+        arch,
+        ...(size ? { size } : {}),
+        shape: `batch ${s.batch}, d ${s.d}, F ${s.features}${extra}`,
         seconds,
         tokensPerSecond: s.batch / seconds,
-        memory: smallMemory,
+        memory,
       };
       if (numpySeconds) {
         row.numpyTokensPerSecond = s.batch / numpySeconds;
         row.ratioToNumpy = row.tokensPerSecond / row.numpyTokensPerSecond;
       }
       if (backend.name !== 'cpu') {
-        const ref = await cpuSeconds(`step:small:${row.shape}`, (cpu) =>
-          timeTrainingStep('standard', s, cpu),
+        const ref = await cpuSeconds(`step:${size ?? arch}:${row.shape}`, (cpu) =>
+          timeTrainingStep(arch, s, cpu),
         );
         if (ref) row.ratioToCpu = ref / seconds;
       }
       report.trainingStep.push(row);
-    }
+    };
+    for (const a of arches) await stepRow(a.arch, step, a.extra, reduced ? undefined : a.numpy());
+    if (small && !reduced) await stepRow('standard', { ...o, ...SMALL_STEP }, '', numpySmall(), 'small');
   }
   return report;
 }
