@@ -1,5 +1,6 @@
 import type { Backend, DType, HostArray, TensorValues } from '@dictlearn/core';
 import { findGpu, type GpuData, GpuDevice, type GpuDeviceStats } from './device.js';
+import { registerFusedKernels } from './fused-kernels.js';
 import { registerWebGPUKernels } from './kernels.js';
 import { registerSparseKernels } from './sparse-kernels.js';
 
@@ -30,7 +31,7 @@ export interface WebGPUBackend extends Backend {
   readonly adapter: string | undefined;
   /** The GPU object in use (kept referenced: Dawn's device dies with it). */
   readonly gpu: GPU | undefined;
-  /** Subgroup width the matmul uses (0: the workgroup-memory fallback). */
+  /** Subgroup width the matmul and the reductions use (0: their workgroup-memory fallbacks). */
   readonly subgroupSize: number;
   /**
    * Dispatches, submits and device memory (live tensors, the buffer pool, the parameter arena)
@@ -81,8 +82,9 @@ export function createWebGPUBackend(options: WebGPUBackendOptions = {}): WebGPUB
           info?: GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
         }
       ).info;
-      // Subgroups for the matmul when the adapter has them at one fixed width (a workgroup of
-      // exactly one subgroup then has a known lane layout); otherwise the workgroup-memory kernel.
+      // Subgroups for the matmul and the reductions when the adapter has them at one fixed width
+      // (a workgroup of exactly one subgroup then has a known lane layout); otherwise the
+      // workgroup-memory kernels.
       const sgMin = info?.subgroupMinSize ?? 0;
       const sgMax = info?.subgroupMaxSize ?? 0;
       const subgroupSize =
@@ -150,6 +152,7 @@ export function createWebGPUBackend(options: WebGPUBackendOptions = {}): WebGPUB
   };
   // Kernels belong to this instance: another backend created under the same name gets its own.
   registerWebGPUKernels(backend, gpu);
+  registerFusedKernels(backend, gpu);
   registerSparseKernels(backend, gpu);
   return backend;
 }

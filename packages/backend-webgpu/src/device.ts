@@ -126,6 +126,13 @@ export interface GpuDeviceStats {
   peakAllocatedBytes: number;
   /** Bytes of freed buffers kept in the pool for reuse (part of `allocatedBytes`). */
   pooledBytes: number;
+  /**
+   * Storage buffers handed out (tensors and kernel temporaries, new or from the pool) and their
+   * bytes, since the start: what a step's temporaries cost, which the pool hides from the others.
+   */
+  allocations: number;
+  /** Bytes of {@link allocations}. */
+  allocationBytes: number;
 }
 
 /** Options of {@link GpuDevice}. */
@@ -162,6 +169,8 @@ export class GpuDevice {
   #peak = 0;
   #dispatches = 0;
   #submits = 0;
+  #allocations = 0;
+  #allocationBytes = 0;
   #pipelines = new Map<string, GPUComputePipeline>();
   #lost: string | undefined;
   // The batch being recorded: encoder, open compute pass, the buffers its commands touch (an
@@ -210,6 +219,8 @@ export class GpuDevice {
       allocatedBytes: this.#allocated,
       peakAllocatedBytes: this.#peak,
       pooledBytes: this.#pooled,
+      allocations: this.#allocations,
+      allocationBytes: this.#allocationBytes,
     };
   }
 
@@ -244,6 +255,8 @@ export class GpuDevice {
         `${op}: a tensor of ${size} elements (${bytes} bytes) exceeds this adapter's storage-buffer limit of ${this.maxBinding} bytes`,
       );
     }
+    this.#allocations++;
+    this.#allocationBytes += bytes;
     const list = this.#pool.get(bytes);
     if (list && list.length > 0) {
       let at = list.length - 1;

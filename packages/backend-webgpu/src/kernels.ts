@@ -13,7 +13,7 @@ import {
 } from '@dictlearn/core';
 import { f32bits, type GpuData, type GpuDevice, groupsFor } from './device.js';
 import { matmulProgram } from './matmul.js';
-import { bindings, kernel1d, PRELUDE, stridedOffsets, wgslType } from './wgsl.js';
+import { bindings, kernel1d, PRELUDE, stridedOffsets, topkSelectShader, wgslType } from './wgsl.js';
 
 type Kernel<Op extends OpName> = (
   inputs: KernelTensor[],
@@ -142,18 +142,27 @@ export function registerWebGPUKernels(backend: Backend, gpu: () => GpuDevice): v
       const outDtype: DType = COMPARISONS.has(op) ? 'float32' : a.dtype;
       const out = output(shape, outDtype, op);
       const n = sizeOf(shape);
-      const code = kernel1d(
-        bindings(
-          [
-            ['A', t],
-            ['B', t],
-          ],
-          [['O', wgslType(outDtype)]],
-        ),
-        `${stridedOffsets(['ia', 'ib'])} let a = A[ia]; let b = B[ib]; O[i] = ${expr};`,
+      const decls = bindings(
+        [
+          ['A', t],
+          ['B', t],
+        ],
+        [['O', wgslType(outDtype)]],
       );
+      // Same shape, a scalar, a bias row or a column: direct indices. The general strided walk
+      // divides per axis per element, which costs more than the op itself on lavapipe.
+      const [ia, ib] = [directIndex(a.shape, shape, 1), directIndex(b.shape, shape, 2)];
+      if (ia && ib) {
+        gpu().dispatch(
+          kernel1d(decls, `let a = A[${ia.index}]; let b = B[${ib.index}]; O[i] = ${expr};`),
+          [buf(a), buf(b), out.data.buffer],
+          [n, ia.param, ib.param],
+          groupsFor(n),
+        );
+        return out;
+      }
       gpu().dispatch(
-        code,
+        kernel1d(decls, `${stridedOffsets(['ia', 'ib'])} let a = A[ia]; let b = B[ib]; O[i] = ${expr};`),
         [buf(a), buf(b), out.data.buffer],
         [n, shape.length, ...shape, ...broadcastStrides(a.shape, shape), ...broadcastStrides(b.shape, shape)],
         groupsFor(n),
@@ -253,40 +262,15 @@ export function registerWebGPUKernels(backend: Backend, gpu: () => GpuDevice): v
         ...axes.map((a) => x.shape[a]),
         ...axes.map((a) => xs[a]),
       ];
-      // Few outputs over many elements (a loss, a bias gradient): a workgroup of 64 threads per
-      // output, striding over its elements, then a tree in workgroup memory. Otherwise one thread
-      // per output walks its elements in order.
+      // Few outputs over many elements (a loss, a bias gradient): a workgroup per output, its
+      // threads striding over the elements, then combined: by one subgroup operation where the
+      // adapter has fixed-width subgroups (the workgroup is then exactly one subgroup), else 64
+      // threads and a tree in workgroup memory. Otherwise one thread per output walks its
+      // elements in order.
       if (redSize > 64 && nOut <= 65535 * 64) {
-        const combine =
-          kind === 'sum'
-            ? 'a + b'
-            : isF
-              ? `select(${kind}(a, b), nan_(), isnan_(a) || isnan_(b))`
-              : `${kind}(a, b)`;
-        const code = `${PRELUDE}
-${bindings([['X', t]], [['O', t]])}
-var<workgroup> part: array<${t}, 64>;
-fn comb(a: ${t}, b: ${t}) -> ${t} { return ${combine}; }
-@compute @workgroup_size(64)
-fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let o = wid.x + wid.y * nwg.x;
-  let live = o < prm[0];
-  ${baseOf('select(0u, o, live)')}
-  var acc: ${t} = ${init}; var sawNan = false;
-  if (live) {
-    for (var r = lid.x; r < rs; r += 64u) {
-      ${offsetOf}
-      let v = X[off]; ${nanCheck} ${step}
-    }
-  }
-  ${isF ? 'part[lid.x] = select(acc, nan_(), sawNan);' : 'part[lid.x] = acc;'}
-  workgroupBarrier();
-  for (var s = 32u; s > 0u; s = s >> 1u) {
-    if (lid.x < s) { part[lid.x] = comb(part[lid.x], part[lid.x + s]); }
-    workgroupBarrier();
-  }
-  if (live && lid.x == 0u) { O[o] = part[0]; }
-}`;
+        const code = gpu().subgroupSize
+          ? subgroupReduceShader(kind, t, gpu().subgroupSize, baseOf, offsetOf, init, step, nanCheck)
+          : treeReduceShader(kind, t, baseOf, offsetOf, init, step, nanCheck);
         gpu().dispatch(code, [buf(x), out.data.buffer], meta, nOut);
         return out;
       }
@@ -352,7 +336,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
       fillBuffer(out.data, 0);
       return out;
     }
-    const p = matmulProgram({ M, N, K, transA, transB }, batch, sg(), false);
+    const p = matmulProgram({ M, N, K, transA, transB }, batch, sg(), 'none');
     gpu().dispatch(
       p.code,
       [buf(a), buf(b), out.data.buffer],
@@ -370,7 +354,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
     const out = output(shape, 'float32', 'linearBiasRelu');
     // K = 0: relu(bias); x's buffer is then too small to bind as vec4s, so the scalar kernel.
     const d = { M, N, K, transA: false, transB };
-    const p = matmulProgram(d, 1, sg(), true, K === 0 ? 'tiled' : undefined);
+    const p = matmulProgram(d, 1, sg(), 'biasRelu', K === 0 ? 'tiled' : undefined);
     gpu().dispatch(
       p.code,
       [buf(x), buf(w), buf(bias), out.data.buffer],
@@ -613,36 +597,9 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
     const values = output(shape, 'float32', 'topk');
     const indices = output(shape, 'int32', 'topk');
     // One thread per row: k selection sweeps, each taking the best element ranked after the last.
-    const extra = `
-fn before(a: f32, ia: u32, b: f32, ib: u32) -> bool {
-  let na = isnan_(a); let nb = isnan_(b);
-  if (na || nb) { if (na && nb) { return ia < ib; } return na; }
-  return a > b || (a == b && ia < ib);
-}`;
-    const body = `let n = prm[1]; let k = prm[2]; let base = i * n;
-  var pv = 0.0; var pi = -1;
-  for (var j = 0u; j < k; j++) {
-    var bv = 0.0; var bi = -1;
-    for (var c = 0u; c < n; c++) {
-      let v = X[base + c];
-      if (pi >= 0 && !before(pv, u32(pi), v, c)) { continue; }
-      if (bi < 0 || before(v, c, bv, u32(bi))) { bv = v; bi = i32(c); }
-    }
-    VALS[i * k + j] = bv; IDXS[i * k + j] = bi; pv = bv; pi = bi;
-  }`;
     if (rows > 0 && k > 0) {
       gpu().dispatch(
-        kernel1d(
-          bindings(
-            [['X', 'f32']],
-            [
-              ['VALS', 'f32'],
-              ['IDXS', 'i32'],
-            ],
-          ),
-          body,
-          extra,
-        ),
+        topkSelectShader(n),
         [buf(x), values.data.buffer, indices.data.buffer],
         [rows, n, k],
         groupsFor(rows),
@@ -749,4 +706,117 @@ fn before(a: f32, ia: u32, b: f32, ib: u32) -> bool {
       dtype: 'float32',
     }));
   }
+}
+
+/** The NaN-aware combination of two partial results of a reduction. */
+function combineOf(kind: 'sum' | 'max' | 'min', t: 'f32' | 'i32'): string {
+  if (kind === 'sum') return 'a + b';
+  return t === 'f32' ? `select(${kind}(a, b), nan_(), isnan_(a) || isnan_(b))` : `${kind}(a, b)`;
+}
+
+/**
+ * One workgroup of 64 threads per output (prm[0] outputs, `baseOf` / `offsetOf` locate its
+ * elements): each thread strides over them, then a tree in workgroup memory combines the 64.
+ */
+function treeReduceShader(
+  kind: 'sum' | 'max' | 'min',
+  t: 'f32' | 'i32',
+  baseOf: (o: string) => string,
+  offsetOf: string,
+  init: string,
+  step: string,
+  nanCheck: string,
+): string {
+  return `${PRELUDE}
+${bindings([['X', t]], [['O', t]])}
+var<workgroup> part: array<${t}, 64>;
+fn comb(a: ${t}, b: ${t}) -> ${t} { return ${combineOf(kind, t)}; }
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let o = wid.x + wid.y * nwg.x;
+  let live = o < prm[0];
+  ${baseOf('select(0u, o, live)')}
+  var acc: ${t} = ${init}; var sawNan = false;
+  if (live) {
+    for (var r = lid.x; r < rs; r += 64u) {
+      ${offsetOf}
+      let v = X[off]; ${nanCheck} ${step}
+    }
+  }
+  ${t === 'f32' ? 'part[lid.x] = select(acc, nan_(), sawNan);' : 'part[lid.x] = acc;'}
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    if (lid.x < s) { part[lid.x] = comb(part[lid.x], part[lid.x + s]); }
+    workgroupBarrier();
+  }
+  if (live && lid.x == 0u) { O[o] = part[0]; }
+}`;
+}
+
+/**
+ * One workgroup of exactly one subgroup (SG lanes) per output: each lane strides over the
+ * elements, then subgroupAdd / subgroupMax / subgroupMin combines the lanes (no workgroup memory,
+ * no barriers) and subgroupAny carries a NaN seen by any lane (WGSL lets compilers assume finite
+ * math, so the subgroup max / min of a NaN is not trusted).
+ */
+function subgroupReduceShader(
+  kind: 'sum' | 'max' | 'min',
+  t: 'f32' | 'i32',
+  SG: number,
+  baseOf: (o: string) => string,
+  offsetOf: string,
+  init: string,
+  step: string,
+  nanCheck: string,
+): string {
+  const op = kind === 'sum' ? 'subgroupAdd' : kind === 'max' ? 'subgroupMax' : 'subgroupMin';
+  return `enable subgroups;
+${PRELUDE}
+${bindings([['X', t]], [['O', t]])}
+@compute @workgroup_size(${SG})
+fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let o = wid.x + wid.y * nwg.x;
+  let live = o < prm[0];
+  ${baseOf('select(0u, o, live)')}
+  var acc: ${t} = ${init}; var sawNan = false;
+  if (live) {
+    for (var r = lane; r < rs; r += ${SG}u) {
+      ${offsetOf}
+      let v = X[off]; ${nanCheck} ${step}
+    }
+  }
+  let total = ${op}(acc);
+  let anyNan = subgroupAny(sawNan);
+  if (live && lane == 0u) { O[o] = ${t === 'f32' ? 'select(total, nan_(), anyNan)' : 'total'}; }
+}`;
+}
+
+/**
+ * How output element i of `out` reads an input of shape `input` broadcast to it, when no strided
+ * walk is needed: the element itself (same size), element 0 (one element), i % size (the input
+ * spans the trailing axes: a bias row) or i / (n / size) (the input spans the leading axes: a
+ * column). `param` is that size or divisor, passed as prm[`slot`]. Undefined otherwise.
+ */
+export function directIndex(
+  input: readonly number[],
+  out: readonly number[],
+  slot: number,
+): { index: string; param: number } | undefined {
+  const n = out.reduce((p, d) => p * d, 1);
+  const size = input.reduce((p, d) => p * d, 1);
+  if (size === n) return { index: 'i', param: 0 };
+  if (size === 1) return { index: '0u', param: 0 };
+  // Per output axis of more than one element: is it broadcast (the input has 1 there)?
+  const lead = out.length - input.length;
+  const broadcast = out
+    .map((d, ax) => [d, ax < lead ? 1 : input[ax - lead]] as const)
+    .filter(([d]) => d > 1)
+    .map(([, d]) => d === 1);
+  const firstKept = broadcast.indexOf(false);
+  const lastBroadcast = broadcast.lastIndexOf(true);
+  if (lastBroadcast < firstKept) return { index: `i % prm[${slot}]`, param: size };
+  const firstBroadcast = broadcast.indexOf(true);
+  const lastKept = broadcast.lastIndexOf(false);
+  if (lastKept < firstBroadcast) return { index: `i / prm[${slot}]`, param: n / size };
+  return undefined;
 }

@@ -1,6 +1,8 @@
 /**
  * The WGSL matmul programs: C[z] = op(A[z]) · op(B[z]) for row-major A, B (transposes by
- * indexing, batch on z), with an optional epilogue C = relu(C + bias[col]) (the SAE encoder).
+ * indexing, batch on z), with an optional epilogue C = relu(C + bias[col]) (the SAE encoder),
+ * which can also sum each workgroup's rows of the result per column into a partial-sum row (the
+ * encoder's column sums Σ_b f, finished by a small reduction over the partial rows).
  *
  * Four kernels, picked per call by {@link matmulKernelFor}:
  * - `subgroup-vec4` (fixed-width subgroups of ≥ 8 lanes, layouts where every load can be a vec4):
@@ -38,11 +40,21 @@ export interface MatmulDims {
   transB: boolean;
 }
 
+/**
+ * What the kernel does with each element of the product before storing it: nothing, relu(· +
+ * bias[col]), or that and a column sum of the workgroup's rows into `PART[workgroup row, col]`
+ * (NaN if any summed value is NaN; rows past M add nothing).
+ */
+export type MatmulEpilogue = 'none' | 'biasRelu' | 'biasReluColsum';
+
 /** A compiled-to-be program: its WGSL and the workgroups to dispatch for `batch` products. */
 export interface MatmulProgram {
   /** The kernel chosen. */
   kernel: MatmulKernel;
-  /** WGSL source (bindings A, B[, BIAS], C, then the u32 parameters). */
+  /**
+   * WGSL source (bindings A, B[, BIAS], C[, PART], then the u32 parameters). With the
+   * `biasReluColsum` epilogue, PART holds `groups[1]` partial rows of N column sums.
+   */
   code: string;
   /** Workgroups in x, y, z. */
   groups: [number, number, number];
@@ -69,37 +81,71 @@ export function matmulKernelFor(d: MatmulDims, subgroupSize: number): MatmulKern
 const PARAMS =
   'let M = prm[0]; let N = prm[1]; let K = prm[2]; let ta = prm[3]; let tb = prm[4]; let sA = prm[5]; let sB = prm[6];';
 
-const matmulBindings = (epilogue: boolean, t: 'f32' | 'vec4f') =>
+const matmulBindings = (epilogue: MatmulEpilogue, t: 'f32' | 'vec4f') =>
   bindings(
-    epilogue
+    epilogue === 'none'
       ? [
           ['A', t],
           ['B', t],
-          ['BIAS', 'f32'],
         ]
       : [
           ['A', t],
           ['B', t],
+          ['BIAS', 'f32'],
         ],
-    [['C', 'f32']],
+    epilogue === 'biasReluColsum'
+      ? [
+          ['C', 'f32'],
+          ['PART', 'f32'],
+        ]
+      : [['C', 'f32']],
   );
 
-/** The store of one element (`row`, `col`, `z` in scope), with the optional epilogue. */
-const storeC = (epilogue: boolean, acc: string) =>
-  epilogue
-    ? `let v = ${acc} + BIAS[col]; C[z * M * N + row * N + col] = select(max(v, 0.0), v, isnan_(v));`
-    : `C[z * M * N + row * N + col] = ${acc};`;
+/**
+ * The store of one element (`row`, `col`, `z` in scope), with the optional epilogue. With the
+ * column sum, the stored value is added to `s{sum}` and its NaN noted in `n{sum}` (WGSL lets
+ * compilers assume finite math, so NaN is tracked from the bits rather than trusted to the adds).
+ */
+const storeC = (epilogue: MatmulEpilogue, acc: string, sum = '') => {
+  if (epilogue === 'none') return `C[z * M * N + row * N + col] = ${acc};`;
+  const store = `let v = ${acc} + BIAS[col]; let y = select(max(v, 0.0), v, isnan_(v)); C[z * M * N + row * N + col] = y;`;
+  return epilogue === 'biasReluColsum'
+    ? `${store} s${sum} = s${sum} + y; n${sum} = n${sum} || isnan_(y);`
+    : store;
+};
+
+/** Column-sum registers s{c} / NaN flags n{c} of the `biasReluColsum` epilogue, for `cols` columns. */
+const colsumVars = (epilogue: MatmulEpilogue, cols: number) =>
+  epilogue === 'biasReluColsum'
+    ? range(cols)
+        .map((c) => `var s${c} = 0.0; var n${c} = false;`)
+        .join(' ')
+    : '';
+
+/** A partial sum with its NaN flag folded in. */
+const partial = (c: number | string) => `select(s${c}, nan_(), n${c})`;
 
 /** Guarded stores of a rows × (4·quads) register block c{r}_{q} (vec4s) at row0, col0. */
-const storeBlock = (epilogue: boolean, rows: number, quads: number) =>
+const storeBlock = (epilogue: MatmulEpilogue, rows: number, quads: number) =>
   range(rows)
     .flatMap((r) =>
       range(4 * quads).map(
         (c) =>
-          `{ let row = row0 + ${r}u; let col = col0 + ${c}u; if (row < M && col < N) { ${storeC(epilogue, `c${r}_${c >> 2}[${c & 3}]`)} } }`,
+          `{ let row = row0 + ${r}u; let col = col0 + ${c}u; if (row < M && col < N) { ${storeC(epilogue, `c${r}_${c >> 2}[${c & 3}]`, `${c}`)} } }`,
       ),
     )
     .join('\n  ');
+
+/** WGSL helpers an epilogue needs (the NaN-aware adds of the column sums). */
+const colsumHelpers = (epilogue: MatmulEpilogue) => (epilogue === 'biasReluColsum' ? ADD_NAN : '');
+
+/** Adds NaN-aware: NaN if either side is (see {@link storeC}); vec4 or scalar. */
+const ADD_NAN = /* wgsl */ `
+fn addNan(a: f32, b: f32) -> f32 { return select(a + b, nan_(), isnan_(a) || isnan_(b)); }
+fn addNan4(a: vec4f, b: vec4f) -> vec4f {
+  let bad = ((bitcast<vec4u>(a) & vec4u(0x7fffffffu)) > vec4u(0x7f800000u)) | ((bitcast<vec4u>(b) & vec4u(0x7fffffffu)) > vec4u(0x7f800000u));
+  return select(a + b, vec4f(nan_()), bad);
+}`;
 
 /**
  * Loads of B for one step of 4 k (k4 = 4·g): b{q}_{j} is the vec4 of columns col0 + 4q.. at
@@ -141,7 +187,7 @@ const accumulators = (rows: number, quads: number) =>
 const SG_ROW_BLOCKS = 2;
 const SG_ROWS = 8 * SG_ROW_BLOCKS;
 
-function subgroupVec4Shader(d: MatmulDims, epilogue: boolean, SG: number): string {
+function subgroupVec4Shader(d: MatmulDims, epilogue: MatmulEpilogue, SG: number): string {
   const H = SG_ROW_BLOCKS;
   const R = SG_ROWS;
   const body: string[] = [];
@@ -169,7 +215,7 @@ function subgroupVec4Shader(d: MatmulDims, epilogue: boolean, SG: number): strin
         .map((h) => `let ar${h} = min(row0 + ${8 * h}u + l8, M - 1u) * Kq;`)
         .join(' ');
   return `enable subgroups;
-${PRELUDE}
+${PRELUDE}${colsumHelpers(epilogue)}
 ${matmulBindings(epilogue, 'vec4f')}
 @compute @workgroup_size(${SG})
 fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3u) {
@@ -185,14 +231,23 @@ fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: 
     let k4 = g * 4u;
     ${body.join('\n    ')}
   }
+  ${colsumVars(epilogue, 4)}
   ${storeBlock(epilogue, R, 1)}
+  ${
+    // Each lane owns its 4 columns over the workgroup's R rows: its sums are the partial row.
+    epilogue === 'biasReluColsum'
+      ? range(4)
+          .map((c) => `{ let col = col0 + ${c}u; if (col < N) { PART[wid.y * N + col] = ${partial(c)}; } }`)
+          .join(' ')
+      : ''
+  }
 }`;
 }
 
 /** Threads per workgroup (x, y) and the rows × columns each thread keeps, of the `vec4` kernel. */
 const V4 = { WX: 8, WY: 8, TM: 4 } as const;
 
-function vec4Shader(d: MatmulDims, epilogue: boolean): string {
+function vec4Shader(d: MatmulDims, epilogue: MatmulEpilogue): string {
   const { WX, WY, TM } = V4;
   const body: string[] = [];
   // a(r, j): A at row row0 + r, k4 + j. Untransposed: one vec4 along k per row; transposed: one
@@ -215,8 +270,11 @@ function vec4Shader(d: MatmulDims, epilogue: boolean): string {
     : range(TM)
         .map((r) => `let ar${r} = min(row0 + ${r}u, M - 1u) * Kq;`)
         .join(' ');
-  return `${PRELUDE}
+  // The WY threads of a column quad each hold TM rows' sums: added in workgroup memory, in order.
+  const colsum = epilogue === 'biasReluColsum';
+  return `${PRELUDE}${colsumHelpers(epilogue)}
 ${matmulBindings(epilogue, 'vec4f')}
+${colsum ? `var<workgroup> red: array<vec4f, ${WX * WY}>;` : ''}
 @compute @workgroup_size(${WX}, ${WY})
 fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u) {
   ${PARAMS}
@@ -230,13 +288,27 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
     let k4 = g * 4u;
     ${body.join('\n    ')}
   }
+  ${colsumVars(epilogue, 4)}
   ${storeBlock(epilogue, TM, 1)}
+  ${
+    colsum
+      ? `red[lid.y * ${WX}u + lid.x] = vec4f(${range(4).map(partial).join(', ')});
+  workgroupBarrier();
+  if (lid.y == 0u) {
+    var t = red[lid.x];
+    for (var yy = 1u; yy < ${WY}u; yy++) { t = addNan4(t, red[yy * ${WX}u + lid.x]); }
+    ${range(4)
+      .map((c) => `{ let col = col0 + ${c}u; if (col < N) { PART[wid.y * N + col] = t[${c}]; } }`)
+      .join(' ')}
+  }`
+      : ''
+  }
 }`;
 }
 
 // Scalar kernels for any layout: a 16×16 tiled product in workgroup memory, and a subgroup one.
-function tiledShader(epilogue: boolean): string {
-  return `${PRELUDE}
+function tiledShader(epilogue: MatmulEpilogue): string {
+  return `${PRELUDE}${colsumHelpers(epilogue)}
 ${matmulBindings(epilogue, 'f32')}
 var<workgroup> As: array<array<f32, 16>, 16>;
 var<workgroup> Bs: array<array<f32, 16>, 16>;
@@ -255,8 +327,21 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
     for (var k = 0u; k < 16u; k++) { acc = acc + As[lid.y][k] * Bs[k][lid.x]; }
     workgroupBarrier();
   }
+  ${colsumVars(epilogue, 1)}
   if (row < M && col < N) {
-    ${storeC(epilogue, 'acc')}
+    ${storeC(epilogue, 'acc', '0')}
+  }
+  ${
+    // The 16 rows of a column, through As (free again after the last barrier), added in order.
+    epilogue === 'biasReluColsum'
+      ? `As[lid.y][lid.x] = ${partial(0)};
+  workgroupBarrier();
+  if (lid.y == 0u && col < N) {
+    var t = As[0][lid.x];
+    for (var yy = 1u; yy < 16u; yy++) { t = addNan(t, As[yy][lid.x]); }
+    PART[wid.y * N + col] = t;
+  }`
+      : ''
   }
 }`;
 }
@@ -266,9 +351,9 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
  * of C; lane l owns column l. For each chunk of SG values of k, lane l loads A[r, k0 + l] for the
  * tile's 8 rows, and `subgroupShuffle` hands every lane the A value of each k in turn.
  */
-function subgroupShader(epilogue: boolean, SG: number): string {
+function subgroupShader(epilogue: MatmulEpilogue, SG: number): string {
   return `enable subgroups;
-${PRELUDE}
+${PRELUDE}${colsumHelpers(epilogue)}
 ${matmulBindings(epilogue, 'f32')}
 const SG = ${SG}u;
 const R = 8u;
@@ -293,25 +378,29 @@ fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: 
       for (var r = 0u; r < R; r++) { acc[r] = acc[r] + subgroupShuffle(a[r], j) * b; }
     }
   }
+  ${colsumVars(epilogue, 1)}
   for (var r = 0u; r < R; r++) {
     let row = row0 + r;
     if (row < M && col < N) {
-      ${storeC(epilogue, 'acc[r]')}
+      ${storeC(epilogue, 'acc[r]', '0')}
     }
   }
+  ${epilogue === 'biasReluColsum' ? `if (col < N) { PART[wid.y * N + col] = ${partial(0)}; }` : ''}
 }`;
 }
 
 /**
  * The program for one product (`batch` of them on z): which kernel, its WGSL, and the
  * workgroups. `subgroupSize` is the device's fixed subgroup width (0: none); `epilogue` adds
- * C = relu(C + bias[col]). Parameters to pass: M, N, K, transA, transB, batch strides of A and B.
+ * C = relu(C + bias[col]), and with `biasReluColsum` (batch 1 only) writes `groups[1]` partial
+ * rows of column sums (see {@link MatmulEpilogue}). Parameters to pass: M, N, K, transA, transB,
+ * batch strides of A and B.
  */
 export function matmulProgram(
   d: MatmulDims,
   batch: number,
   subgroupSize: number,
-  epilogue: boolean,
+  epilogue: MatmulEpilogue,
   kernel: MatmulKernel = matmulKernelFor(d, subgroupSize),
 ): MatmulProgram {
   const { M, N } = d;

@@ -54,3 +54,47 @@ export function stridedOffsets(offsets: string[], shapeAt = '2u'): string {
   return `let rank = prm[1]; var rem = i; ${decl}
   for (var q = 0u; q < rank; q++) { let ax = rank - 1u - q; let d = prm[${shapeAt} + ax]; let c = rem % d; rem = rem / d; ${acc} }`;
 }
+
+/**
+ * The top-k selection over rows of `n` floats (core's order: larger first, NaN largest, ties to
+ * the lower index): one thread per row makes k sweeps, each taking the best element ranked after
+ * the one taken before. Rows are read as vec4s where n is a multiple of 4 (on lavapipe a load
+ * costs more than the comparisons it feeds), the elements still visited in index order.
+ * Bindings X, VALS, IDXS; prm: rows, n, k.
+ */
+export function topkSelectShader(n: number): string {
+  const width = n % 4 === 0 ? 4 : 1;
+  const visit = (v: string, c: string) => `{ let v = ${v}; let c = ${c};
+        if (pi < 0 || before(pv, u32(pi), v, c)) { if (bi < 0 || before(v, c, bv, u32(bi))) { bv = v; bi = i32(c); } } }`;
+  const sweep =
+    width === 4
+      ? `for (var c4 = 0u; c4 < n / 4u; c4++) {
+      let v4 = X[base + c4];
+      ${[0, 1, 2, 3].map((l) => visit(`v4[${l}]`, `c4 * 4u + ${l}u`)).join('\n      ')}
+    }`
+      : `for (var c1 = 0u; c1 < n; c1++) {
+      ${visit('X[base + c1]', 'c1')}
+    }`;
+  return kernel1d(
+    bindings(
+      [['X', width === 4 ? 'vec4f' : 'f32']],
+      [
+        ['VALS', 'f32'],
+        ['IDXS', 'i32'],
+      ],
+    ),
+    `let n = prm[1]; let k = prm[2]; let base = i * (n / ${width}u);
+  var pv = 0.0; var pi = -1;
+  for (var j = 0u; j < k; j++) {
+    var bv = 0.0; var bi = -1;
+    ${sweep}
+    VALS[i * k + j] = bv; IDXS[i * k + j] = bi; pv = bv; pi = bi;
+  }`,
+    `
+fn before(a: f32, ia: u32, b: f32, ib: u32) -> bool {
+  let na = isnan_(a); let nb = isnan_(b);
+  if (na || nb) { if (na && nb) { return ia < ib; } return na; }
+  return a > b || (a == b && ia < ib);
+}`,
+  );
+}
