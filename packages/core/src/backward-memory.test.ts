@@ -46,6 +46,27 @@ describe('backward pass memory', () => {
     x.dispose();
   });
 
+  it("frees a node's forward outputs once the node has run: the later ones are gone when an early node's gradient runs", () => {
+    const N = 1000;
+    const x = ops.randomNormal([N], { seed: 3 });
+    resetPeakMemory(NAME);
+    const base = mem().bytes;
+    let during = -1;
+    const first = customGrad((u: Tensor) => ({
+      value: ops.mul(u, 0.5),
+      grad: (dy) => {
+        during = mem().bytes - base;
+        return [ops.mul(dy, 0.5)];
+      },
+    }));
+    const { value, grads } = valueAndGrad(() => ops.sum(ops.exp(ops.exp(ops.exp(first(x))))), [x]);
+    // When the first node's gradient runs: its own output and the gradient reaching it ([N] each),
+    // and the scalar loss. The three exps' outputs, recorded after it, are gone already.
+    expect(during).toBeGreaterThanOrEqual(4 * 2 * N);
+    expect(during).toBeLessThanOrEqual(4 * 2 * N + 4 * 4);
+    for (const t of [value, grads.get(x)!, x]) t.dispose();
+  });
+
   it('hands a gradient over only when nothing else holds it', () => {
     const x = ops.randomNormal([8], { seed: 2 });
     // A gradient made by the walk and held by one output: the node may overwrite it.

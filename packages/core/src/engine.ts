@@ -369,7 +369,7 @@ export function valueAndGrad<A = undefined>(
   }
   const keepSet = collectTensors([value, aux]);
   const grads = new Map<Param, Tensor>();
-  const result = scope(() => backward(myTape, value, paramTensors));
+  const result = scope(() => backward(myTape, value, paramTensors, keepSet));
   params.forEach((p, i) => {
     grads.set(p, result[i]);
   });
@@ -390,12 +390,14 @@ function releaseTape(t: Tape, keepSet: Set<Tensor>, startId: number): void {
   }
 }
 
-function backward(t: Tape, value: Tensor, params: Tensor[]): Tensor[] {
+function backward(t: Tape, value: Tensor, params: Tensor[], keepSet: Set<Tensor>): Tensor[] {
   // Only nodes on a path from a param to the value matter; walk backwards from the value.
   // Memory: each node's gradient function runs in a scope of its own (its temporaries are freed
   // when it returns), and an output's gradient is freed once its node has used it — every
   // consumer of a tensor comes later on the tape, so by then its gradient is complete. Only
   // gradients this walk made are freed (a gradient function may return a tensor from elsewhere).
+  // A node's forward outputs go too, once it has run: whatever reads them (its consumers, and
+  // gradient functions recorded after them) came later on the tape and has run already.
   const startId = nextTensorId();
   const made = (g: Tensor) => g.id >= startId;
   const grads = new Map<Tensor, Tensor>();
@@ -457,6 +459,7 @@ function backward(t: Tape, value: Tensor, params: Tensor[]): Tensor[] {
     });
     // An input's gradient summed into another and not held: the addend is garbage now.
     for (const dx of returned) if (!holders.has(dx) && made(dx) && !dx.isDisposed) dx.dispose();
+    for (const o of node.outputs) if (!keepSet.has(o) && !o.kept && !holders.has(o)) o.dispose();
   }
   // Each param gets its own handle (a shared handle would die with the first dispose()).
   const seen = new Set<Tensor>();
