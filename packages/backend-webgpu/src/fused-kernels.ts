@@ -47,23 +47,36 @@ fn addNan4(a: vec4f, b: vec4f) -> vec4f { return select(a + b, vec4f(nan_()), is
  * (vec4 loads where F is a multiple of 4): thread (q, chunk) walks its chunk of rows for column
  * (quad) q, storing dPre and one partial column sum per chunk. prm: B, F / width, rows per chunk.
  */
-export function reluGradRowSumShader(width: 1 | 4): string {
+export function reluGradRowSumShader(width: 1 | 4, inPlace = false): string {
   const t = width === 4 ? 'vec4f' : 'f32';
   const zero = width === 4 ? 'vec4f(0.0)' : '0.0';
   const isnan = width === 4 ? 'isnan4' : 'isnan_';
   const add = width === 4 ? 'addNan4' : 'addNan';
+  // In place (the caller gave dF up): dPre is written over DF, which each thread reads first.
+  const decls = inPlace
+    ? bindings(
+        [
+          ['ROW', t],
+          ['FF', t],
+        ],
+        [
+          ['DF', t],
+          ['PART', t],
+        ],
+      )
+    : bindings(
+        [
+          ['DF', t],
+          ['ROW', t],
+          ['FF', t],
+        ],
+        [
+          ['O', t],
+          ['PART', t],
+        ],
+      );
   return `${kernel1d(
-    bindings(
-      [
-        ['DF', t],
-        ['ROW', t],
-        ['FF', t],
-      ],
-      [
-        ['O', t],
-        ['PART', t],
-      ],
-    ),
+    decls,
     // kernel1d's i counts (chunk, q) pairs, q fastest: lanes of a workgroup take adjacent columns.
     `let B = prm[1]; let W = prm[2]; let rows = prm[3];
   let q = i % W; let chunk = i / W;
@@ -75,7 +88,7 @@ export function reluGradRowSumShader(width: 1 | 4): string {
     let f = FF[at];
     // (dF + row) rounded to float32 first, as the add kernel stores it; 0 where f ≤ 0 or NaN.
     let d = select(${zero}, DF[at] + rw, (f > ${zero}) & !${isnan}(f));
-    O[at] = d;
+    ${inPlace ? 'DF' : 'O'}[at] = d;
     s = ${add}(s, d);
   }
   PART[i] = s;`,
@@ -129,18 +142,28 @@ export function registerFusedKernels(backend: Backend, gpu: () => GpuDevice): vo
     return [{ data: f, shape: [M, N], dtype: 'float32' }, sumPartials(part, P, N, 'linearBiasReluSum')];
   });
 
-  reg('reluGradRowSum', ([dF, row, f]) => {
+  reg('reluGradRowSum', ([dF, row, f], attrs) => {
     const [B, F] = dF.shape;
     const width = F % 4 === 0 ? 4 : 1;
     const W = F / width;
     const rows = Math.max(GRAD_ROWS_PER_THREAD, Math.ceil(B / 65535));
     const P = Math.ceil(B / rows);
-    const dPre = gpu().alloc(B * F, 'reluGradRowSum');
     const part = gpu().alloc(P * F, 'reluGradRowSum');
+    const prm = [P * W, B, W, rows];
+    if (attrs.inPlace) {
+      gpu().dispatch(
+        reluGradRowSumShader(width, true),
+        [buf(row), buf(f), buf(dF), part.buffer],
+        prm,
+        groupsFor(P * W),
+      );
+      return [{ data: dF.data, shape: [B, F], dtype: 'float32' }, sumPartials(part, P, F, 'reluGradRowSum')];
+    }
+    const dPre = gpu().alloc(B * F, 'reluGradRowSum');
     gpu().dispatch(
       reluGradRowSumShader(width),
       [buf(dF), buf(row), buf(f), dPre.buffer, part.buffer],
-      [P * W, B, W, rows],
+      prm,
       groupsFor(P * W),
     );
     return [{ data: dPre, shape: [B, F], dtype: 'float32' }, sumPartials(part, P, F, 'reluGradRowSum')];
