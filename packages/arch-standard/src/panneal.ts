@@ -303,7 +303,7 @@ export class PAnnealer implements PluginTrainingState {
     for (const t of tensorsOf(s)) if (!held.has(t)) t.dispose();
   }
 
-  /** α and the queue the loss of step `step` starts from (see {@link PluginTrainingState.save}). */
+  /** α and the queue the loss of step `step` starts from (what core's `PluginTrainingState.save` gives). */
   async save(step: number): Promise<Record<string, StateTensor>> {
     if (this.#restored?.step === step) return { ...this.#restored.state };
     const cur = this.#cur;

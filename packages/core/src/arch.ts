@@ -156,7 +156,9 @@ export interface ArchitecturePlugin<C extends object = Record<string, unknown>> 
 
 /** One tensor of a plugin's training state, on the host: row-major `data` of `shape`. */
 export interface StateTensor {
+  /** Its shape (empty for a scalar). */
   shape: number[];
+  /** Its values, row-major. */
   data: Float32Array;
 }
 
