@@ -1,4 +1,5 @@
 import { type Backend, DictlearnError, type DType, type HostArray, type TensorValues } from '@dictlearn/core';
+import type { BlasKernels } from './fast/blas-matmul.js';
 import type { FastMatmul } from './fast/ort-matmul.js';
 import { type CpuArray, createContext } from './kernels/context.js';
 import { registerCreate } from './kernels/create.js';
@@ -26,6 +27,12 @@ export interface CpuBackendOptions {
   fastMatmul?: boolean | 'blas' | 'ort';
   /** Threads for the fast path (default: all cores). */
   threads?: number;
+  /**
+   * OpenBLAS's kernels on the `'blas'` route: `'environment'` (default) as `OPENBLAS_CORETYPE`
+   * says where it is set, `'detect'` the ones OpenBLAS picks for this CPU (e.g. AVX-512 where the
+   * environment pins Haswell). Read when the library loads, once per process.
+   */
+  blasKernels?: BlasKernels;
   /**
    * Threads the sparse kernels' WebAssembly loops split large calls over, in Node: this one and
    * `kernelThreads − 1` workers (which never keep the process alive). Results are bit for bit
@@ -153,7 +160,10 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
       for (const route of routes) {
         const r =
           route === 'blas'
-            ? (await import('./fast/blas-matmul.js')).loadBlasMatmul({ threads: options.threads })
+            ? (await import('./fast/blas-matmul.js')).loadBlasMatmul({
+                threads: options.threads,
+                kernels: options.blasKernels,
+              })
             : (await import('./fast/ort-matmul.js')).loadOrtMatmul({ threads: options.threads });
         if (typeof r !== 'string') {
           loaded = r;

@@ -10,6 +10,8 @@
  * ```
  * @packageDocumentation
  */
+
 export { type CpuBackend, type CpuBackendOptions, createCpuBackend, type FastPathStatus } from './backend.js';
+export type { BlasKernels } from './fast/blas-matmul.js';
 export type { FloatArray } from './kernels/context.js';
 export { FAST_MATMUL_MIN_WORK, matmulTS } from './kernels/matmul.js';

@@ -269,6 +269,13 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
   // The second native route, so both are measured against numpy in the same run.
   if (!findBackend('cpu-ort'))
     registerBackend(createCpuBackend({ name: 'cpu-ort', fastMatmul: 'ort', priority: 99 }));
+  // OpenBLAS with the kernels it detects for this CPU, whatever OPENBLAS_CORETYPE pins (e.g.
+  // AVX-512 where the environment says Haswell): the counterpart of numpy's second run, which
+  // unsets that variable, so each side is measured with and without it.
+  if (!findBackend('cpu-blas'))
+    registerBackend(
+      createCpuBackend({ name: 'cpu-blas', fastMatmul: 'blas', blasKernels: 'detect', priority: 97 }),
+    );
   if (o.includeTs && !findBackend('cpu-ts'))
     registerBackend(createCpuBackend({ name: 'cpu-ts', fastMatmul: false, priority: 98 }));
   const products = saeProducts(o.batch, o.d, o.features);

@@ -38,12 +38,39 @@ type Sgemm = (
 let cached: FastMatmul | string | undefined;
 
 /**
- * Loads OpenBLAS through koffi. Returns the fast path, or a string saying why it is unavailable.
- * Never throws; the result is cached.
+ * Which kernels OpenBLAS runs: `'environment'` (the default) as `OPENBLAS_CORETYPE` says where it
+ * is set, `'detect'` the ones OpenBLAS picks for this CPU, whatever the environment names (some
+ * machines set `OPENBLAS_CORETYPE=Haswell` for old reasons, which keeps AVX-512 kernels off).
+ * OpenBLAS reads the variable once, when the library loads: the first load in a process decides.
  */
-export function loadBlasMatmul(options: { threads?: number } = {}): FastMatmul | string {
+export type BlasKernels = 'environment' | 'detect';
+
+/** Environment variables that override OpenBLAS's own choice of kernels and cache sizes. */
+const KERNEL_OVERRIDES = ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'];
+
+/**
+ * Loads OpenBLAS through koffi. Returns the fast path, or a string saying why it is unavailable.
+ * Never throws; the result is cached (the library loads once per process, so `kernels` counts only
+ * on the first call; the description names the kernels it runs).
+ */
+export function loadBlasMatmul(
+  options: { threads?: number; kernels?: BlasKernels } = {},
+): FastMatmul | string {
   if (cached !== undefined) return cached;
-  cached = load(options);
+  const saved = new Map<string, string>();
+  if (options.kernels === 'detect') {
+    for (const name of KERNEL_OVERRIDES) {
+      const v = process.env[name];
+      if (v !== undefined) saved.set(name, v);
+      delete process.env[name];
+    }
+  }
+  try {
+    cached = load(options);
+  } finally {
+    // only the library's load should see them gone
+    for (const [name, v] of saved) process.env[name] = v;
+  }
   return cached;
 }
 
