@@ -7,7 +7,6 @@ import { createCpuBackend } from '@dictlearn/backend-cpu';
 import { SyntheticSource } from '@dictlearn/buffer';
 import {
   getKernel,
-  initBackend,
   linearBiasReluSum,
   registerBackend,
   registerKernel,
@@ -19,34 +18,14 @@ import {
 } from '@dictlearn/core';
 import { compareValues } from '@dictlearn/core/testing';
 import { describe, expect, it } from 'vitest';
-import { createWebGPUBackend, type WebGPUBackend } from './backend.js';
+import type { WebGPUBackend } from './backend.js';
 import { GRAD_ROWS_PER_THREAD } from './fused-kernels.js';
 import { type MatmulKernel, matmulKernelFor } from './matmul.js';
+import { kernelTestBackends, values } from './test-backends.js';
 
 registerBackend(createCpuBackend({ name: 'cpu', fastMatmul: false }));
-const withSg = registerBackend(createWebGPUBackend({ name: 'webgpu-fused' })) as WebGPUBackend;
-const noSg = registerBackend(
-  createWebGPUBackend({ name: 'webgpu-fused-nosg', subgroups: false }),
-) as WebGPUBackend;
-let skip: string | undefined;
-try {
-  await initBackend(withSg);
-  await initBackend(noSg);
-} catch (e) {
-  skip = `no WebGPU here: ${(e as Error).message}`;
-}
+const { withSg, noSg, skip } = await kernelTestBackends('webgpu-fused');
 const BACKENDS = ['webgpu-fused', 'webgpu-fused-nosg'];
-
-/** Deterministic values in [-1, 1). */
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 const EPS32 = 2 ** -24;
 

@@ -3,33 +3,12 @@
 // kernels' edge guards), all four transposes, batched and broadcast B, and the fused
 // relu(x·W + b) epilogue, on both the subgroup and the no-subgroup kernels. The oracle is a
 // float64 product computed here on the host, with a per-element float32 error bound.
-import { initBackend, linearBiasRelu, matmul, registerBackend, type Tensor, tensor } from '@dictlearn/core';
+import { linearBiasRelu, matmul, type Tensor, tensor } from '@dictlearn/core';
 import { describe, expect, it } from 'vitest';
-import { createWebGPUBackend, type WebGPUBackend } from './backend.js';
 import { type MatmulDims, type MatmulKernel, matmulKernelFor } from './matmul.js';
+import { kernelTestBackends, values } from './test-backends.js';
 
-const withSg = registerBackend(createWebGPUBackend({ name: 'webgpu-mm' })) as WebGPUBackend;
-const noSg = registerBackend(
-  createWebGPUBackend({ name: 'webgpu-mm-nosg', subgroups: false }),
-) as WebGPUBackend;
-let skip: string | undefined;
-try {
-  await initBackend(withSg);
-  await initBackend(noSg);
-} catch (e) {
-  skip = `no WebGPU here: ${(e as Error).message}`;
-}
-
-/** Deterministic values in [-1, 1). */
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
+const { withSg, noSg, skip } = await kernelTestBackends('webgpu-mm');
 
 interface Case extends MatmulDims {
   batch: number;

@@ -2,32 +2,11 @@
 // kernel (one subgroup per output: subgroupAdd / Max / Min) and on the workgroup-memory tree (the
 // same backend with subgroups turned off), against float64 / exact values computed here: float32
 // and int32, reduced axes leading, trailing and in the middle, NaN and ±∞.
-import { initBackend, max, min, registerBackend, sum, type Tensor, tensor } from '@dictlearn/core';
+import { max, min, sum, type Tensor, tensor } from '@dictlearn/core';
 import { describe, expect, it } from 'vitest';
-import { createWebGPUBackend, type WebGPUBackend } from './backend.js';
+import { kernelTestBackends, values } from './test-backends.js';
 
-const withSg = registerBackend(createWebGPUBackend({ name: 'webgpu-red' })) as WebGPUBackend;
-const noSg = registerBackend(
-  createWebGPUBackend({ name: 'webgpu-red-nosg', subgroups: false }),
-) as WebGPUBackend;
-let skip: string | undefined;
-try {
-  await initBackend(withSg);
-  await initBackend(noSg);
-} catch (e) {
-  skip = `no WebGPU here: ${(e as Error).message}`;
-}
-
-/** Deterministic values in [-1, 1). */
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
+const { withSg, noSg, skip } = await kernelTestBackends('webgpu-red');
 
 type Kind = 'sum' | 'max' | 'min';
 const OPS: Record<Kind, (x: Tensor, axes: number[]) => Tensor> = {

@@ -16,6 +16,7 @@ import {
 import { describe, expect, it } from 'vitest';
 import { createWebGPUBackend } from './backend.js';
 import { OUTER_CHUNK } from './sparse-kernels.js';
+import { values } from './test-backends.js';
 
 const gpu = registerBackend(createWebGPUBackend({ name: 'webgpu-sparse' }));
 let skip: string | undefined;
@@ -23,17 +24,6 @@ try {
   await initBackend(gpu);
 } catch (e) {
   skip = `no WebGPU here: ${(e as Error).message}`;
-}
-
-/** Deterministic values in [-1, 1). */
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
 }
 
 interface Layout {

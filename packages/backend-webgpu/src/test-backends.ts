@@ -1,0 +1,42 @@
+/**
+ * Set-up shared by the kernel tests (not part of the package's build): WebGPU backends under
+ * the test's names, one with subgroups and one without (the workgroup-memory fallbacks), started,
+ * or the reason they cannot start here; and deterministic test values.
+ *
+ * @module
+ */
+import { initBackend, registerBackend } from '@dictlearn/core';
+import { createWebGPUBackend, type WebGPUBackend } from './backend.js';
+
+/** The started backends, or `skip` saying why WebGPU is unavailable here. */
+export interface KernelTestBackends {
+  withSg: WebGPUBackend;
+  noSg: WebGPUBackend;
+  skip?: string;
+}
+
+/** Registers and starts `name` (subgroups where the adapter has them) and `${name}-nosg` (none). */
+export async function kernelTestBackends(name: string): Promise<KernelTestBackends> {
+  const withSg = registerBackend(createWebGPUBackend({ name })) as WebGPUBackend;
+  const noSg = registerBackend(
+    createWebGPUBackend({ name: `${name}-nosg`, subgroups: false }),
+  ) as WebGPUBackend;
+  try {
+    await initBackend(withSg);
+    await initBackend(noSg);
+    return { withSg, noSg };
+  } catch (e) {
+    return { withSg, noSg, skip: `no WebGPU here: ${(e as Error).message}` };
+  }
+}
+
+/** Deterministic values in [-1, 1) (a linear congruential sequence from `seed`). */
+export function values(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 31 - 1;
+  }
+  return out;
+}
