@@ -1,10 +1,14 @@
-import { registerBackend, runOp, type Tensor, tensor, useBackend } from '@dictlearn/core';
+import {
+  linearBiasReluSum,
+  registerBackend,
+  reluGradRowSum,
+  type Tensor,
+  tensor,
+  useBackend,
+} from '@dictlearn/core';
 import { compareValues } from '@dictlearn/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCpuBackend } from '../backend.js';
-
-// arch-standard defines these ops; core's OpAttrs does not list them
-const run = runOp as unknown as (name: string, inputs: Tensor[], attrs: Record<string, unknown>) => Tensor[];
 
 // The fused kernels of the ReLU encoder and its L1 penalty (linearBiasReluSum, reluGradRowSum)
 // against plain loops written here, rounding each float32 operation as the unfused kernels do
@@ -66,15 +70,18 @@ describe.each(['fused', 'fused64'])('fused ReLU + L1 kernels on %s', (backend) =
       i % 97 === 5 ? Number.NaN : next() < 0.4 ? next() : -next() * +(i % 3 === 0),
     );
     dy[3] = Number.NaN;
-    const [dPre, sums] = run(
-      'reluGradRowSum',
-      [
-        tensor(dy, [rows, cols], { backend }),
-        tensor(row, [cols], { backend }),
-        tensor(y, [rows, cols], { backend }),
-      ],
-      {},
-    );
+    const inputs = (): Tensor[] => [
+      tensor(dy, [rows, cols], { backend }),
+      tensor(row, [cols], { backend }),
+      tensor(y, [rows, cols], { backend }),
+    ];
+    const [dPre, sums] = reluGradRowSum(...(inputs() as [Tensor, Tensor, Tensor]));
+    // in place: dPre written over dF's storage, the same bits
+    const given = inputs();
+    const [dIn, sIn] = reluGradRowSum(given[0], given[1], given[2], { inPlace: true });
+    expect(dIn.storage).toBe(given[0].storage);
+    expect(Array.from(await read(dIn))).toEqual(Array.from(await read(dPre)));
+    expect(Array.from(await read(sIn))).toEqual(Array.from(await read(sums)));
     const want = new Float64Array(n);
     const wantSums = new Float64Array(cols);
     for (let i = 0; i < n; i++) {
@@ -100,14 +107,11 @@ describe.each(['fused', 'fused64'])('fused ReLU + L1 kernels on %s', (backend) =
       const wt = transB
         ? Array.from({ length: d * cols }, (_, i) => w[(i % d) * cols + Math.floor(i / d)])
         : w;
-      const [feat, sums] = run(
-        'linearBiasReluSum',
-        [
-          tensor(x, [rows, d], { backend }),
-          tensor(wt, transB ? [cols, d] : [d, cols], { backend }),
-          tensor(b, [cols], { backend }),
-        ],
-        { transB, shape: [rows, cols] },
+      const [feat, sums] = linearBiasReluSum(
+        tensor(x, [rows, d], { backend }),
+        tensor(wt, transB ? [cols, d] : [d, cols], { backend }),
+        tensor(b, [cols], { backend }),
+        { transB },
       );
       const want = new Float64Array(rows * cols);
       const wantSums = new Float64Array(cols);
