@@ -414,21 +414,15 @@ function backward(t: Tape, value: Tensor, params: Tensor[], keepSet: Set<Tensor>
     return n <= 0;
   };
   hold(value, onesLike(value));
-  const paramSet = new Set(params);
   for (let i = t.nodes.length - 1; i >= 0; i--) {
     const node = t.nodes[i];
     if (!node.outputs.some((o) => grads.has(o))) continue;
     const dys = node.outputs.map((o) => grads.get(o) ?? zerosLikeFn(o));
     const needs = node.inputs.map((x) => t.requiresGrad.has(x));
     // A gradient is the node's to overwrite when this walk made it, only this output holds it,
-    // no other tensor shares its storage (a reshaped view), and no param is this output.
-    const own = node.outputs.map(
-      (o, k) =>
-        made(dys[k]) &&
-        !paramSet.has(o) &&
-        (holders.get(dys[k]) ?? 0) <= 1 &&
-        dys[k].storage.refs === 1 &&
-        dys.indexOf(dys[k]) === k,
+    // and no other tensor shares its storage (a reshaped view).
+    const own = dys.map(
+      (dy, k) => made(dy) && (holders.get(dy) ?? 0) <= 1 && dy.storage.refs === 1 && dys.indexOf(dy) === k,
     );
     const dxs = scope(() => node.grad(dys, needs, own));
     const returned = new Set(dxs.filter((d): d is Tensor => d instanceof Tensor));
@@ -450,9 +444,10 @@ function backward(t: Tape, value: Tensor, params: Tensor[], keepSet: Set<Tensor>
       if (unhold(prev) && made(prev) && !returned.has(prev)) prev.dispose();
       hold(x, sum);
     });
-    // The outputs' gradients are used up (unless a param's, or handed on as an input's).
+    // The outputs' gradients are used up (unless handed on as an input's). Params are leaves, never
+    // a node's output, so their gradients stay.
     node.outputs.forEach((o, k) => {
-      if (paramSet.has(o) || !grads.has(o)) return;
+      if (!grads.has(o)) return;
       grads.delete(o);
       const g = dys[k];
       if (unhold(g) && made(g) && !returned.has(g) && !g.isDisposed) g.dispose();
