@@ -21,7 +21,7 @@ import { describe, expect, it } from 'vitest';
 import type { WebGPUBackend } from './backend.js';
 import { GRAD_ROWS_PER_THREAD } from './fused-kernels.js';
 import { type MatmulKernel, matmulKernelFor } from './matmul.js';
-import { kernelTestBackends, values } from './test-backends.js';
+import { expectedMatmulKernels, kernelTestBackends, values } from './test-backends.js';
 
 registerBackend(createCpuBackend({ name: 'cpu', fastMatmul: false }));
 const { withSg, noSg, skip } = await kernelTestBackends('webgpu-fused');
@@ -123,14 +123,7 @@ describe.skipIf(skip !== undefined)(
         for (const [M, N, K] of ENCODER_SHAPES)
           for (const transB of [false, true])
             used.add(matmulKernelFor({ M, N, K, transA: false, transB }, sg));
-      const sg = withSg.subgroupSize;
-      const expected: MatmulKernel[] =
-        sg >= 8
-          ? ['subgroup-vec4', 'vec4', 'subgroup', 'tiled']
-          : sg > 0
-            ? ['vec4', 'subgroup', 'tiled']
-            : ['vec4', 'tiled'];
-      expect([...used].sort()).toEqual(expected.sort());
+      expect([...used].sort()).toEqual(expectedMatmulKernels(withSg.subgroupSize).sort());
     });
 
     it.each(BACKENDS)(

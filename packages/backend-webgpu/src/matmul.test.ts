@@ -6,7 +6,7 @@
 import { linearBiasRelu, matmul, type Tensor, tensor } from '@dictlearn/core';
 import { describe, expect, it } from 'vitest';
 import { type MatmulDims, type MatmulKernel, matmulKernelFor } from './matmul.js';
-import { kernelTestBackends, values } from './test-backends.js';
+import { expectedMatmulKernels, kernelTestBackends, values } from './test-backends.js';
 
 const { withSg, noSg, skip } = await kernelTestBackends('webgpu-mm');
 
@@ -158,15 +158,7 @@ describe.skipIf(skip !== undefined)(`WebGPU matmul at edge sizes${skip ? ` (skip
     for (const sg of [withSg.subgroupSize, noSg.subgroupSize])
       for (const [M, N, K] of SHAPES)
         for (const [transA, transB] of TRANSPOSES) used.add(matmulKernelFor({ M, N, K, transA, transB }, sg));
-    // Subgroups narrower than 8 lanes (SwiftShader: 4) get the scalar subgroup kernel only.
-    const sg = withSg.subgroupSize;
-    const expected: MatmulKernel[] =
-      sg >= 8
-        ? ['subgroup-vec4', 'vec4', 'subgroup', 'tiled']
-        : sg > 0
-          ? ['vec4', 'subgroup', 'tiled']
-          : ['vec4', 'tiled'];
-    expect([...used].sort()).toEqual(expected.sort());
+    expect([...used].sort()).toEqual(expectedMatmulKernels(withSg.subgroupSize).sort());
     // lavapipe: 8-lane subgroups, so the subgroup kernels are the ones its runs test.
     if (/llvmpipe/.test(withSg.adapter ?? '')) expect(withSg.subgroupSize).toBe(8);
   });

@@ -7,6 +7,7 @@
  */
 import { initBackend, registerBackend } from '@dictlearn/core';
 import { createWebGPUBackend, type WebGPUBackend } from './backend.js';
+import type { MatmulKernel } from './matmul.js';
 
 /** The started backends, or `skip` saying why WebGPU is unavailable here. */
 export interface KernelTestBackends {
@@ -39,4 +40,14 @@ export function values(n: number, seed: number): Float32Array {
     out[i] = s / 2 ** 31 - 1;
   }
   return out;
+}
+
+/**
+ * The matmul kernels a sweep of shapes should reach for an adapter with `subgroupSize`-lane
+ * subgroups (0: none): subgroups narrower than 8 lanes (SwiftShader: 4) get the scalar subgroup
+ * kernel only.
+ */
+export function expectedMatmulKernels(subgroupSize: number): MatmulKernel[] {
+  if (subgroupSize >= 8) return ['subgroup-vec4', 'vec4', 'subgroup', 'tiled'];
+  return subgroupSize > 0 ? ['vec4', 'subgroup', 'tiled'] : ['vec4', 'tiled'];
 }
