@@ -6,7 +6,7 @@
 // WebAssembly memory); the step's time beyond their sum is dispatch and bookkeeping.
 // Run after `pnpm build`:
 //   node apps/cli/scripts/profile-step.mjs [--arch standard|topk] [--size d,F,batch] [--steps N]
-//     [--fast ort|blas|false] [--blas-kernels detect]
+//     [--fast ort|blas|false] [--blas-kernels detect|environment]
 import { parseArgs } from 'node:util';
 import { createCpuBackend } from '@dictlearn/backend-cpu';
 import {

@@ -1,10 +1,11 @@
 import { type Backend, DictlearnError, type DType, type HostArray, type TensorValues } from '@dictlearn/core';
-import type { BlasKernels } from './fast/blas-matmul.js';
+import type { BlasKernels, BlasMatmul } from './fast/blas-matmul.js';
 import type { FastMatmul } from './fast/ort-matmul.js';
 import { type CpuArray, createContext } from './kernels/context.js';
 import { registerCreate } from './kernels/create.js';
 import { codegenAllowed, registerElementwise } from './kernels/elementwise.js';
 import { registerIndexing } from './kernels/indexing.js';
+import type { KernelPool } from './kernels/kernel-pool.js';
 import { registerLayout } from './kernels/layout.js';
 import { registerMatmul } from './kernels/matmul.js';
 import { registerOptim } from './kernels/optim.js';
@@ -22,21 +23,23 @@ export interface CpuBackendOptions {
   precision?: 'float32' | 'float64';
   /**
    * Native route for large float32 matmuls: `'ort'` (onnxruntime-node's MLAS), `'blas'` (the
-   * system's OpenBLAS through koffi), `true` (the first of those that loads; the default) or `false`.
+   * system's OpenBLAS through koffi), `false`, or `true` (the default): OpenBLAS where it runs
+   * AVX-512 kernels, else onnxruntime, else OpenBLAS with the kernels it has.
    */
   fastMatmul?: boolean | 'blas' | 'ort';
   /** Threads for the fast path (default: all cores). */
   threads?: number;
   /**
-   * OpenBLAS's kernels on the `'blas'` route: `'environment'` (default) as `OPENBLAS_CORETYPE`
-   * says where it is set, `'detect'` the ones OpenBLAS picks for this CPU (e.g. AVX-512 where the
-   * environment pins Haswell). Read when the library loads, once per process.
+   * OpenBLAS's kernels: `'detect'` (the default) the ones OpenBLAS picks for this CPU, whatever
+   * `OPENBLAS_CORETYPE` says (e.g. AVX-512 where the environment pins Haswell); `'environment'`
+   * as that variable says. Read when the library loads, once per process.
    */
   blasKernels?: BlasKernels;
   /**
    * Threads the sparse kernels' WebAssembly loops split large calls over, in Node: this one and
-   * `kernelThreads − 1` workers (which never keep the process alive). Results are bit for bit
-   * the same with any count. Default: the environment variable `DICTLEARN_KERNEL_THREADS` when
+   * `kernelThreads − 1` workers (which never keep the process alive). On the OpenBLAS route the
+   * products are split over them too, each part on one OpenBLAS thread (at small sizes that beats
+   * OpenBLAS's own threads). Results are bit for bit the same with any count. Default: the environment variable `DICTLEARN_KERNEL_THREADS` when
    * set, else the number of cores (at most 4); 1 runs every loop on this thread. Browsers and
    * float64 backends use one thread.
    */
@@ -121,6 +124,7 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
   let fastPath: FastPathStatus = { active: false, reason: 'not started' };
   const askedThreads = requestedKernelThreads(options.kernelThreads);
   let kernelThreads = 1;
+  let kernels: KernelPool | undefined;
 
   const backend: CpuBackend = {
     name,
@@ -138,6 +142,7 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
         const pool = kernelPool(askedThreads ?? defaultKernelThreads());
         if (typeof pool !== 'string') {
           ctx.pool = pool;
+          kernels = pool;
           kernelThreads = pool.threads;
         }
       }
@@ -153,26 +158,30 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
         fastPath = { active: false, reason: 'not running in Node' };
         return;
       }
+      // The default tries OpenBLAS first where it runs AVX-512 kernels (split over the kernel
+      // pool it beat onnxruntime's MLAS at every size we measured), then onnxruntime, then
+      // OpenBLAS with whatever kernels it has.
       const routes =
-        options.fastMatmul === 'blas' ? ['blas'] : options.fastMatmul === 'ort' ? ['ort'] : ['ort', 'blas'];
-      const reasons: string[] = [];
+        options.fastMatmul === 'blas'
+          ? ['blas']
+          : options.fastMatmul === 'ort'
+            ? ['ort']
+            : ['blas-avx512', 'ort', 'blas'];
+      const reasons = new Set<string>();
       let loaded: FastMatmul | undefined;
       for (const route of routes) {
-        const r =
-          route === 'blas'
-            ? (await import('./fast/blas-matmul.js')).loadBlasMatmul({
-                threads: options.threads,
-                kernels: options.blasKernels,
-              })
-            : (await import('./fast/ort-matmul.js')).loadOrtMatmul({ threads: options.threads });
-        if (typeof r !== 'string') {
+        const blas = route === 'ort' ? undefined : await import('./fast/blas-matmul.js');
+        const r = blas
+          ? blas.loadBlasMatmul({ threads: options.threads, kernels: options.blasKernels })
+          : (await import('./fast/ort-matmul.js')).loadOrtMatmul({ threads: options.threads });
+        if (typeof r === 'string') reasons.add(`${blas ? 'blas' : 'ort'}: ${r}`);
+        else if (route !== 'blas-avx512' || blas?.hasAvx512Kernels((r as BlasMatmul).core)) {
           loaded = r;
           break;
         }
-        reasons.push(`${route}: ${r}`);
       }
       if (!loaded) {
-        const reason = reasons.join('; ');
+        const reason = [...reasons].join('; ');
         fastPath = { active: false, reason };
         if (!noticeShown) {
           noticeShown = true;
@@ -182,8 +191,9 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
         }
         return;
       }
-      fast = loaded;
-      fastPath = { active: true, description: loaded.description };
+      // OpenBLAS products are split over the kernel pool's threads where there is one
+      fast = ('splitOver' in loaded && kernels && (loaded as BlasMatmul).splitOver(kernels)) || loaded;
+      fastPath = { active: true, description: fast.description };
     },
     upload(values: HostArray, dtype: DType): CpuArray {
       const copy = ctx.alloc(dtype, values.length);

@@ -269,9 +269,8 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
   // The second native route, so both are measured against numpy in the same run.
   if (!findBackend('cpu-ort'))
     registerBackend(createCpuBackend({ name: 'cpu-ort', fastMatmul: 'ort', priority: 99 }));
-  // OpenBLAS with the kernels it detects for this CPU, whatever OPENBLAS_CORETYPE pins (e.g.
-  // AVX-512 where the environment says Haswell): the counterpart of numpy's second run, which
-  // unsets that variable, so each side is measured with and without it.
+  // OpenBLAS whatever its kernels (the default takes it only where they are AVX-512 ones), with
+  // the kernels it detects for this CPU whatever OPENBLAS_CORETYPE pins, as numpy's second run.
   if (!findBackend('cpu-blas'))
     registerBackend(
       createCpuBackend({ name: 'cpu-blas', fastMatmul: 'blas', blasKernels: 'detect', priority: 97 }),

@@ -1,5 +1,6 @@
-// OpenBLAS's kernels on the 'blas' route: as OPENBLAS_CORETYPE says by default, as OpenBLAS
-// detects them with blasKernels: 'detect' (the variable hidden from the library's load only).
+// OpenBLAS's kernels: as OpenBLAS detects them by default (blasKernels: 'detect', the variable
+// hidden from the library's load only), as OPENBLAS_CORETYPE says with blasKernels: 'environment';
+// and the default route, which takes OpenBLAS first only where its kernels are AVX-512 ones.
 // OpenBLAS reads the variable once per process, so each case loads it in a child process, from
 // the built package. Prescott: a core OpenBLAS knows and no current CPU is detected as.
 import { spawnSync } from 'node:child_process';
@@ -20,9 +21,10 @@ const why =
 function child(
   env: Record<string, string | undefined>,
   kernels?: string,
+  route: string = "'blas'",
 ): { description: string; coretype: string | null } {
   const script = `const { createCpuBackend } = await import(${JSON.stringify(dist.href)});
-const b = createCpuBackend({ name: 'k', fastMatmul: 'blas'${kernels ? `, blasKernels: '${kernels}'` : ''} });
+const b = createCpuBackend({ name: 'k', fastMatmul: ${route}${kernels ? `, blasKernels: '${kernels}'` : ''} });
 await b.init();
 console.log(JSON.stringify({ description: b.fastPath.description ?? b.fastPath.reason, coretype: process.env.OPENBLAS_CORETYPE ?? null }));`;
   const full: Record<string, string> = {};
@@ -36,14 +38,32 @@ console.log(JSON.stringify({ description: b.fastPath.description ?? b.fastPath.r
 }
 
 describe.skipIf(why !== undefined)(`OpenBLAS kernels${why ? ` (skipped: ${why})` : ''}`, () => {
-  it("'environment' runs the kernels OPENBLAS_CORETYPE names; 'detect' the ones OpenBLAS picks without it, and leaves the variable set", () => {
-    const pinned = child({ OPENBLAS_CORETYPE: 'Prescott' });
+  it("'detect' (the default) runs the kernels OpenBLAS picks without OPENBLAS_CORETYPE, and leaves the variable set; 'environment' the ones it names", () => {
+    const pinned = child({ OPENBLAS_CORETYPE: 'Prescott' }, 'environment');
     expect(pinned.description).toContain('Prescott kernels');
     const unset = child({ OPENBLAS_CORETYPE: undefined, OPENBLAS_L2_SIZE: undefined });
     expect(unset.description).not.toContain('Prescott');
-    const detected = child({ OPENBLAS_CORETYPE: 'Prescott' }, 'detect');
-    expect(detected.description).toBe(unset.description);
-    expect(detected.coretype).toBe('Prescott'); // put back once the library has loaded
-    expect(child({ OPENBLAS_CORETYPE: 'Prescott' }, 'environment').description).toBe(pinned.description);
+    const byDefault = child({ OPENBLAS_CORETYPE: 'Prescott' });
+    expect(byDefault.description).toBe(unset.description);
+    expect(byDefault.coretype).toBe('Prescott'); // put back once the library has loaded
+    expect(child({ OPENBLAS_CORETYPE: 'Prescott' }, 'detect').description).toBe(unset.description);
+  });
+
+  it('the default route takes OpenBLAS where its kernels are AVX-512 ones, onnxruntime before other kernels', () => {
+    // Prescott kernels (SSE3): onnxruntime comes first
+    expect(child({ OPENBLAS_CORETYPE: 'Prescott' }, 'environment', 'true').description).toMatch(
+      /^onnxruntime-node/,
+    );
+    expect(child({ OPENBLAS_CORETYPE: 'SkylakeX' }, 'environment', 'true').description).toMatch(
+      /^OpenBLAS .*SkylakeX kernels/,
+    );
+    // detected kernels: OpenBLAS where this CPU gets AVX-512 ones
+    const detected = child({}, undefined, 'true').description;
+    const core = /, (\w+) kernels/.exec(unset().description)?.[1];
+    if (core && ['SkylakeX', 'Cooperlake', 'SapphireRapids'].includes(core))
+      expect(detected).toMatch(/^OpenBLAS/);
+    else expect(detected).toMatch(/^onnxruntime-node/);
   });
 });
+
+const unset = () => child({ OPENBLAS_CORETYPE: undefined, OPENBLAS_L2_SIZE: undefined });

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { DictlearnError } from '@dictlearn/core';
@@ -39,6 +40,11 @@ const FLAG_WORDS = 4;
 const ARG_WORDS = 32;
 /** How long this thread waits for a worker's part before it gives up on the pool. */
 const WAIT_MS = 120_000;
+/**
+ * How long a thread spins for the next signal before it sleeps, in ms: a product split over the
+ * threads takes a few hundred microseconds, and a sleeping thread takes tens of them to wake.
+ */
+const SPIN_MS = 0.2;
 
 /** The module the pool runs: segsum, dot and the top-k selection of the sparse kernels. */
 function poolBytes(): Uint8Array {
@@ -69,9 +75,10 @@ function poolBytes(): Uint8Array {
  * sequence ends it.
  */
 const WORKER_SOURCE = `
-const { workerData } = require('node:worker_threads');
-const { module, memory, flags, args, slot, functions } = workerData;
+const { workerData, parentPort, receiveMessageOnPort } = require('node:worker_threads');
+const { module, memory, flags, args, slot, functions, spinMs } = workerData;
 const ex = new WebAssembly.Instance(module, { env: { mem: memory } }).exports;
+const natives = [];
 const F = new Int32Array(flags);
 const A = new Float64Array(args);
 const b = slot * ${FLAG_WORDS};
@@ -79,15 +86,24 @@ const a = slot * ${ARG_WORDS};
 Atomics.store(F, b + 2, 1);
 let seen = 0;
 for (;;) {
+  // a short spin first: the next part often follows within microseconds, and waking a
+  // sleeping thread costs tens of them
+  for (const t = performance.now(); Atomics.load(F, b) === seen && performance.now() - t < spinMs; );
   Atomics.wait(F, b, seen);
   const seq = Atomics.load(F, b);
   if (seq === seen) continue;
   if (seq < 0) break;
   seen = seq;
   try {
+    // native functions are announced by message before their first call
+    for (let m; (m = receiveMessageOnPort(parentPort)); ) {
+      const { index, koffi, library, signature } = m.message;
+      natives[index] = require(koffi).load(library).func(signature);
+    }
     const list = [];
     for (let i = 0; i < A[a + 1]; i++) list.push(A[a + 2 + i]);
-    ex[functions[A[a]]](...list);
+    const i = A[a];
+    (i < functions.length ? ex[functions[i]] : natives[i])(...list);
     F[b + 3] = 0;
   } catch (e) {
     F[b + 3] = 1;
@@ -96,9 +112,24 @@ for (;;) {
   Atomics.notify(F, b + 1);
 }
 `;
+/** A C function for the workers to call, loaded with koffi (see {@link KernelPool.loadNative}). */
+export interface NativeFunction {
+  /** The shared library, as koffi.load takes it (a name or a path). */
+  library: string;
+  /** koffi's prototype of the function; its parameters are numbers (pointers as `uintptr_t` addresses). */
+  signature: string;
+  /** The same function loaded on this thread, which runs the parts no worker takes. */
+  here: (...args: number[]) => void;
+}
 
 /** The kernel pool: an engine over a shared memory, with `threads − 1` workers. */
 export interface KernelPool extends SplitEngine {
+  /**
+   * Makes a C function callable by name in `run` and `begin`, on this thread and the workers
+   * (which load it with koffi before their next part). Its parts address memory outside the
+   * pool's: the caller keeps that memory alive and unmoved until the call returns.
+   */
+  loadNative(name: string, fn: NativeFunction): void;
   /** Workers ready to take parts now (they start asynchronously; until then this thread runs every part). */
   readyWorkers(): number;
   /** Ends the workers; later calls run on this thread. */
@@ -165,7 +196,7 @@ function createPool(threads: number): KernelPool | string {
     for (let slot = 0; slot < nWorkers; slot++) {
       const w = new Worker(WORKER_SOURCE, {
         eval: true,
-        workerData: { module, memory, flags, args, slot, functions: FUNCTIONS },
+        workerData: { module, memory, flags, args, slot, functions: FUNCTIONS, spinMs: SPIN_MS },
       });
       w.unref();
       // A worker that fails or exits takes no more parts (its flag says not ready).
@@ -179,8 +210,9 @@ function createPool(threads: number): KernelPool | string {
     }
     const ready = (slot: number) =>
       !broken && workers[slot] !== undefined && Atomics.load(F, slot * FLAG_WORDS + 2) === 1;
+    const natives = new Map<string, { index: number; here: (...args: number[]) => void }>();
     const begin = (fn: string, parts: number[][]): (() => void) => {
-      const index = FUNCTIONS.indexOf(fn);
+      const index = natives.get(fn)?.index ?? FUNCTIONS.indexOf(fn);
       const started: [number, number][] = [];
       const here: number[][] = [];
       for (let p = 0; p < parts.length; p++) {
@@ -199,13 +231,17 @@ function createPool(threads: number): KernelPool | string {
         started.push([slot, seq]);
       }
       return () => {
-        const f = ex[fn];
+        const f = natives.get(fn)?.here ?? ex[fn];
         for (const p of here) f(...p);
         // Wait for every part before reporting a failure: a part still running would write
         // into memory the next call lays out.
         let failed = false;
         for (const [slot, seq] of started) {
           const b = slot * FLAG_WORDS;
+          for (
+            const t = performance.now();
+            Atomics.load(F, b + 1) !== seq && performance.now() - t < SPIN_MS;
+          );
           for (let v = Atomics.load(F, b + 1); v !== seq; v = Atomics.load(F, b + 1)) {
             if (Atomics.wait(F, b + 1, v, WAIT_MS) === 'timed-out') {
               broken = true;
@@ -222,12 +258,19 @@ function createPool(threads: number): KernelPool | string {
     };
     return {
       threads,
+      loadNative(name, { library, signature, here }) {
+        if (natives.has(name) || FUNCTIONS.includes(name)) return;
+        const index = FUNCTIONS.length + natives.size;
+        natives.set(name, { index, here });
+        const koffi = createRequire(import.meta.url).resolve('koffi');
+        for (const w of workers) w?.postMessage({ index, koffi, library, signature });
+      },
       buffer: () => memory.buffer,
       layout: (sizes) => growTo(sizes, MAX_BYTES, memory),
       run(fn, parts) {
         const wait = begin(fn, parts.slice(1));
         try {
-          ex[fn](...parts[0]);
+          (natives.get(fn)?.here ?? ex[fn])(...parts[0]);
         } finally {
           wait();
         }
