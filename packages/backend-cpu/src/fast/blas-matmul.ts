@@ -166,12 +166,17 @@ function load(options: { threads?: number }): BlasMatmul | string {
     if (n !== openblasThreads) setThreads?.(n);
     openblasThreads = n;
   };
-  const whole: FastMatmul['matmul'] = (a, b, batch, m, n, k, transA, transB, out) => {
+  const whole = (
+    ...[a, b, batch, m, n, k, transA, transB, out, onThreads = threads]: [
+      ...Parameters<FastMatmul['matmul']>,
+      number?,
+    ]
+  ): Float32Array => {
     const c = out ?? new Float32Array(batch * m * n);
     checkLengths(a, b, c, batch, m, n, k);
     if (c.length === 0) return c;
     if (k === 0) return c.fill(0);
-    useThreads(threads);
+    useThreads(onThreads);
     const lda = transA ? m : k;
     const ldb = transB ? k : n;
     const ta = transA ? CBLAS_TRANS : CBLAS_NO_TRANS;
@@ -188,7 +193,7 @@ function load(options: { threads?: number }): BlasMatmul | string {
   return {
     description,
     core,
-    matmul: whole,
+    matmul: (...args) => whole(...args),
     splitOver(pool) {
       if (!setThreads || pool.threads < 2) return undefined;
       const address = (t: Float32Array) => Number(koffi.address(t));
@@ -196,8 +201,9 @@ function load(options: { threads?: number }): BlasMatmul | string {
       return {
         description: `OpenBLAS cblas_sgemm via koffi (${chosen}, ${core} kernels, products split over ${pool.threads} threads)`,
         matmul(a, b, batch, m, n, k, transA, transB, out) {
+          // small products on this thread alone: OpenBLAS's own threads would spin on after them
           if (m * n * k < SPLIT_MIN_WORK || Math.max(m, n) < 2 * SPLIT_ALIGN) {
-            return whole(a, b, batch, m, n, k, transA, transB, out);
+            return whole(a, b, batch, m, n, k, transA, transB, out, 1);
           }
           const c = out ?? new Float32Array(batch * m * n);
           checkLengths(a, b, c, batch, m, n, k);
