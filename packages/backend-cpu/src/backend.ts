@@ -3,6 +3,7 @@ import type { BlasKernels, BlasMatmul } from './fast/blas-matmul.js';
 import type { FastMatmul } from './fast/ort-matmul.js';
 import { type CpuArray, createContext } from './kernels/context.js';
 import { registerCreate } from './kernels/create.js';
+import { loadDenseWasm } from './kernels/dense-wasm.js';
 import { codegenAllowed, registerElementwise } from './kernels/elementwise.js';
 import { registerIndexing } from './kernels/indexing.js';
 import type { KernelPool } from './kernels/kernel-pool.js';
@@ -37,9 +38,11 @@ export interface CpuBackendOptions {
   blasKernels?: BlasKernels;
   /**
    * Threads the sparse kernels' WebAssembly loops split large calls over, in Node: this one and
-   * `kernelThreads − 1` workers (which never keep the process alive). On the OpenBLAS route the
-   * products are split over them too, each part on one OpenBLAS thread (at small sizes that beats
-   * OpenBLAS's own threads). Results are bit for bit the same with any count. Default: the environment variable `DICTLEARN_KERNEL_THREADS` when
+   * `kernelThreads − 1` workers (which never keep the process alive). Adam, the decoder-row
+   * kernels and large elementwise ops are split over them too, and on the OpenBLAS route the
+   * products, each part on one OpenBLAS thread (at small sizes that beats OpenBLAS's own
+   * threads). Results are bit for bit the same with any count, except that OpenBLAS picks its
+   * kernels by size, so a split product can differ from the whole one in the last bits. Default: the environment variable `DICTLEARN_KERNEL_THREADS` when
    * set, else the number of cores (at most 4); 1 runs every loop on this thread. Browsers and
    * float64 backends use one thread.
    */
@@ -144,6 +147,11 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
           ctx.pool = pool;
           kernels = pool;
           kernelThreads = pool.threads;
+          // Adam, the row kernels and elementwise ops run on the pool's threads too
+          const dense = loadDenseWasm();
+          if (typeof dense !== 'string') {
+            ctx.denseSplit = (await import('./kernels/dense-split.js')).splitDense(pool, dense);
+          }
         }
       }
       if (precision === 'float64') {

@@ -9,7 +9,7 @@
  */
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import type { KernelPool } from '../kernels/kernel-pool.js';
+import { holdUntilHere, type KernelPool, unmoving } from '../kernels/kernel-pool.js';
 import type { FastMatmul } from './ort-matmul.js';
 
 /** The OpenBLAS route: products whole, with OpenBLAS's threads, or split over a kernel pool. */
@@ -197,7 +197,11 @@ function load(options: { threads?: number }): BlasMatmul | string {
     splitOver(pool) {
       if (!setThreads || pool.threads < 2) return undefined;
       const address = (t: Float32Array) => Number(koffi.address(t));
-      pool.loadNative('sgemm', { library: chosen, signature: SGEMM_AT, here: sgemmAt });
+      pool.loadNative('sgemm', {
+        setup: '(d, require) => require(d.koffi).load(d.library).func(d.signature)',
+        data: { koffi: require.resolve('koffi'), library: chosen, signature: SGEMM_AT },
+        here: sgemmAt,
+      });
       return {
         description: `OpenBLAS cblas_sgemm via koffi (${chosen}, ${core} kernels, products split over ${pool.threads} threads)`,
         matmul(a, b, batch, m, n, k, transA, transB, out) {
@@ -209,7 +213,8 @@ function load(options: { threads?: number }): BlasMatmul | string {
           checkLengths(a, b, c, batch, m, n, k);
           if (k === 0) return c.fill(0);
           useThreads(1);
-          const [pa, pb, pc] = [address(a), address(b), address(c)];
+          const [A, B] = [unmoving(a), unmoving(b)];
+          const [pa, pb, pc] = [address(A), address(B), address(c)];
           for (let q = 0; q < batch; q++) {
             const parts = splitProduct(m, n, k, transA, transB, pool.threads).map((r) =>
               sgemmPart(
@@ -224,9 +229,10 @@ function load(options: { threads?: number }): BlasMatmul | string {
                 transB,
               ),
             );
-            // a, b and c stay referenced (and their storage unmoved) until every part has returned
             pool.run('sgemm', parts);
           }
+          // the operands stay reachable (their storage in place) until every part has returned
+          holdUntilHere([A, B]);
           return c;
         },
       };

@@ -1,5 +1,6 @@
 import type { Backend, DType, KernelOutput, KernelTensor, OpAttrs, OpName } from '@dictlearn/core';
 import { registerKernel } from '@dictlearn/core';
+import { type DenseWasm, denseFor } from './dense-wasm.js';
 import type { SplitEngine } from './engine.js';
 
 /** Float storage of a CPU backend: float32, or float64 for the gradient checker's backend. */
@@ -33,6 +34,13 @@ export interface CpuContext {
    * `init` in Node, with `kernelThreads` > 1), or undefined: this thread only.
    */
   pool: SplitEngine | undefined;
+  /**
+   * The dense WebAssembly loops when every array is float32 storage (else undefined: the
+   * TypeScript loops run): split over the pool's threads where `denseSplit` is set.
+   */
+  dense(...arrays: ArrayLike<number>[]): DenseWasm | undefined;
+  /** The dense loops split over the kernel pool (set by the backend's `init` in Node), or undefined. */
+  denseSplit: DenseWasm | undefined;
   /** Registers a kernel on this backend instance. */
   kernel<Op extends OpName>(
     op: Op,
@@ -92,6 +100,11 @@ export function createContext(
       watchers.push(fn);
     },
     pool: undefined,
+    denseSplit: undefined,
+    dense(...arrays) {
+      const plain = denseFor(...arrays);
+      return plain && (this.denseSplit ?? plain);
+    },
     kernel: (op, fn) => registerKernel(op, backend, fn),
   };
 }

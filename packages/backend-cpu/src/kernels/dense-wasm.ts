@@ -414,6 +414,8 @@ const UNARY_OPS = {
 export type DenseBinaryOp = keyof typeof BINARY_OPS;
 /** A unary op the dense module runs. */
 export type DenseUnaryOp = keyof typeof UNARY_OPS;
+/** The names of the dense module's binary and unary ops. */
+export const DENSE_OPS: readonly string[] = [...Object.keys(BINARY_OPS), ...Object.keys(UNARY_OPS)];
 
 /**
  * binop(bytes, a, aMask, b, bMask, dst): dst[off] = a[off & aMask] OP b[off & bMask] over byte
@@ -890,9 +892,6 @@ export function denseWasmBytes(): Uint8Array {
   );
 }
 
-/** Floats per operand per chunk: 64 KiB, so a chunk's operands stay in the L2 cache. */
-const CHUNK = 16384;
-
 /** Operands above this many bytes in all stay in TypeScript. */
 const MAX_BYTES = 2 ** 30;
 
@@ -971,12 +970,13 @@ interface WasmApi {
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { exports: unknown };
 }
-interface WasmMemory {
+export interface WasmMemory {
   readonly buffer: ArrayBuffer;
   grow(pages: number): number;
 }
 
 let loaded: DenseWasm | string | undefined;
+let compiled: object | undefined;
 
 /**
  * Compiles the module once per process; returns it, or why it is unavailable (no WebAssembly,
@@ -995,182 +995,204 @@ export function loadDenseWasm(): DenseWasm | string {
       loaded = 'this runtime has no WebAssembly SIMD';
       return loaded;
     }
-    const ex = new WA.Instance(new WA.Module(bytes), {}).exports as Record<
-      string,
-      (...args: number[]) => void
-    > & {
+    compiled = new WA.Module(bytes);
+    const ex = new WA.Instance(compiled, {}).exports as Record<string, (...args: number[]) => void> & {
       mem: WasmMemory;
     };
-    const layout = (sizes: number[]) => growTo(sizes, MAX_BYTES, ex.mem);
-    const vecBytes = (len: number) => Math.ceil(len / 4) * 16;
-    loaded = {
-      adam(p, g, m, v, p2, m2, v2, n, b1, b2, step, sqrtBc2, eps) {
-        const c = Math.min(n, CHUNK);
-        const at = layout([c * 4, c * 4, c * 4, c * 4]);
-        if (!at) return false;
-        const f = new Float32Array(ex.mem.buffer);
-        const [P, G, M, V] = at.map((a) => a / 4);
-        for (let o = 0; o < n; o += CHUNK) {
-          const len = Math.min(CHUNK, n - o);
-          f.set(p.subarray(o, o + len), P);
-          f.set(g.subarray(o, o + len), G);
-          f.set(m.subarray(o, o + len), M);
-          f.set(v.subarray(o, o + len), V);
-          ex.adam(vecBytes(len), at[0], at[1], at[2], at[3], b1, b2, 1 - b1, 1 - b2, step, 1 / sqrtBc2, eps);
-          p2.set(f.subarray(P, P + len), o);
-          m2.set(f.subarray(M, M + len), o);
-          v2.set(f.subarray(V, V + len), o);
-        }
-        return true;
-      },
-      rows(w, g, dst, rows, cols) {
-        const per = Math.max(1, Math.floor(CHUNK / cols));
-        const c = Math.min(rows, per) * cols;
-        const at = layout([c * 4, c * 4, c * 4]);
-        if (!at || cols === 0) return false;
-        const f = new Float32Array(ex.mem.buffer);
-        for (let r = 0; r < rows; r += per) {
-          const nr = Math.min(per, rows - r);
-          const [o, len] = [r * cols, nr * cols];
-          f.set(w.subarray(o, o + len), at[0] / 4);
-          if (g) f.set(g.subarray(o, o + len), at[1] / 4);
-          ex.rows(g ? 1 : 0, nr, cols, at[0], at[1], at[2]);
-          dst.set(f.subarray(at[2] / 4, at[2] / 4 + len), o);
-        }
-        return true;
-      },
-      binary(op, a, b, dst, n, mode, last) {
-        if (mode < 0 || mode > 4 || n === 0) return false;
-        // rows modes: chunks of whole rows, the row repeated once to fill a chunk
-        const rowMode = mode === 3 || mode === 4;
-        const chunk = rowMode ? Math.max(1, Math.floor(CHUNK / last)) * last : Math.min(n, CHUNK);
-        const at = layout([chunk * 4, chunk * 4, chunk * 4]);
-        if (!at) return false;
-        const f = new Float32Array(ex.mem.buffer);
-        const [A, B, D] = at.map((x) => x / 4);
-        // the stationary operand (scalar or row), laid out once
-        const still = mode === 1 || mode === 3 ? b : mode === 2 || mode === 4 ? a : undefined;
-        const stillAt = mode === 1 || mode === 3 ? B : A;
-        if (still) {
-          if (mode <= 2) f.fill(still[0], stillAt, stillAt + 4);
-          else for (let o = 0; o < chunk; o += last) f.set(still.subarray(0, last), stillAt + o);
-        }
-        const aMask = mode === 2 ? 0 : -1;
-        const bMask = mode === 1 ? 0 : -1;
-        const fn = ex[`b_${op}`];
-        for (let o = 0; o < n; o += chunk) {
-          const len = Math.min(chunk, n - o);
-          if (still !== a) f.set(a.subarray(o, o + len), A);
-          if (still !== b) f.set(b.subarray(o, o + len), B);
-          fn(vecBytes(len), at[0], aMask, at[1], bMask, at[2]);
-          dst.set(f.subarray(D, D + len), o);
-        }
-        return true;
-      },
-      unary(op, a, dst, n) {
-        const c = Math.min(n, CHUNK);
-        const at = layout([c * 4, c * 4]);
-        if (!at || n === 0) return false;
-        const f = new Float32Array(ex.mem.buffer);
-        const fn = ex[`u_${op}`];
-        for (let o = 0; o < n; o += CHUNK) {
-          const len = Math.min(CHUNK, n - o);
-          f.set(a.subarray(o, o + len), at[0] / 4);
-          fn(vecBytes(len), at[0], at[1]);
-          dst.set(f.subarray(at[1] / 4, at[1] / 4 + len), o);
-        }
-        return true;
-      },
-      sum(a, n, squares = false) {
-        const c = Math.min(n, CHUNK);
-        const at = layout([32, c * 4]);
-        if (!at) return undefined;
-        const f = new Float32Array(ex.mem.buffer);
-        const acc = new Float64Array(ex.mem.buffer, at[0], 4);
-        acc.fill(0);
-        const whole = n - (n % 4);
-        for (let o = 0; o < whole; o += CHUNK) {
-          const len = Math.min(CHUNK, whole - o);
-          f.set(a.subarray(o, o + len), at[1] / 4);
-          ex[squares ? 'sumsq' : 'sum'](len * 4, at[1], at[0]);
-        }
-        let s = acc[0] + acc[2] + (acc[1] + acc[3]);
-        for (let i = whole; i < n; i++) s += squares ? a[i] * a[i] : a[i];
-        return s;
-      },
-      colsum(a, rows, cols, acc) {
-        if (cols % 4 !== 0 || cols === 0) return false;
-        const per = Math.max(1, Math.floor(CHUNK / cols));
-        const at = layout([cols * 8, Math.min(rows, per) * cols * 4]);
-        if (!at) return false;
-        const f = new Float32Array(ex.mem.buffer);
-        // the module keeps four float64 sums per vector of four columns: lanes 0, 1, then 2, 3
-        const sums = new Float64Array(ex.mem.buffer, at[0], cols);
-        sums.fill(0);
-        for (let r = 0; r < rows; r += per) {
-          const nr = Math.min(per, rows - r);
-          f.set(a.subarray(r * cols, (r + nr) * cols), at[1] / 4);
-          ex.colsum(nr, cols, at[1], at[0]);
-        }
-        for (let c = 0; c < cols; c++) acc[c] += sums[c];
-        return true;
-      },
-      transpose(a, r, c, dst) {
-        if (r % 4 !== 0 || c % 4 !== 0 || r * c === 0) return false;
-        const at = layout([r * c * 4, r * c * 4]);
-        if (!at) return false;
-        const f = new Float32Array(ex.mem.buffer);
-        f.set(a.subarray(0, r * c), at[0] / 4);
-        ex.transpose(r, c, at[0], at[1]);
-        dst.set(f.subarray(at[1] / 4, at[1] / 4 + r * c));
-        return true;
-      },
-      biasReluColsum(c, bias, rows, cols, acc) {
-        if (cols % 4 !== 0 || cols === 0) return false;
-        const per = Math.max(1, Math.floor(CHUNK / cols));
-        const at = layout([cols * 8, cols * 4, Math.min(rows, per) * cols * 4]);
-        if (!at) return false;
-        const f = new Float32Array(ex.mem.buffer);
-        const sums = new Float64Array(ex.mem.buffer, at[0], cols);
-        sums.fill(0);
-        f.set(bias.subarray(0, cols), at[1] / 4);
-        const C = at[2] / 4;
-        for (let r = 0; r < rows; r += per) {
-          const nr = Math.min(per, rows - r);
-          f.set(c.subarray(r * cols, (r + nr) * cols), C);
-          ex.biasReluColsum(nr, cols, at[2], at[1], at[0]);
-          c.set(f.subarray(C, C + nr * cols), r * cols);
-        }
-        for (let j = 0; j < cols; j++) acc[j] += sums[j];
-        return true;
-      },
-      reluGradRowColsum(dy, row, y, dst, rows, cols, acc) {
-        if (cols % 4 !== 0 || cols === 0) return false;
-        const per = Math.max(1, Math.floor(CHUNK / cols));
-        const chunk = Math.min(rows, per) * cols * 4;
-        const at = layout([cols * 8, cols * 4, chunk, chunk, chunk]);
-        if (!at) return false;
-        const f = new Float32Array(ex.mem.buffer);
-        const sums = new Float64Array(ex.mem.buffer, at[0], cols);
-        sums.fill(0);
-        f.set(row.subarray(0, cols), at[1] / 4);
-        const [DY, Y, D] = [at[2] / 4, at[3] / 4, at[4] / 4];
-        for (let r = 0; r < rows; r += per) {
-          const nr = Math.min(per, rows - r);
-          const [o, len] = [r * cols, nr * cols];
-          f.set(dy.subarray(o, o + len), DY);
-          f.set(y.subarray(o, o + len), Y);
-          ex.reluGradRowColsum(nr, cols, at[2], at[1], at[3], at[4], at[0]);
-          dst.set(f.subarray(D, D + len), o);
-        }
-        for (let j = 0; j < cols; j++) acc[j] += sums[j];
-        return true;
-      },
-    };
+    loaded = denseLoops(ex, (sizes) => growTo(sizes, MAX_BYTES, ex.mem));
   } catch (e) {
     loaded = `WebAssembly could not be compiled here: ${e instanceof Error ? e.message : String(e)}`;
   }
   return loaded;
+}
+
+/** A dense module instance's exports, as {@link denseLoops} drives them. */
+export interface DenseExports {
+  /** The module's own memory. */
+  mem: WasmMemory;
+  [fn: string]: ((...args: number[]) => void) | WasmMemory;
+}
+
+/**
+ * The chunked loops over a dense module instance: operands copied into its memory a chunk at a
+ * time (laid out by `layout`, which grows the memory, or says null when they cannot fit),
+ * computed, copied out. Self-contained (no reference outside its body): the kernel pool's workers
+ * run the same source on their own instances (`dense-split.ts`).
+ */
+export function denseLoops(exports: DenseExports, layout: (sizes: number[]) => number[] | null): DenseWasm {
+  // Floats per operand per chunk: 64 KiB, so a chunk's operands stay in the L2 cache.
+  const CHUNK = 16384;
+  const ex = exports as Record<string, (...args: number[]) => void> & { mem: WasmMemory };
+  const vecBytes = (len: number) => Math.ceil(len / 4) * 16;
+  return {
+    adam(p, g, m, v, p2, m2, v2, n, b1, b2, step, sqrtBc2, eps) {
+      const c = Math.min(n, CHUNK);
+      const at = layout([c * 4, c * 4, c * 4, c * 4]);
+      if (!at) return false;
+      const f = new Float32Array(ex.mem.buffer);
+      const [P, G, M, V] = at.map((a) => a / 4);
+      for (let o = 0; o < n; o += CHUNK) {
+        const len = Math.min(CHUNK, n - o);
+        f.set(p.subarray(o, o + len), P);
+        f.set(g.subarray(o, o + len), G);
+        f.set(m.subarray(o, o + len), M);
+        f.set(v.subarray(o, o + len), V);
+        ex.adam(vecBytes(len), at[0], at[1], at[2], at[3], b1, b2, 1 - b1, 1 - b2, step, 1 / sqrtBc2, eps);
+        p2.set(f.subarray(P, P + len), o);
+        m2.set(f.subarray(M, M + len), o);
+        v2.set(f.subarray(V, V + len), o);
+      }
+      return true;
+    },
+    rows(w, g, dst, rows, cols) {
+      const per = Math.max(1, Math.floor(CHUNK / cols));
+      const c = Math.min(rows, per) * cols;
+      const at = layout([c * 4, c * 4, c * 4]);
+      if (!at || cols === 0) return false;
+      const f = new Float32Array(ex.mem.buffer);
+      for (let r = 0; r < rows; r += per) {
+        const nr = Math.min(per, rows - r);
+        const [o, len] = [r * cols, nr * cols];
+        f.set(w.subarray(o, o + len), at[0] / 4);
+        if (g) f.set(g.subarray(o, o + len), at[1] / 4);
+        ex.rows(g ? 1 : 0, nr, cols, at[0], at[1], at[2]);
+        dst.set(f.subarray(at[2] / 4, at[2] / 4 + len), o);
+      }
+      return true;
+    },
+    binary(op, a, b, dst, n, mode, last) {
+      if (mode < 0 || mode > 4 || n === 0) return false;
+      // rows modes: chunks of whole rows, the row repeated once to fill a chunk
+      const rowMode = mode === 3 || mode === 4;
+      const chunk = rowMode ? Math.max(1, Math.floor(CHUNK / last)) * last : Math.min(n, CHUNK);
+      const at = layout([chunk * 4, chunk * 4, chunk * 4]);
+      if (!at) return false;
+      const f = new Float32Array(ex.mem.buffer);
+      const [A, B, D] = at.map((x) => x / 4);
+      // the stationary operand (scalar or row), laid out once
+      const still = mode === 1 || mode === 3 ? b : mode === 2 || mode === 4 ? a : undefined;
+      const stillAt = mode === 1 || mode === 3 ? B : A;
+      if (still) {
+        if (mode <= 2) f.fill(still[0], stillAt, stillAt + 4);
+        else for (let o = 0; o < chunk; o += last) f.set(still.subarray(0, last), stillAt + o);
+      }
+      const aMask = mode === 2 ? 0 : -1;
+      const bMask = mode === 1 ? 0 : -1;
+      const fn = ex[`b_${op}`];
+      for (let o = 0; o < n; o += chunk) {
+        const len = Math.min(chunk, n - o);
+        if (still !== a) f.set(a.subarray(o, o + len), A);
+        if (still !== b) f.set(b.subarray(o, o + len), B);
+        fn(vecBytes(len), at[0], aMask, at[1], bMask, at[2]);
+        dst.set(f.subarray(D, D + len), o);
+      }
+      return true;
+    },
+    unary(op, a, dst, n) {
+      const c = Math.min(n, CHUNK);
+      const at = layout([c * 4, c * 4]);
+      if (!at || n === 0) return false;
+      const f = new Float32Array(ex.mem.buffer);
+      const fn = ex[`u_${op}`];
+      for (let o = 0; o < n; o += CHUNK) {
+        const len = Math.min(CHUNK, n - o);
+        f.set(a.subarray(o, o + len), at[0] / 4);
+        fn(vecBytes(len), at[0], at[1]);
+        dst.set(f.subarray(at[1] / 4, at[1] / 4 + len), o);
+      }
+      return true;
+    },
+    sum(a, n, squares = false) {
+      const c = Math.min(n, CHUNK);
+      const at = layout([32, c * 4]);
+      if (!at) return undefined;
+      const f = new Float32Array(ex.mem.buffer);
+      const acc = new Float64Array(ex.mem.buffer, at[0], 4);
+      acc.fill(0);
+      const whole = n - (n % 4);
+      for (let o = 0; o < whole; o += CHUNK) {
+        const len = Math.min(CHUNK, whole - o);
+        f.set(a.subarray(o, o + len), at[1] / 4);
+        ex[squares ? 'sumsq' : 'sum'](len * 4, at[1], at[0]);
+      }
+      let s = acc[0] + acc[2] + (acc[1] + acc[3]);
+      for (let i = whole; i < n; i++) s += squares ? a[i] * a[i] : a[i];
+      return s;
+    },
+    colsum(a, rows, cols, acc) {
+      if (cols % 4 !== 0 || cols === 0) return false;
+      const per = Math.max(1, Math.floor(CHUNK / cols));
+      const at = layout([cols * 8, Math.min(rows, per) * cols * 4]);
+      if (!at) return false;
+      const f = new Float32Array(ex.mem.buffer);
+      // the module keeps four float64 sums per vector of four columns: lanes 0, 1, then 2, 3
+      const sums = new Float64Array(ex.mem.buffer, at[0], cols);
+      sums.fill(0);
+      for (let r = 0; r < rows; r += per) {
+        const nr = Math.min(per, rows - r);
+        f.set(a.subarray(r * cols, (r + nr) * cols), at[1] / 4);
+        ex.colsum(nr, cols, at[1], at[0]);
+      }
+      for (let c = 0; c < cols; c++) acc[c] += sums[c];
+      return true;
+    },
+    transpose(a, r, c, dst) {
+      if (r % 4 !== 0 || c % 4 !== 0 || r * c === 0) return false;
+      const at = layout([r * c * 4, r * c * 4]);
+      if (!at) return false;
+      const f = new Float32Array(ex.mem.buffer);
+      f.set(a.subarray(0, r * c), at[0] / 4);
+      ex.transpose(r, c, at[0], at[1]);
+      dst.set(f.subarray(at[1] / 4, at[1] / 4 + r * c));
+      return true;
+    },
+    biasReluColsum(c, bias, rows, cols, acc) {
+      if (cols % 4 !== 0 || cols === 0) return false;
+      const per = Math.max(1, Math.floor(CHUNK / cols));
+      const at = layout([cols * 8, cols * 4, Math.min(rows, per) * cols * 4]);
+      if (!at) return false;
+      const f = new Float32Array(ex.mem.buffer);
+      const sums = new Float64Array(ex.mem.buffer, at[0], cols);
+      sums.fill(0);
+      f.set(bias.subarray(0, cols), at[1] / 4);
+      const C = at[2] / 4;
+      for (let r = 0; r < rows; r += per) {
+        const nr = Math.min(per, rows - r);
+        f.set(c.subarray(r * cols, (r + nr) * cols), C);
+        ex.biasReluColsum(nr, cols, at[2], at[1], at[0]);
+        c.set(f.subarray(C, C + nr * cols), r * cols);
+      }
+      for (let j = 0; j < cols; j++) acc[j] += sums[j];
+      return true;
+    },
+    reluGradRowColsum(dy, row, y, dst, rows, cols, acc) {
+      if (cols % 4 !== 0 || cols === 0) return false;
+      const per = Math.max(1, Math.floor(CHUNK / cols));
+      const chunk = Math.min(rows, per) * cols * 4;
+      const at = layout([cols * 8, cols * 4, chunk, chunk, chunk]);
+      if (!at) return false;
+      const f = new Float32Array(ex.mem.buffer);
+      const sums = new Float64Array(ex.mem.buffer, at[0], cols);
+      sums.fill(0);
+      f.set(row.subarray(0, cols), at[1] / 4);
+      const [DY, Y, D] = [at[2] / 4, at[3] / 4, at[4] / 4];
+      for (let r = 0; r < rows; r += per) {
+        const nr = Math.min(per, rows - r);
+        const [o, len] = [r * cols, nr * cols];
+        f.set(dy.subarray(o, o + len), DY);
+        f.set(y.subarray(o, o + len), Y);
+        ex.reluGradRowColsum(nr, cols, at[2], at[1], at[3], at[4], at[0]);
+        dst.set(f.subarray(D, D + len), o);
+      }
+      for (let j = 0; j < cols; j++) acc[j] += sums[j];
+      return true;
+    },
+  };
+}
+
+/** The compiled module (a `WebAssembly.Module`, which workers can instantiate) once {@link loadDenseWasm} has loaded it. */
+export function denseWasmModule(): object | undefined {
+  return typeof loadDenseWasm() === 'string' ? undefined : compiled;
 }
 
 /** Below this many elements a kernel's TypeScript loop costs less than the trip through the module. */

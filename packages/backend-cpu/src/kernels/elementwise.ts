@@ -1,7 +1,7 @@
 import type { DType } from '@dictlearn/core';
 import { broadcastStrides } from '@dictlearn/core';
 import { arr, type CpuArray, type CpuContext, out } from './context.js';
-import { DENSE_MIN_ELEMENTS, denseFor, isDenseBinary, isDenseUnary } from './dense-wasm.js';
+import { DENSE_MIN_ELEMENTS, isDenseBinary, isDenseUnary } from './dense-wasm.js';
 
 /** A unary elementwise op on one value; `p` is pow's exponent, `t` step's threshold. */
 type UnaryFn = (x: number, p: number, t: number) => number;
@@ -238,7 +238,7 @@ export function registerElementwise(ctx: CpuContext): void {
       const dst = ctx.alloc(x.dtype, x.size, false);
       if (simd && x.size >= DENSE_MIN_ELEMENTS) {
         const a = arr(x);
-        if (denseFor(a, dst)?.unary(simd, a as Float32Array, dst as Float32Array, x.size))
+        if (ctx.dense(a, dst)?.unary(simd, a as Float32Array, dst as Float32Array, x.size))
           return out(dst, x.shape, x.dtype);
       }
       const { p = 0, threshold = 0 } = attrs as { p?: number; threshold?: number };
@@ -259,7 +259,7 @@ export function registerElementwise(ctx: CpuContext): void {
         const [A, B] = [arr(a), arr(b)];
         const mode = modeOf(a.shape, A.length, b.shape, B.length, shape, size);
         const last = shape[shape.length - 1] ?? 1;
-        const f = denseFor(A, B, dst);
+        const f = ctx.dense(A, B, dst);
         if (f?.binary(simd, A as Float32Array, B as Float32Array, dst as Float32Array, size, mode, last))
           return out(dst, shape, dtype);
       }

@@ -12,7 +12,6 @@
  *
  * @module
  */
-import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { DictlearnError } from '@dictlearn/core';
@@ -96,10 +95,11 @@ for (;;) {
   if (seq < 0) break;
   seen = seq;
   try {
-    // native functions are announced by message before their first call
+    // functions are announced by message before their first call: each brings the source of
+    // its set-up, (data, require) => the function
     for (let m; (m = receiveMessageOnPort(parentPort)); ) {
-      const { index, koffi, library, signature } = m.message;
-      natives[index] = require(koffi).load(library).func(signature);
+      const { index, setup, data } = m.message;
+      natives[index] = (0, eval)('(' + setup + ')')(data, require);
     }
     const list = [];
     for (let i = 0; i < A[a + 1]; i++) list.push(A[a + 2 + i]);
@@ -113,22 +113,52 @@ for (;;) {
   Atomics.notify(F, b + 1);
 }
 `;
-/** A C function for the workers to call, loaded with koffi (see {@link KernelPool.loadNative}). */
+/**
+ * A function for the workers to call by name (see {@link KernelPool.loadNative}): a C function
+ * loaded with koffi, or a loop over operands the workers reach by address.
+ */
 export interface NativeFunction {
-  /** The shared library, as koffi.load takes it (a name or a path). */
-  library: string;
-  /** koffi's prototype of the function; its parameters are numbers (pointers as `uintptr_t` addresses). */
-  signature: string;
-  /** The same function loaded on this thread, which runs the parts no worker takes. */
+  /**
+   * JavaScript source of `(data, require) => fn`, evaluated once in each worker (CommonJS
+   * `require`); `fn` takes the parts' numbers.
+   */
+  setup: string;
+  /** What the set-up gets (structured-cloned to each worker: numbers, strings, a WebAssembly.Module…). */
+  data: unknown;
+  /** The same function on this thread, which runs the parts no worker takes. */
   here: (...args: number[]) => void;
+}
+
+/**
+ * The array, or a copy of it where V8 may keep it on its heap (typed arrays of up to 64 bytes),
+ * where a collection can move it while a worker reads it by address: the storage of an
+ * ArrayBuffer made on its own never moves.
+ */
+export function unmoving(x: Float32Array): Float32Array {
+  if (x.byteLength > 64) return x;
+  const copy = new Float32Array(new ArrayBuffer(x.byteLength));
+  copy.set(x);
+  return copy;
+}
+
+/** What the last {@link holdUntilHere} kept (until the next call replaces it). */
+export let held: unknown;
+/**
+ * Keeps `objects` reachable up to this call (put it after the wait for the parts that read them):
+ * an array whose only use was its address could otherwise be collected, and its storage freed,
+ * while a worker still reads it. They stay reachable until the next call.
+ */
+export function holdUntilHere(objects: unknown): void {
+  held = objects;
 }
 
 /** The kernel pool: an engine over a shared memory, with `threads − 1` workers. */
 export interface KernelPool extends SplitEngine {
   /**
-   * Makes a C function callable by name in `run` and `begin`, on this thread and the workers
-   * (which load it with koffi before their next part). Its parts address memory outside the
-   * pool's: the caller keeps that memory alive and unmoved until the call returns.
+   * Makes a function callable by name in `run` and `begin`, on this thread and the workers (which
+   * set it up before their next part). Parts that address memory outside the pool's (a C
+   * function's pointers, views made with koffi) need the caller to keep that memory alive and
+   * unmoved until the call returns.
    */
   loadNative(name: string, fn: NativeFunction): void;
   /** Workers ready to take parts now (they start asynchronously; until then this thread runs every part). */
@@ -259,12 +289,11 @@ function createPool(threads: number): KernelPool | string {
     };
     return {
       threads,
-      loadNative(name, { library, signature, here }) {
+      loadNative(name, { setup, data, here }) {
         if (natives.has(name) || FUNCTIONS.includes(name)) return;
         const index = FUNCTIONS.length + natives.size;
         natives.set(name, { index, here });
-        const koffi = createRequire(import.meta.url).resolve('koffi');
-        for (const w of workers) w?.postMessage({ index, koffi, library, signature });
+        for (const w of workers) w?.postMessage({ index, setup, data });
       },
       buffer: () => memory.buffer,
       layout: (sizes) => growTo(sizes, MAX_BYTES, memory),

@@ -16,7 +16,7 @@ export function registerOptim(ctx: CpuContext): void {
     const dst = ctx.alloc('float32', w.size, false);
     if (
       w.size >= DENSE_MIN_ELEMENTS &&
-      denseFor(W, dst)?.rows(W as Float32Array, undefined, dst as Float32Array, w.size / cols, cols)
+      ctx.dense(W, dst)?.rows(W as Float32Array, undefined, dst as Float32Array, w.size / cols, cols)
     )
       return out(dst, w.shape, 'float32');
     for (let r = 0; r < w.size; r += cols) {
@@ -35,13 +35,9 @@ export function registerOptim(ctx: CpuContext): void {
     const dst = ctx.alloc('float32', w.size, false);
     if (
       w.size >= DENSE_MIN_ELEMENTS &&
-      denseFor(W, G, dst)?.rows(
-        W as Float32Array,
-        G as Float32Array,
-        dst as Float32Array,
-        w.size / cols,
-        cols,
-      )
+      ctx
+        .dense(W, G, dst)
+        ?.rows(W as Float32Array, G as Float32Array, dst as Float32Array, w.size / cols, cols)
     )
       return out(dst, w.shape, 'float32');
     for (let r = 0; r < w.size; r += cols) {
@@ -79,7 +75,7 @@ export function registerOptim(ctx: CpuContext): void {
       if (
         !(
           t.size >= DENSE_MIN_ELEMENTS &&
-          denseFor(a, dst)?.binary('mul', a as Float32Array, c, dst as Float32Array, t.size, 1, 1)
+          ctx.dense(a, dst)?.binary('mul', a as Float32Array, c, dst as Float32Array, t.size, 1, 1)
         )
       )
         for (let i = 0; i < t.size; i++) dst[i] = a[i] * coef;
@@ -104,7 +100,7 @@ export function registerOptim(ctx: CpuContext): void {
     const sqrtBc2 = Math.sqrt(attrs.bc2 as number);
     const eps = attrs.eps as number;
     const outs = [out(p2, p.shape, 'float32'), out(m2, p.shape, 'float32'), out(v2, p.shape, 'float32')];
-    const f = n >= DENSE_MIN_ELEMENTS ? denseFor(P, G, M, V, p2, m2, v2) : undefined;
+    const f = n >= DENSE_MIN_ELEMENTS ? ctx.dense(P, G, M, V, p2, m2, v2) : undefined;
     if (
       f?.adam(
         P as Float32Array,

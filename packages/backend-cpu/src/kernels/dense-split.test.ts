@@ -1,0 +1,120 @@
+// The dense loops split over the kernel pool's threads (dense-split.ts): Adam, the decoder-row
+// kernels and the elementwise ops, one range on this thread and the others on workers that reach
+// the operands through koffi views of their addresses. Each element is computed by the same loop
+// whichever thread runs it, so every output must equal the one-thread loops' bit for bit, at
+// sizes with ragged tails, for every op and broadcast mode.
+import { afterAll, describe, expect, it } from 'vitest';
+import { DENSE_SPLIT_MIN_ELEMENTS, splitDense } from './dense-split.js';
+import { type DenseBinaryOp, type DenseUnaryOp, loadDenseWasm } from './dense-wasm.js';
+import { kernelPool } from './kernel-pool.js';
+
+const plain = loadDenseWasm();
+const pool = kernelPool(3);
+const why =
+  typeof plain === 'string'
+    ? `no WebAssembly SIMD: ${plain}`
+    : typeof pool === 'string'
+      ? `no kernel pool: ${pool}`
+      : undefined;
+
+/** Values in [−2, 2) from a fixed generator, with zeros, a NaN and infinities mixed in. */
+function values(n: number, seed: number, positive = false): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = positive ? s / 2 ** 31 + 0.01 : s / 2 ** 30 - 2;
+  }
+  if (!positive && n > 100) [out[7], out[50], out[n - 1]] = [0, Number.NaN, Number.POSITIVE_INFINITY];
+  return out;
+}
+
+/** Whether two arrays hold the same bits (NaN equal to NaN, −0 unequal to 0). */
+const sameBits = (a: Float32Array, b: Float32Array) =>
+  a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+
+describe.skipIf(why !== undefined)(
+  `dense loops split over worker threads${why ? ` (skipped: ${why})` : ''}`,
+  () => {
+    afterAll(() => {
+      if (typeof pool !== 'string') pool.close();
+    });
+
+    const setup = async () => {
+      if (typeof plain === 'string' || typeof pool === 'string') throw new Error('unreachable');
+      const split = splitDense(pool, plain);
+      if (!split) throw new Error('splitDense returned nothing');
+      // the workers start asynchronously: wait until both take parts, so none runs here instead
+      for (let tries = 0; tries < 100 && pool.readyWorkers() < 2; tries++)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(pool.readyWorkers()).toBe(2);
+      return { plain, split };
+    };
+
+    it('Adam: every output element as one thread computes it', async () => {
+      const { plain, split } = await setup();
+      for (const n of [100_003, DENSE_SPLIT_MIN_ELEMENTS + 1]) {
+        const [p, g, m] = [values(n, 1), values(n, 2), values(n, 3)];
+        const v = values(n, 4, true);
+        const outs = () => [new Float32Array(n), new Float32Array(n), new Float32Array(n)] as const;
+        const [a, b] = [outs(), outs()];
+        expect(plain.adam(p, g, m, v, ...a, n, 0.9, 0.999, 1e-3, 0.3, 1e-8)).toBe(true);
+        expect(split.adam(p, g, m, v, ...b, n, 0.9, 0.999, 1e-3, 0.3, 1e-8)).toBe(true);
+        for (let i = 0; i < 3; i++) expect(sameBits(b[i], a[i]), `n ${n}, output ${i}`).toBe(true);
+      }
+    });
+
+    it('the decoder-row kernels: normalizeRows and removeParallelComponent, whole rows per part', async () => {
+      const { plain, split } = await setup();
+      const [rows, cols] = [301, 150];
+      const [w, g] = [values(rows * cols, 5), values(rows * cols, 6)];
+      for (const grad of [undefined, g]) {
+        const [a, b] = [new Float32Array(rows * cols), new Float32Array(rows * cols)];
+        expect(plain.rows(w, grad, a, rows, cols)).toBe(true);
+        expect(split.rows(w, grad, b, rows, cols)).toBe(true);
+        expect(sameBits(b, a), grad ? 'removeParallelComponent' : 'normalizeRows').toBe(true);
+      }
+    });
+
+    it('binary ops in every broadcast mode, and unary ops', async () => {
+      const { plain, split } = await setup();
+      const [rows, last] = [161, 250];
+      const n = rows * last;
+      const [a, b] = [values(n, 7), values(n, 8)];
+      const [scalar, row] = [Float32Array.of(0.75), values(last, 9)];
+      // mode: 0 same size, 1 b a scalar, 2 a a scalar, 3 b one row, 4 a one row
+      const operands = [
+        [a, b],
+        [a, scalar],
+        [scalar, b],
+        [a, row],
+        [row, b],
+      ];
+      for (const op of ['add', 'sub', 'mul', 'div'] as DenseBinaryOp[])
+        for (let mode = 0; mode < 5; mode++) {
+          const [x, y] = operands[mode];
+          const [want, got] = [new Float32Array(n), new Float32Array(n)];
+          expect(plain.binary(op, x, y, want, n, mode, last)).toBe(true);
+          expect(split.binary(op, x, y, got, n, mode, last)).toBe(true);
+          expect(sameBits(got, want), `${op}, mode ${mode}`).toBe(true);
+        }
+      for (const op of ['square', 'neg', 'abs', 'sqrt'] as DenseUnaryOp[]) {
+        const [want, got] = [new Float32Array(n - 3), new Float32Array(n - 3)];
+        expect(plain.unary(op, a, want, n - 3)).toBe(true);
+        expect(split.unary(op, a, got, n - 3)).toBe(true);
+        expect(sameBits(got, want), op).toBe(true);
+      }
+    });
+
+    it('leave small calls and other loops to one thread', async () => {
+      const { plain, split } = await setup();
+      expect(split.sum).toBe(plain.sum);
+      expect(split.biasReluColsum).toBe(plain.biasReluColsum);
+      const n = DENSE_SPLIT_MIN_ELEMENTS - 1;
+      const [want, got] = [new Float32Array(n), new Float32Array(n)];
+      plain.unary('neg', values(n, 3), want, n);
+      split.unary('neg', values(n, 3), got, n);
+      expect(sameBits(got, want)).toBe(true);
+    });
+  },
+);
