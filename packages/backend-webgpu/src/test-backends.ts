@@ -31,16 +31,8 @@ export async function kernelTestBackends(name: string): Promise<KernelTestBacken
   }
 }
 
-/** Deterministic values in [-1, 1) (a linear congruential sequence from `seed`). */
-export function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
+/** Deterministic values in [-1, 1) (core's linear congruential test inputs). */
+export { lcgValues as values } from '@dictlearn/core/testing';
 
 /**
  * The matmul kernels a sweep of shapes should reach for an adapter with `subgroupSize`-lane

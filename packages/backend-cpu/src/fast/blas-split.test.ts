@@ -5,6 +5,7 @@
 // bit for bit against the whole product at a training step's sizes. (Not bit for bit at every
 // size: OpenBLAS picks kernels by size, e.g. its direct path for small NN products, so a part
 // may run other kernels than the whole.)
+import { lcgValues as values } from '@dictlearn/core/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { kernelPool } from '../kernels/kernel-pool.js';
 import { loadBlasMatmul, splitProduct } from './blas-matmul.js';
@@ -42,17 +43,6 @@ const why =
     : typeof pool === 'string'
       ? `no kernel pool: ${pool}`
       : undefined;
-
-/** Deterministic values in [−1, 1). */
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 /** C = op(A)·op(B) in float64 for one batch entry. */
 function reference(

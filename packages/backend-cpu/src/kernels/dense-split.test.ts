@@ -3,6 +3,7 @@
 // the operands through koffi views of their addresses. Each element is computed by the same loop
 // whichever thread runs it, so every output must equal the one-thread loops' bit for bit, at
 // sizes with ragged tails, for every op and broadcast mode.
+import { lcgValues } from '@dictlearn/core/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DENSE_SPLIT_MIN_ELEMENTS, splitDense } from './dense-split.js';
 import { type DenseBinaryOp, type DenseUnaryOp, loadDenseWasm } from './dense-wasm.js';
@@ -17,14 +18,9 @@ const why =
       ? `no kernel pool: ${pool}`
       : undefined;
 
-/** Values in [−2, 2) from a fixed generator, with zeros, a NaN and infinities mixed in. */
+/** Values in [−2, 2) (or (0.01, 2.01) when `positive`), with zeros, a NaN and an infinity mixed in. */
 function values(n: number, seed: number, positive = false): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = positive ? s / 2 ** 31 + 0.01 : s / 2 ** 30 - 2;
-  }
+  const out = lcgValues(n, seed).map((v) => (positive ? v + 1.01 : 2 * v));
   if (!positive && n > 100) [out[7], out[50], out[n - 1]] = [0, Number.NaN, Number.POSITIVE_INFINITY];
   return out;
 }

@@ -42,3 +42,17 @@ export function compareValues(
 export function flat(x: NestedArray): number[] {
   return Array.isArray(x) ? x.flatMap((v) => flat(v)) : [x];
 }
+
+/**
+ * Deterministic test inputs in [−1, 1): a linear congruential sequence from `seed` (the same
+ * values on every machine and in every backend's tests).
+ */
+export function lcgValues(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 31 - 1;
+  }
+  return out;
+}

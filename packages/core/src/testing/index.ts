@@ -8,7 +8,7 @@
  * ```
  * @packageDocumentation
  */
-export { compareValues, flat, type Tolerance } from './compare.js';
+export { compareValues, flat, lcgValues, type Tolerance } from './compare.js';
 export {
   type ConformanceOptions,
   conformanceSuite,
