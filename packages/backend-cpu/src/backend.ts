@@ -28,7 +28,10 @@ export interface CpuBackendOptions {
    * AVX-512 kernels, else onnxruntime, else OpenBLAS with the kernels it has.
    */
   fastMatmul?: boolean | 'blas' | 'ort';
-  /** Threads for the fast path (default: all cores). */
+  /**
+   * Threads for the fast path (default: all cores): onnxruntime's or OpenBLAS's own, or the parts
+   * an OpenBLAS product is split into over the kernel pool (at most `kernelThreads`).
+   */
   threads?: number;
   /**
    * OpenBLAS's kernels: `'detect'` (the default) the ones OpenBLAS picks for this CPU, whatever

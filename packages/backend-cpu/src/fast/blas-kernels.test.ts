@@ -49,6 +49,16 @@ describe.skipIf(why !== undefined)(`OpenBLAS kernels${why ? ` (skipped: ${why})`
     expect(child({ OPENBLAS_CORETYPE: 'Prescott' }, 'detect').description).toBe(unset.description);
   });
 
+  it('splits products over the kernel threads, as many parts as the threads option allows', () => {
+    expect(child({}, undefined, "'blas', kernelThreads: 2").description).toMatch(
+      /products split over 2 threads\)$/,
+    );
+    expect(child({}, undefined, "'blas', kernelThreads: 2, threads: 1").description).toMatch(
+      /, 1 threads\)$/,
+    );
+    expect(child({}, undefined, "'blas', kernelThreads: 1").description).not.toMatch(/split/);
+  });
+
   it('the default route takes OpenBLAS where its kernels are AVX-512 ones, onnxruntime before other kernels', () => {
     // Prescott kernels (SSE3): onnxruntime comes first
     expect(child({ OPENBLAS_CORETYPE: 'Prescott' }, 'environment', 'true').description).toMatch(

@@ -195,7 +195,9 @@ function load(options: { threads?: number }): BlasMatmul | string {
     core,
     matmul: (...args) => whole(...args),
     splitOver(pool) {
-      if (!setThreads || pool.threads < 2) return undefined;
+      // as many parts as the fast path's threads (the `threads` option), at most the pool's
+      const parts = Math.min(pool.threads, threads);
+      if (!setThreads || parts < 2) return undefined;
       const address = (t: Float32Array) => Number(koffi.address(t));
       pool.loadNative('sgemm', {
         setup: '(d, require) => require(d.koffi).load(d.library).func(d.signature)',
@@ -203,7 +205,7 @@ function load(options: { threads?: number }): BlasMatmul | string {
         here: sgemmAt,
       });
       return {
-        description: `OpenBLAS cblas_sgemm via koffi (${chosen}, ${core} kernels, products split over ${pool.threads} threads)`,
+        description: `OpenBLAS cblas_sgemm via koffi (${chosen}, ${core} kernels, products split over ${parts} threads)`,
         matmul(a, b, batch, m, n, k, transA, transB, out) {
           // small products on this thread alone: OpenBLAS's own threads would spin on after them
           if (m * n * k < SPLIT_MIN_WORK || Math.max(m, n) < 2 * SPLIT_ALIGN) {
@@ -216,7 +218,7 @@ function load(options: { threads?: number }): BlasMatmul | string {
           const [A, B] = [unmoving(a), unmoving(b)];
           const [pa, pb, pc] = [address(A), address(B), address(c)];
           for (let q = 0; q < batch; q++) {
-            const parts = splitProduct(m, n, k, transA, transB, pool.threads).map((r) =>
+            const ranges = splitProduct(m, n, k, transA, transB, parts).map((r) =>
               sgemmPart(
                 r,
                 pa + 4 * q * m * k,
@@ -229,7 +231,7 @@ function load(options: { threads?: number }): BlasMatmul | string {
                 transB,
               ),
             );
-            pool.run('sgemm', parts);
+            pool.run('sgemm', ranges);
           }
           // the operands stay reachable (their storage in place) until every part has returned
           holdUntilHere([A, B]);

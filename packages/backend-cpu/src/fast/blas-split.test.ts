@@ -35,7 +35,7 @@ describe('splitProduct', () => {
   });
 });
 
-const blas = loadBlasMatmul();
+const blas = loadBlasMatmul({ threads: 3 });
 const pool = kernelPool(3);
 const why =
   typeof blas === 'string'
