@@ -41,10 +41,9 @@ export interface CpuBackendOptions {
   blasKernels?: BlasKernels;
   /**
    * Threads the sparse kernels' WebAssembly loops split large calls over, in Node: this one and
-   * `kernelThreads − 1` workers (which never keep the process alive). Adam, the decoder-row
-   * kernels and large elementwise ops are split over them too, and on the OpenBLAS route the
-   * products, each part on one OpenBLAS thread (at small sizes that beats OpenBLAS's own
-   * threads). Results are bit for bit the same with any count, except that OpenBLAS picks its
+   * `kernelThreads − 1` workers (which never keep the process alive). On the OpenBLAS route the
+   * products are split over them too, each part on one OpenBLAS thread (at small sizes that beats
+   * OpenBLAS's own threads), and so are Adam, the decoder-row kernels and large elementwise ops. Results are bit for bit the same with any count, except that OpenBLAS picks its
    * kernels by size, so a split product can differ from the whole one in the last bits. Default: the environment variable `DICTLEARN_KERNEL_THREADS` when
    * set, else the number of cores (at most 4); 1 runs every loop on this thread. Browsers and
    * float64 backends use one thread.
@@ -150,11 +149,6 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
           ctx.pool = pool;
           kernels = pool;
           kernelThreads = pool.threads;
-          // Adam, the row kernels and elementwise ops run on the pool's threads too
-          const dense = loadDenseWasm();
-          if (typeof dense !== 'string') {
-            ctx.denseSplit = (await import('./kernels/dense-split.js')).splitDense(pool, dense);
-          }
         }
       }
       if (precision === 'float64') {
@@ -203,8 +197,15 @@ export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
         return;
       }
       // OpenBLAS products are split over the kernel pool's threads where there is one
-      fast = ('splitOver' in loaded && kernels && (loaded as BlasMatmul).splitOver(kernels)) || loaded;
+      const split = 'splitOver' in loaded && kernels ? (loaded as BlasMatmul).splitOver(kernels) : undefined;
+      fast = split ?? loaded;
       fastPath = { active: true, description: fast.description };
+      // and then so are Adam, the row kernels and elementwise ops: the threads are awake for the
+      // products (with onnxruntime's products, waking them for these alone costs more than it saves)
+      const dense = loadDenseWasm();
+      if (split && kernels && typeof dense !== 'string') {
+        ctx.denseSplit = (await import('./kernels/dense-split.js')).splitDense(kernels, dense);
+      }
     },
     upload(values: HostArray, dtype: DType): CpuArray {
       const copy = ctx.alloc(dtype, values.length);

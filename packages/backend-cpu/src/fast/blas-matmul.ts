@@ -9,7 +9,7 @@
  */
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { holdUntilHere, type KernelPool, unmoving } from '../kernels/kernel-pool.js';
+import { HANDOVER_SPIN_MS, holdUntilHere, type KernelPool, unmoving } from '../kernels/kernel-pool.js';
 import type { FastMatmul } from './ort-matmul.js';
 
 /** The OpenBLAS route: products whole, with OpenBLAS's threads, or split over a kernel pool. */
@@ -231,7 +231,7 @@ function load(options: { threads?: number }): BlasMatmul | string {
                 transB,
               ),
             );
-            pool.run('sgemm', ranges);
+            pool.run('sgemm', ranges, HANDOVER_SPIN_MS);
           }
           // the operands stay reachable (their storage in place) until every part has returned
           holdUntilHere([A, B]);

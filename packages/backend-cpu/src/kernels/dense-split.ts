@@ -22,7 +22,7 @@ import {
   denseWasmModule,
 } from './dense-wasm.js';
 import { growTo } from './engine.js';
-import { holdUntilHere, type KernelPool, unmoving } from './kernel-pool.js';
+import { HANDOVER_SPIN_MS, holdUntilHere, type KernelPool, unmoving } from './kernel-pool.js';
 
 /** Calls below this many elements run on this thread alone: a worker's part costs a few microseconds to hand over. */
 export const DENSE_SPLIT_MIN_ELEMENTS = 1 << 15;
@@ -111,7 +111,9 @@ export function splitDense(pool: KernelPool, plain: DenseWasm): DenseWasm | unde
         ...numbers,
       ]);
     }
-    const wait = pool.begin('dense', theirs);
+    // the next product follows on the same threads (the backend splits dense loops only when
+    // it splits its products over the pool)
+    const wait = pool.begin('dense', theirs, HANDOVER_SPIN_MS);
     let ok = false;
     try {
       const [arrays, numbers] = slices(bounds[0], bounds[1]);

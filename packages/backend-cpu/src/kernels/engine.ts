@@ -20,18 +20,20 @@ export interface Engine {
   layout(sizes: number[]): number[] | null;
   /**
    * Calls the exported loop `fn` once per part (its arguments), in any order and on any of the
-   * threads, and returns when all have returned. Parts must write disjoint memory.
+   * threads, and returns when all have returned. Parts must write disjoint memory. `spinMs`: how
+   * long the workers spin for their next part afterwards (default 0: they sleep at once).
    */
-  run(fn: string, parts: number[][]): void;
+  run(fn: string, parts: number[][], spinMs?: number): void;
 }
 
 /** An engine whose calls can run on its workers while this thread does other work (a kernel pool). */
 export interface SplitEngine extends Engine {
   /**
    * Hands `parts` to the workers (part i to worker i) and returns at once; the function it
-   * returns runs the parts no worker took on this thread, then waits for the others.
+   * returns runs the parts no worker took on this thread, then waits for the others. `spinMs` as
+   * in {@link Engine.run}.
    */
-  begin(fn: string, parts: number[][]): () => void;
+  begin(fn: string, parts: number[][], spinMs?: number): () => void;
 }
 
 /** The growable memory and exports of a module instance of its own. */

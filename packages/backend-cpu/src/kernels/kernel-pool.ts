@@ -40,11 +40,15 @@ const ARG_WORDS = 32;
 /** How long this thread waits for a worker's part before it gives up on the pool. */
 const WAIT_MS = 120_000;
 /**
- * How long a thread spins for the next signal before it sleeps, in ms. A training step's split
- * products come less than that apart at small sizes, and waking a sleeping worker cost 0.15–0.2 ms
- * per product (measured on a 2-core VM: a 0.5 ms product took 0.6–0.75 ms after 3 ms idle).
+ * How long a worker spins for its next part, after a part whose caller asks for it, before it
+ * sleeps; in ms. A training step's split products come less than that apart at small sizes, and
+ * waking a sleeping worker cost 0.15–0.2 ms per product (measured on a 2-core VM: a 0.5 ms product
+ * took 0.6–0.75 ms after 3 ms idle). Callers whose next heavy work runs on other threads
+ * (onnxruntime's) ask for none: a spinning worker would take a core from them.
  */
-const SPIN_MS = 2;
+export const HANDOVER_SPIN_MS = 2;
+/** How long this thread spins for a worker's part to finish before it sleeps, in ms. */
+const WAIT_SPIN_MS = 2;
 
 /** The module the pool runs: segsum, dot and the top-k selection of the sparse kernels. */
 function poolBytes(): Uint8Array {
@@ -87,7 +91,7 @@ export function spin(done: () => boolean, ms: number): void {
  */
 const WORKER_SOURCE = `
 const { workerData, parentPort, receiveMessageOnPort } = require('node:worker_threads');
-const { module, memory, flags, args, slot, functions, spinMs } = workerData;
+const { module, memory, flags, args, slot, functions } = workerData;
 const ex = new WebAssembly.Instance(module, { env: { mem: memory } }).exports;
 const natives = [];
 const spin = ${spin.toString()};
@@ -97,9 +101,10 @@ const b = slot * ${FLAG_WORDS};
 const a = slot * ${ARG_WORDS};
 Atomics.store(F, b + 2, 1);
 let seen = 0;
+let spinMs = 0;
 for (;;) {
-  // a short spin first: the next part often follows within microseconds, and waking a
-  // sleeping thread costs tens of them
+  // a short spin first, when the last part asked for one: the next part often follows within
+  // microseconds, and waking a sleeping thread costs tens of them
   spin(() => Atomics.load(F, b) !== seen, spinMs);
   Atomics.wait(F, b, seen);
   const seq = Atomics.load(F, b);
@@ -116,6 +121,7 @@ for (;;) {
     const list = [];
     for (let i = 0; i < A[a + 1]; i++) list.push(A[a + 2 + i]);
     const i = A[a];
+    spinMs = A[a + ${ARG_WORDS - 1}];
     (i < functions.length ? ex[functions[i]] : natives[i])(...list);
     F[b + 3] = 0;
   } catch (e) {
@@ -239,7 +245,7 @@ function createPool(threads: number): KernelPool | string {
     for (let slot = 0; slot < nWorkers; slot++) {
       const w = new Worker(WORKER_SOURCE, {
         eval: true,
-        workerData: { module, memory, flags, args, slot, functions: FUNCTIONS, spinMs: SPIN_MS },
+        workerData: { module, memory, flags, args, slot, functions: FUNCTIONS },
       });
       w.unref();
       // A worker that fails or exits takes no more parts (its flag says not ready).
@@ -254,13 +260,13 @@ function createPool(threads: number): KernelPool | string {
     const ready = (slot: number) =>
       !broken && workers[slot] !== undefined && Atomics.load(F, slot * FLAG_WORDS + 2) === 1;
     const natives = new Map<string, { index: number; here: (...args: number[]) => void }>();
-    const begin = (fn: string, parts: number[][]): (() => void) => {
+    const begin = (fn: string, parts: number[][], spinMs = 0): (() => void) => {
       const index = natives.get(fn)?.index ?? FUNCTIONS.indexOf(fn);
       const started: [number, number][] = [];
       const here: number[][] = [];
       for (let p = 0; p < parts.length; p++) {
         const slot = p;
-        if (slot >= nWorkers || !ready(slot) || parts[p].length > ARG_WORDS - 2) {
+        if (slot >= nWorkers || !ready(slot) || parts[p].length > ARG_WORDS - 3) {
           here.push(parts[p]);
           continue;
         }
@@ -268,6 +274,7 @@ function createPool(threads: number): KernelPool | string {
         A[a] = index;
         A[a + 1] = parts[p].length;
         A.set(parts[p], a + 2);
+        A[a + ARG_WORDS - 1] = spinMs;
         const seq = ++seqs[slot];
         Atomics.store(F, slot * FLAG_WORDS, seq);
         Atomics.notify(F, slot * FLAG_WORDS);
@@ -281,7 +288,7 @@ function createPool(threads: number): KernelPool | string {
         let failed = false;
         for (const [slot, seq] of started) {
           const b = slot * FLAG_WORDS;
-          spin(() => Atomics.load(F, b + 1) === seq, SPIN_MS);
+          spin(() => Atomics.load(F, b + 1) === seq, WAIT_SPIN_MS);
           for (let v = Atomics.load(F, b + 1); v !== seq; v = Atomics.load(F, b + 1)) {
             if (Atomics.wait(F, b + 1, v, WAIT_MS) === 'timed-out') {
               broken = true;
@@ -306,8 +313,8 @@ function createPool(threads: number): KernelPool | string {
       },
       buffer: () => memory.buffer,
       layout: (sizes) => growTo(sizes, MAX_BYTES, memory),
-      run(fn, parts) {
-        const wait = begin(fn, parts.slice(1));
+      run(fn, parts, spinMs) {
+        const wait = begin(fn, parts.slice(1), spinMs);
         try {
           (natives.get(fn)?.here ?? ex[fn])(...parts[0]);
         } finally {
