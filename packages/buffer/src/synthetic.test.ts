@@ -52,6 +52,27 @@ describe('firing probabilities', () => {
   });
 });
 
+describe('SyntheticSource: probabilities that underflow to 0', () => {
+  // decay 0.5 over 100 000 features: all but the first ~1 075 probabilities are 0, so each row
+  // draws once per such block of features. Row 2 770 of seed 1 meets a draw of exactly 1 there,
+  // where the geometric skip computed log 1 / −0 = NaN and looped forever.
+  it('never fire, and a draw of exactly 1 in their blocks ends (row 2 770 of seed 1)', () => {
+    const source = new SyntheticSource({
+      dim: 4,
+      numFeatures: 100_000,
+      decay: 0.5,
+      meanActive: 1.5,
+      seed: 1,
+      noise: 0,
+    });
+    const zero = source.featureProbabilities.indexOf(0);
+    expect(zero).toBeGreaterThan(1000);
+    const codes = source.sparseCodes(2760, 20);
+    expect(codes.offsets.length).toBe(21);
+    for (const j of codes.indices) expect(j).toBeLessThan(zero);
+  });
+});
+
 describe('SyntheticSource: ground truth', () => {
   it("is randomNormal([F, d], { seed, stream: 0, purpose: 'groundTruth' }) with unit-norm rows", async () => {
     const s = new SyntheticSource({ dim: 16, numFeatures: 40, seed: 7 });

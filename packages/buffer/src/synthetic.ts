@@ -418,6 +418,13 @@ export class SyntheticSource implements GroundTruthSource {
         for (; j < end; j++) if (p[j] >= 1 || s.uniform() < p[j]) active[count++] = j;
         continue;
       }
+      if (bound <= 0) {
+        // Probabilities that underflowed to 0: nothing here fires. One draw, as the skip below
+        // takes (log u / −0 = +∞ jumps past the block), without its 0/0 = NaN, which looped
+        // forever, when that draw is exactly 1.
+        s.uniformPositive();
+        continue;
+      }
       const logMiss = this.#blockLogMiss[b];
       for (;;) {
         j += Math.floor(Math.log(s.uniformPositive()) / logMiss);
