@@ -9,15 +9,17 @@
  */
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
+import { alignedBounds } from '../kernels/engine.js';
 import { HANDOVER_SPIN_MS, holdUntilHere, type KernelPool, unmoving } from '../kernels/kernel-pool.js';
 import type { FastMatmul } from './ort-matmul.js';
 
 /** The OpenBLAS route: products whole, with OpenBLAS's threads, or split over a kernel pool. */
 export interface BlasMatmul extends FastMatmul {
   /**
-   * The same products split over the pool's threads, each part single-threaded OpenBLAS (bit for
-   * bit the whole product's values); undefined where the library cannot (no `openblas_set_num_threads`)
-   * or the pool has one thread. At small sizes OpenBLAS's own threads cost more to start and join
+   * The same products split over the pool's threads, each part single-threaded OpenBLAS (each
+   * element still one dot product over the whole k, but OpenBLAS picks kernels by size, so the last
+   * bits can differ from the whole product's); undefined where the library cannot (no
+   * `openblas_set_num_threads`) or the pool has one thread. At small sizes OpenBLAS's own threads cost more to start and join
    * than the pool's, which spin briefly between products.
    */
   splitOver(pool: KernelPool): FastMatmul | undefined;
@@ -217,8 +219,9 @@ function load(options: { threads?: number }): BlasMatmul | string {
           useThreads(1);
           const [A, B] = [unmoving(a), unmoving(b)];
           const [pa, pb, pc] = [address(A), address(B), address(c)];
+          const split = splitProduct(m, n, parts);
           for (let q = 0; q < batch; q++) {
-            const ranges = splitProduct(m, n, k, transA, transB, parts).map((r) =>
+            const ranges = split.map((r) =>
               sgemmPart(
                 r,
                 pa + 4 * q * m * k,
@@ -261,28 +264,13 @@ export interface ProductPart {
 
 /**
  * Splits C = op(A)·op(B) [m, n] into at most `parts` parts of about equal size along its longer
- * side, boundaries on multiples of {@link SPLIT_ALIGN}. Every part sums over the whole k in
- * OpenBLAS's order, so the split never changes a value.
+ * side, boundaries on multiples of {@link SPLIT_ALIGN}. Every part sums over the whole k; OpenBLAS
+ * picks its kernels by size, though, so a part may round differently from the whole product.
  */
-export function splitProduct(
-  m: number,
-  n: number,
-  _k: number,
-  _ta: boolean,
-  _tb: boolean,
-  parts: number,
-): ProductPart[] {
+export function splitProduct(m: number, n: number, parts: number): ProductPart[] {
   const rows = m >= n;
-  const len = rows ? m : n;
-  const count = Math.max(1, Math.min(parts, Math.floor(len / SPLIT_ALIGN)));
-  const out: ProductPart[] = [];
-  let from = 0;
-  for (let p = 1; p <= count; p++) {
-    const to = p === count ? len : Math.round((len * p) / count / SPLIT_ALIGN) * SPLIT_ALIGN;
-    if (to > from) out.push({ rows, from, to });
-    from = to;
-  }
-  return out;
+  const bounds = alignedBounds(rows ? m : n, parts, SPLIT_ALIGN);
+  return bounds.slice(1).map((to, i) => ({ rows, from: bounds[i], to }));
 }
 
 /** The cblas_sgemm arguments of one part, row-major, with A, B and C given as addresses. */

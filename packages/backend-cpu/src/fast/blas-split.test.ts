@@ -12,26 +12,26 @@ import { loadBlasMatmul, splitProduct } from './blas-matmul.js';
 
 describe('splitProduct', () => {
   it('cuts the longer side into aligned parts that cover it once', () => {
-    expect(splitProduct(1024, 576, 144, false, false, 2)).toEqual([
+    expect(splitProduct(1024, 576, 2)).toEqual([
       { rows: true, from: 0, to: 512 },
       { rows: true, from: 512, to: 1024 },
     ]);
-    expect(splitProduct(144, 576, 1024, true, false, 2)).toEqual([
+    expect(splitProduct(144, 576, 2)).toEqual([
       { rows: false, from: 0, to: 288 },
       { rows: false, from: 288, to: 576 },
     ]);
     // 1000 rows in 3: boundaries on multiples of 16, the last part takes the rest
-    expect(splitProduct(1000, 10, 64, false, false, 3)).toEqual([
+    expect(splitProduct(1000, 10, 3)).toEqual([
       { rows: true, from: 0, to: 336 },
       { rows: true, from: 336, to: 672 },
       { rows: true, from: 672, to: 1000 },
     ]);
     // too short to split in 4 aligned parts: as many as fit
-    expect(splitProduct(40, 8, 64, false, false, 4)).toEqual([
+    expect(splitProduct(40, 8, 4)).toEqual([
       { rows: true, from: 0, to: 16 },
       { rows: true, from: 16, to: 40 },
     ]);
-    expect(splitProduct(20, 8, 64, false, false, 4)).toEqual([{ rows: true, from: 0, to: 20 }]);
+    expect(splitProduct(20, 8, 4)).toEqual([{ rows: true, from: 0, to: 20 }]);
   });
 });
 

@@ -21,7 +21,7 @@ import {
   denseLoops,
   denseWasmModule,
 } from './dense-wasm.js';
-import { growTo } from './engine.js';
+import { alignedBounds, growTo } from './engine.js';
 import { HANDOVER_SPIN_MS, holdUntilHere, type KernelPool, unmoving } from './kernel-pool.js';
 
 /** Calls below this many elements run on this thread alone: a worker's part costs a few microseconds to hand over. */
@@ -94,13 +94,10 @@ export function splitDense(pool: KernelPool, plain: DenseWasm): DenseWasm | unde
     align: number,
     slices: (lo: number, hi: number) => [(Float32Array | undefined)[], number[]],
   ): boolean => {
-    const parts = Math.min(pool.threads, Math.floor(n / align) || 1);
-    const bounds = [0];
-    for (let p = 1; p < parts; p++) bounds.push(Math.round((n * p) / parts / align) * align);
-    bounds.push(n);
+    const bounds = alignedBounds(n, pool.threads, align);
     const theirs: number[][] = [];
     const reached: (Float32Array | undefined)[][] = [];
-    for (let p = 1; p < parts; p++) {
+    for (let p = 1; p + 1 < bounds.length; p++) {
       const [arrays, numbers] = slices(bounds[p], bounds[p + 1]);
       reached.push(arrays);
       theirs.push([

@@ -74,6 +74,19 @@ export function growTo(
 }
 
 /**
+ * Splits [0, n) into at most `parts` ranges of about equal length, the inner boundaries on
+ * multiples of `align` (as many ranges as fit at least `align` each, one at the least): the
+ * boundaries, from 0 to n.
+ */
+export function alignedBounds(n: number, parts: number, align: number): number[] {
+  const count = Math.max(1, Math.min(parts, Math.floor(n / align)));
+  const bounds = [0];
+  for (let p = 1; p < count; p++) bounds.push(Math.round((n * p) / count / align) * align);
+  bounds.push(n);
+  return bounds;
+}
+
+/**
  * Splits [0, n) into at most `parts` ranges of about equal weight, where `cum(i)` is the weight
  * of [0, i) (nondecreasing, cum(0) = 0): the boundaries, from 0 to n.
  */

@@ -260,6 +260,8 @@ function createPool(threads: number): KernelPool | string {
     const ready = (slot: number) =>
       !broken && workers[slot] !== undefined && Atomics.load(F, slot * FLAG_WORDS + 2) === 1;
     const natives = new Map<string, { index: number; here: (...args: number[]) => void }>();
+    /** The function `fn` on this thread: a native one's stand-in, or the module's export. */
+    const onThisThread = (fn: string) => natives.get(fn)?.here ?? ex[fn];
     const begin = (fn: string, parts: number[][], spinMs = 0): (() => void) => {
       const index = natives.get(fn)?.index ?? FUNCTIONS.indexOf(fn);
       const started: [number, number][] = [];
@@ -281,7 +283,7 @@ function createPool(threads: number): KernelPool | string {
         started.push([slot, seq]);
       }
       return () => {
-        const f = natives.get(fn)?.here ?? ex[fn];
+        const f = onThisThread(fn);
         for (const p of here) f(...p);
         // Wait for every part before reporting a failure: a part still running would write
         // into memory the next call lays out.
@@ -316,7 +318,7 @@ function createPool(threads: number): KernelPool | string {
       run(fn, parts, spinMs) {
         const wait = begin(fn, parts.slice(1), spinMs);
         try {
-          (natives.get(fn)?.here ?? ex[fn])(...parts[0]);
+          onThisThread(fn)(...parts[0]);
         } finally {
           wait();
         }
