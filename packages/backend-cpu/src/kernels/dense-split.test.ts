@@ -2,11 +2,12 @@
 // kernels and the elementwise ops, one range on this thread and the others on workers that reach
 // the operands through koffi views of their addresses. Each element is computed by the same loop
 // whichever thread runs it, so every output must equal the one-thread loops' bit for bit, at
-// sizes with ragged tails, for every op and broadcast mode.
+// sizes with ragged tails, for every op and broadcast mode; column sums, split at the boundaries
+// of their blocks of rows, must keep the float64 bits of their blocked order.
 import { lcgValues } from '@dictlearn/core/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DENSE_SPLIT_MIN_ELEMENTS, splitDense } from './dense-split.js';
-import { type DenseBinaryOp, type DenseUnaryOp, loadDenseWasm } from './dense-wasm.js';
+import { COLUMN_BLOCK_ROWS, type DenseBinaryOp, type DenseUnaryOp, loadDenseWasm } from './dense-wasm.js';
 import { kernelPool } from './kernel-pool.js';
 
 const plain = loadDenseWasm();
@@ -102,10 +103,67 @@ describe.skipIf(why !== undefined)(
       }
     });
 
+    it('column sums (sum over rows, the fused encoder kernels): the float64 sums of one thread, in blocks of rows', async () => {
+      const { plain, split } = await setup();
+      const B = COLUMN_BLOCK_ROWS;
+      // values over 2⁻²⁰ … 2²⁰, so the order of the float64 additions shows in their bits
+      const spread = (n: number, seed: number) => {
+        const v = values(n, seed);
+        const e = lcgValues(n, seed + 100);
+        for (let i = 0; i < n; i++) v[i] *= 2 ** Math.round(40 * e[i] - 20);
+        return v;
+      };
+      // the definition: each block of B rows summed from 0 in row order, the blocks added in order
+      const blocked = (a: Float32Array, rows: number, cols: number) => {
+        const acc = new Float64Array(cols);
+        for (let b = 0; b < rows; b += B) {
+          const s = new Float64Array(cols);
+          for (let r = b; r < Math.min(rows, b + B); r++)
+            for (let j = 0; j < cols; j++) s[j] += a[r * cols + j];
+          for (let j = 0; j < cols; j++) acc[j] += s[j];
+        }
+        return acc;
+      };
+      const same64 = (a: Float64Array, b: Float64Array) => a.every((v, i) => Object.is(v, b[i]));
+      for (const [rows, cols] of [
+        [1024, 576],
+        [1000, 144],
+        [3 * B + 5, 4096],
+      ]) {
+        const n = rows * cols;
+        const what = `[${rows}, ${cols}]`;
+        const a = spread(n, 11);
+        const want = blocked(a, rows, cols);
+        const got = [new Float64Array(cols), new Float64Array(cols)];
+        expect(plain.colsum(a, { acc: got[0] }, rows, cols)).toBe(true);
+        expect(split.colsum(a, { acc: got[1] }, rows, cols)).toBe(true);
+        expect(same64(got[0], want), `colsum ${what}, one thread`).toBe(true);
+        expect(same64(got[1], want), `colsum ${what}, split`).toBe(true);
+
+        const bias = spread(cols, 12);
+        const c = [spread(n, 13), spread(n, 13)];
+        const sums = [new Float64Array(cols), new Float64Array(cols)];
+        expect(plain.biasReluColsum(c[0], bias, { acc: sums[0] }, rows, cols)).toBe(true);
+        expect(split.biasReluColsum(c[1], bias, { acc: sums[1] }, rows, cols)).toBe(true);
+        expect(sameBits(c[1], c[0]), `biasReluColsum ${what}: features`).toBe(true);
+        expect(same64(sums[0], blocked(c[0], rows, cols)), `biasReluColsum ${what}: sums`).toBe(true);
+        expect(same64(sums[1], sums[0]), `biasReluColsum ${what}: split sums`).toBe(true);
+
+        const [dy, row, y] = [spread(n, 14), spread(cols, 15), values(n, 16)];
+        const dst = [new Float32Array(n), dy.slice()];
+        const grads = [new Float64Array(cols), new Float64Array(cols)];
+        expect(plain.reluGradRowColsum(dy, row, y, dst[0], { acc: grads[0] }, rows, cols)).toBe(true);
+        // in place, as the backward pass runs it when dF is its own
+        expect(split.reluGradRowColsum(dst[1], row, y, dst[1], { acc: grads[1] }, rows, cols)).toBe(true);
+        expect(sameBits(dst[1], dst[0]), `reluGradRowColsum ${what}: dPre`).toBe(true);
+        expect(same64(grads[0], blocked(dst[0], rows, cols)), `reluGradRowColsum ${what}: sums`).toBe(true);
+        expect(same64(grads[1], grads[0]), `reluGradRowColsum ${what}: split sums`).toBe(true);
+      }
+    });
+
     it('leave small calls and other loops to one thread', async () => {
       const { plain, split } = await setup();
       expect(split.sum).toBe(plain.sum);
-      expect(split.biasReluColsum).toBe(plain.biasReluColsum);
       const n = DENSE_SPLIT_MIN_ELEMENTS - 1;
       const [want, got] = [new Float32Array(n), new Float32Array(n)];
       plain.unary('neg', values(n, 3), want, n);

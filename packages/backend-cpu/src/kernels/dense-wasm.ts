@@ -895,6 +895,28 @@ export function denseWasmBytes(): Uint8Array {
 /** Operands above this many bytes in all stay in TypeScript. */
 const MAX_BYTES = 2 ** 30;
 
+/**
+ * Rows per block of a column sum. Column sums run down blocks of this many rows: each block's
+ * float64 sums start from 0 and take its rows in order, and the blocks' sums are added to the
+ * total in order. The order is fixed by the shape alone, so the rows can be split over threads
+ * at block boundaries with the bits of one thread (dense-split.ts).
+ */
+export const COLUMN_BLOCK_ROWS = 64;
+
+/**
+ * Where a column-sum loop puts its sums: `{ acc }` adds each block's into acc (cols float64) in
+ * order; `{ blocks }` stores block k's at blocks[k·cols …] (a part of a split, whose caller adds
+ * them all in order).
+ */
+export type ColumnSums =
+  | { acc: Float64Array; blocks?: undefined }
+  | { blocks: Float64Array; acc?: undefined };
+
+/** acc[j] += blocks[k·cols + j], block after block: the total of a split column sum. */
+export function addBlocks(blocks: Float64Array, acc: Float64Array, cols: number): void {
+  for (let o = 0; o < blocks.length; o += cols) for (let j = 0; j < cols; j++) acc[j] += blocks[o + j];
+}
+
 /** The dense loops, run in WebAssembly on chunks of the operands. Each returns false (doing nothing) where it does not apply. */
 export interface DenseWasm {
   /**
@@ -935,27 +957,30 @@ export interface DenseWasm {
   unary(op: DenseUnaryOp, a: Float32Array, dst: Float32Array, n: number): boolean;
   /** The sum of a[0..n) (of their squares with `squares`) in float64 (four partial sums, then the tail). */
   sum(a: Float32Array, n: number, squares?: boolean): number | undefined;
-  /** acc[c] += Σ_r a[r·cols + c] (float64), rows in order; false unless cols is a multiple of 4. */
-  colsum(a: Float32Array, rows: number, cols: number, acc: Float64Array): boolean;
+  /**
+   * Column sums of a [rows, cols] (float64, in {@link COLUMN_BLOCK_ROWS}-row blocks, see
+   * {@link ColumnSums}); false unless cols is a multiple of 4.
+   */
+  colsum(a: Float32Array, sums: ColumnSums, rows: number, cols: number): boolean;
   /** dst [c, r] = aᵀ for a [r, c]; false unless r and c are multiples of 4. */
   transpose(a: Float32Array, r: number, c: number, dst: Float32Array): boolean;
   /**
-   * In place over c [rows, cols]: c ← relu(c + bias) (the linearBiasRelu epilogue), and
-   * acc[j] += Σ_r c[r, j] of the result (float64, rows in order); false unless cols is a multiple of 4.
+   * In place over c [rows, cols]: c ← relu(c + bias) (the linearBiasRelu epilogue), and the
+   * column sums of the result ({@link ColumnSums}); false unless cols is a multiple of 4.
    */
-  biasReluColsum(c: Float32Array, bias: Float32Array, rows: number, cols: number, acc: Float64Array): boolean;
+  biasReluColsum(c: Float32Array, bias: Float32Array, sums: ColumnSums, rows: number, cols: number): boolean;
   /**
-   * dst = (dy + row)·[y > 0] over [rows, cols] (row broadcast down the rows), and acc[j] +=
-   * Σ_r dst[r, j] (float64, rows in order); false unless cols is a multiple of 4.
+   * dst = (dy + row)·[y > 0] over [rows, cols] (row broadcast down the rows), and the column
+   * sums of dst ({@link ColumnSums}); false unless cols is a multiple of 4.
    */
   reluGradRowColsum(
     dy: Float32Array,
     row: Float32Array,
     y: Float32Array,
     dst: Float32Array,
+    sums: ColumnSums,
     rows: number,
     cols: number,
-    acc: Float64Array,
   ): boolean;
 }
 
@@ -1024,6 +1049,32 @@ export function denseLoops(exports: DenseExports, layout: (sizes: number[]) => n
   const CHUNK = 16384;
   const ex = exports as Record<string, (...args: number[]) => void> & { mem: WasmMemory };
   const vecBytes = (len: number) => Math.ceil(len / 4) * 16;
+  // Column sums (COLUMN_BLOCK_ROWS: this body also runs in workers, where no outside name
+  // reaches): blocks of BLOCK rows, each block's module sums zeroed first, then added into
+  // out.acc or stored in out.blocks; `run(r, nr)` adds rows r … r+nr−1 into the module's sums.
+  const BLOCK = 64;
+  // rows per chunk: a power of two, so chunks tile the blocks, of at most CHUNK floats (or one row)
+  const chunkRows = (cols: number) => {
+    let per = BLOCK;
+    while (per > 1 && per * cols > CHUNK) per >>= 1;
+    return per;
+  };
+  const byBlocks = (
+    rows: number,
+    cols: number,
+    per: number,
+    sums: Float64Array,
+    out: ColumnSums,
+    run: (r: number, nr: number) => void,
+  ) => {
+    for (let b = 0, k = 0; b < rows; b += BLOCK, k++) {
+      sums.fill(0);
+      const end = Math.min(rows, b + BLOCK);
+      for (let r = b; r < end; r += per) run(r, Math.min(per, end - r));
+      if (out.blocks) out.blocks.set(sums, k * cols);
+      else for (let j = 0; j < cols; j++) out.acc[j] += sums[j];
+    }
+  };
   return {
     adam(p, g, m, v, p2, m2, v2, n, b1, b2, step, sqrtBc2, eps) {
       const c = Math.min(n, CHUNK);
@@ -1119,21 +1170,18 @@ export function denseLoops(exports: DenseExports, layout: (sizes: number[]) => n
       for (let i = whole; i < n; i++) s += squares ? a[i] * a[i] : a[i];
       return s;
     },
-    colsum(a, rows, cols, acc) {
+    colsum(a, out, rows, cols) {
       if (cols % 4 !== 0 || cols === 0) return false;
-      const per = Math.max(1, Math.floor(CHUNK / cols));
+      const per = chunkRows(cols);
       const at = layout([cols * 8, Math.min(rows, per) * cols * 4]);
       if (!at) return false;
       const f = new Float32Array(ex.mem.buffer);
       // the module keeps four float64 sums per vector of four columns: lanes 0, 1, then 2, 3
       const sums = new Float64Array(ex.mem.buffer, at[0], cols);
-      sums.fill(0);
-      for (let r = 0; r < rows; r += per) {
-        const nr = Math.min(per, rows - r);
+      byBlocks(rows, cols, per, sums, out, (r, nr) => {
         f.set(a.subarray(r * cols, (r + nr) * cols), at[1] / 4);
         ex.colsum(nr, cols, at[1], at[0]);
-      }
-      for (let c = 0; c < cols; c++) acc[c] += sums[c];
+      });
       return true;
     },
     transpose(a, r, c, dst) {
@@ -1146,45 +1194,39 @@ export function denseLoops(exports: DenseExports, layout: (sizes: number[]) => n
       dst.set(f.subarray(at[1] / 4, at[1] / 4 + r * c));
       return true;
     },
-    biasReluColsum(c, bias, rows, cols, acc) {
+    biasReluColsum(c, bias, out, rows, cols) {
       if (cols % 4 !== 0 || cols === 0) return false;
-      const per = Math.max(1, Math.floor(CHUNK / cols));
+      const per = chunkRows(cols);
       const at = layout([cols * 8, cols * 4, Math.min(rows, per) * cols * 4]);
       if (!at) return false;
       const f = new Float32Array(ex.mem.buffer);
       const sums = new Float64Array(ex.mem.buffer, at[0], cols);
-      sums.fill(0);
       f.set(bias.subarray(0, cols), at[1] / 4);
       const C = at[2] / 4;
-      for (let r = 0; r < rows; r += per) {
-        const nr = Math.min(per, rows - r);
+      byBlocks(rows, cols, per, sums, out, (r, nr) => {
         f.set(c.subarray(r * cols, (r + nr) * cols), C);
         ex.biasReluColsum(nr, cols, at[2], at[1], at[0]);
         c.set(f.subarray(C, C + nr * cols), r * cols);
-      }
-      for (let j = 0; j < cols; j++) acc[j] += sums[j];
+      });
       return true;
     },
-    reluGradRowColsum(dy, row, y, dst, rows, cols, acc) {
+    reluGradRowColsum(dy, row, y, dst, out, rows, cols) {
       if (cols % 4 !== 0 || cols === 0) return false;
-      const per = Math.max(1, Math.floor(CHUNK / cols));
+      const per = chunkRows(cols);
       const chunk = Math.min(rows, per) * cols * 4;
       const at = layout([cols * 8, cols * 4, chunk, chunk, chunk]);
       if (!at) return false;
       const f = new Float32Array(ex.mem.buffer);
       const sums = new Float64Array(ex.mem.buffer, at[0], cols);
-      sums.fill(0);
       f.set(row.subarray(0, cols), at[1] / 4);
       const [DY, Y, D] = [at[2] / 4, at[3] / 4, at[4] / 4];
-      for (let r = 0; r < rows; r += per) {
-        const nr = Math.min(per, rows - r);
+      byBlocks(rows, cols, per, sums, out, (r, nr) => {
         const [o, len] = [r * cols, nr * cols];
         f.set(dy.subarray(o, o + len), DY);
         f.set(y.subarray(o, o + len), Y);
         ex.reluGradRowColsum(nr, cols, at[2], at[1], at[3], at[4], at[0]);
         dst.set(f.subarray(D, D + len), o);
-      }
-      for (let j = 0; j < cols; j++) acc[j] += sums[j];
+      });
       return true;
     },
   };

@@ -10,19 +10,41 @@
  *
  * Each computes exactly what its reference composition in core computes (linearBiasRelu then
  * sum; add, reluGrad then sum), in the same float32 roundings; column sums accumulate in float64
- * row after row, as the sum kernel's WebAssembly loop does.
+ * in blocks of rows (`COLUMN_BLOCK_ROWS`), as the sum kernel's WebAssembly loop does, which lets
+ * the backend split them over its threads with the same bits.
  *
  * @module
  */
 import type { Attrs, KernelOutput, KernelTensor } from '@dictlearn/core';
 import { arr, type CpuArray, type CpuContext, type FloatArray, out } from './context.js';
-import { DENSE_MIN_ELEMENTS, denseFor } from './dense-wasm.js';
+import { COLUMN_BLOCK_ROWS, DENSE_MIN_ELEMENTS } from './dense-wasm.js';
+
+/**
+ * acc[j] += the float64 column sums of what `row(o, sums)` writes, `rows` rows of `cols`, in
+ * blocks of COLUMN_BLOCK_ROWS rows (each block summed from 0, the blocks added in order: the
+ * order of the WebAssembly loops). `row(o, sums)` computes the row at offset o and adds it into sums.
+ */
+function blockedColumnSums(
+  rows: number,
+  cols: number,
+  acc: Float64Array,
+  row: (o: number, sums: Float64Array) => void,
+): void {
+  const sums = new Float64Array(cols);
+  for (let b = 0; b < rows; b += COLUMN_BLOCK_ROWS) {
+    sums.fill(0);
+    const end = Math.min(rows, b + COLUMN_BLOCK_ROWS);
+    for (let r = b; r < end; r++) row(r * cols, sums);
+    for (let j = 0; j < cols; j++) acc[j] += sums[j];
+  }
+}
 
 /**
  * In place over c [rows, cols]: c ← relu(c + bias) (−∞ gives 0, NaN stays NaN, a negative value
- * −0, as the linearBiasRelu kernel), and acc[j] += Σ_r c[r, j] (float64, rows in order).
+ * −0, as the linearBiasRelu kernel), and acc[j] += Σ_r c[r, j] (float64, in blocks of rows).
  */
 export function biasReluColsum(
+  ctx: CpuContext,
   c: FloatArray,
   bias: FloatArray,
   rows: number,
@@ -30,23 +52,24 @@ export function biasReluColsum(
   acc: Float64Array,
 ): void {
   if (c.length >= DENSE_MIN_ELEMENTS) {
-    const simd = denseFor(c, bias);
-    if (simd?.biasReluColsum(c as Float32Array, bias as Float32Array, rows, cols, acc)) return;
+    const simd = ctx.dense(c, bias);
+    if (simd?.biasReluColsum(c as Float32Array, bias as Float32Array, { acc }, rows, cols)) return;
   }
-  for (let o = 0; o < rows * cols; o += cols) {
+  blockedColumnSums(rows, cols, acc, (o, sums) => {
     for (let j = 0; j < cols; j++) {
       const v = c[o + j] + bias[j];
       c[o + j] = v === Number.NEGATIVE_INFINITY ? 0 : v * +(v > 0);
-      acc[j] += c[o + j];
+      sums[j] += c[o + j];
     }
-  }
+  });
 }
 
 /**
  * dst = (dy + row)·[y > 0] over [rows, cols] (the float32 sum rounded first, as the add kernel
- * stores it), and acc[j] += Σ_r dst[r, j] (float64, rows in order).
+ * stores it), and acc[j] += Σ_r dst[r, j] (float64, in blocks of rows).
  */
 export function reluGradRowColsum(
+  ctx: CpuContext,
   dy: FloatArray,
   row: FloatArray,
   y: FloatArray,
@@ -56,27 +79,27 @@ export function reluGradRowColsum(
   acc: Float64Array,
 ): void {
   if (dst.length >= DENSE_MIN_ELEMENTS) {
-    const simd = denseFor(dy, row, y, dst);
+    const simd = ctx.dense(dy, row, y, dst);
     if (
       simd?.reluGradRowColsum(
         dy as Float32Array,
         row as Float32Array,
         y as Float32Array,
         dst as Float32Array,
+        { acc },
         rows,
         cols,
-        acc,
       )
     )
       return;
   }
   const round = dst instanceof Float32Array ? Math.fround : (v: number) => v;
-  for (let o = 0; o < rows * cols; o += cols) {
+  blockedColumnSums(rows, cols, acc, (o, sums) => {
     for (let j = 0; j < cols; j++) {
       dst[o + j] = round(dy[o + j] + row[j]) * +(y[o + j] > 0);
-      acc[j] += dst[o + j];
+      sums[j] += dst[o + j];
     }
-  }
+  });
 }
 
 /** Column sums held in float64, stored at the backend's precision. */
@@ -99,7 +122,7 @@ export function registerFused(
     const o = product(x, w, { transA: false, transB: attrs.transB as boolean, shape });
     const [rows, cols] = shape;
     const acc = new Float64Array(cols);
-    biasReluColsum(o.data as FloatArray, arr(bias) as FloatArray, rows, cols, acc);
+    biasReluColsum(ctx, o.data as FloatArray, arr(bias) as FloatArray, rows, cols, acc);
     return [out(o.data as CpuArray, shape, 'float32'), out(stored(ctx, acc), [cols], 'float32')];
   });
   ctx.kernel('reluGradRowSum', ([dy, row, y], attrs) => {
@@ -108,6 +131,7 @@ export function registerFused(
     const dst = attrs.inPlace ? (arr(dy) as FloatArray) : (ctx.alloc(dy.dtype, dy.size, false) as FloatArray);
     const acc = new Float64Array(cols);
     reluGradRowColsum(
+      ctx,
       arr(dy) as FloatArray,
       arr(row) as FloatArray,
       arr(y) as FloatArray,

@@ -36,7 +36,7 @@ const FUNCTIONS = ['segsum', 'dot', 'selectRows'];
 /** Int32 words of a worker's control slot: sequence, done, ready, error. */
 const FLAG_WORDS = 4;
 /** Float64 words of a worker's argument slot: function index, count, arguments. */
-const ARG_WORDS = 32;
+const ARG_WORDS = 48;
 /** How long this thread waits for a worker's part before it gives up on the pool. */
 const WAIT_MS = 120_000;
 /**
@@ -268,7 +268,14 @@ function createPool(threads: number): KernelPool | string {
       const here: number[][] = [];
       for (let p = 0; p < parts.length; p++) {
         const slot = p;
-        if (slot >= nWorkers || !ready(slot) || parts[p].length > ARG_WORDS - 3) {
+        if (parts[p].length > ARG_WORDS - 3) {
+          // a caller's mistake, never the data's: were it run here instead, it would only be slow
+          throw new DictlearnError(
+            'backend-cpu',
+            `a part of '${fn}' has ${parts[p].length} numbers; a worker's slot holds ${ARG_WORDS - 3}`,
+          );
+        }
+        if (slot >= nWorkers || !ready(slot)) {
           here.push(parts[p]);
           continue;
         }

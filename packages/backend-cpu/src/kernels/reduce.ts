@@ -1,6 +1,6 @@
 import { stridesOf as strides } from '@dictlearn/core';
 import { arr, type CpuArray, type CpuContext, out } from './context.js';
-import { DENSE_MIN_ELEMENTS, denseFor } from './dense-wasm.js';
+import { DENSE_MIN_ELEMENTS } from './dense-wasm.js';
 
 type Combine = 'sum' | 'max' | 'min';
 
@@ -15,6 +15,7 @@ function reduceInto(
   axes: readonly number[],
   kind: Combine,
   dst: CpuArray,
+  ctx: CpuContext,
 ): void {
   const rank = shape.length;
   const reduced = new Array<boolean>(rank).fill(false);
@@ -34,7 +35,7 @@ function reduceInto(
   for (let i = 0; i < rank; i++) if (reduced[i] !== i >= rank - axes.length) suffix = false;
   const inner = axes.reduce((p, a) => p * shape[a], 1);
   // float32 sums in WebAssembly SIMD: the whole array, or over leading axes (float64 lanes)
-  const simd = kind === 'sum' && n >= DENSE_MIN_ELEMENTS ? denseFor(src) : undefined;
+  const simd = kind === 'sum' && n >= DENSE_MIN_ELEMENTS ? ctx.dense(src) : undefined;
   if (simd && acc.length === 1) {
     const s = simd.sum(src as Float32Array, n);
     if (s !== undefined) {
@@ -45,7 +46,7 @@ function reduceInto(
   if (
     simd &&
     prefix(reduced, axes.length) &&
-    simd.colsum(src as Float32Array, n / acc.length, acc.length, acc)
+    simd.colsum(src as Float32Array, { acc }, n / acc.length, acc.length)
   ) {
     dst.set(acc);
     return;
@@ -120,7 +121,7 @@ export function registerReduce(ctx: CpuContext): void {
         x.dtype,
         shape.reduce((p, d) => p * d, 1),
       );
-      reduceInto(arr(x), x.shape, attrs.axes as number[], kind, dst);
+      reduceInto(arr(x), x.shape, attrs.axes as number[], kind, dst, ctx);
       return out(dst, shape, x.dtype);
     });
   }
