@@ -51,9 +51,11 @@ for (const op of kernelsOf(backend)) {
       const out = kernel(inputs, attrs, b);
       if (!recording) return out;
       const dt = performance.now() - t0;
-      const product = op === 'matmul' || op === 'linearBiasRelu' || op === 'linearBiasReluSum';
+      const product = op === 'matmul' || op.startsWith('linearBiasRelu');
+      // the encode–decode op's second product, f·W_dec, after its first
+      const decoder = op === 'linearBiasReluSumDecode' ? `·${inputs[3].shape.join('×')}` : '';
       const key = product
-        ? `${op} ${inputs[0].shape.join('×')}${attrs.transA ? 'ᵀ' : ''}·${inputs[1].shape.join('×')}${attrs.transB ? 'ᵀ' : ''}`
+        ? `${op} ${inputs[0].shape.join('×')}${attrs.transA ? 'ᵀ' : ''}·${inputs[1].shape.join('×')}${attrs.transB ? 'ᵀ' : ''}${decoder}`
         : op;
       const s = perStep.get(key) ?? { calls: 0, ms: [], current: 0 };
       s.calls++;

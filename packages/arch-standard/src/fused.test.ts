@@ -4,6 +4,8 @@ import {
   div,
   getKernel,
   linearBiasRelu,
+  linearBiasReluSum,
+  linearBiasReluSumDecode,
   matmul,
   mul,
   type OpName,
@@ -23,13 +25,19 @@ import { checkGradients } from '@dictlearn/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { standard, tied } from './standard.js';
 
-// The Standard loss runs through two fused ops (linearBiasReluSum, whose backward is
-// reluGradRowSum) and a written-out MSE gradient. Here its gradients are checked against the
+// The Standard loss runs through a fused op (linearBiasReluSumDecode: the encoder, its column
+// sums and the decoder's product, whose backward is reluDecodeGrad, writing f's gradient over f)
+// and a written-out MSE gradient. Here its gradients are checked against the
 // loss written as plain core ops (autograd through linearBiasRelu, sum, square …), on a backend
 // with the fused kernels and on one without them (the ops' reference compositions), and against
 // finite differences in float64.
 
-const FUSED_OPS: OpName[] = ['linearBiasReluSum', 'reluGradRowSum'];
+const FUSED_OPS: OpName[] = [
+  'linearBiasReluSum',
+  'reluGradRowSum',
+  'linearBiasReluSumDecode',
+  'reluDecodeGrad',
+];
 const [B, d, F, L1] = [40, 12, 64, 0.3];
 
 beforeAll(async () => {
@@ -71,7 +79,7 @@ describe.each([
   it.each(['fused-k', 'unfused-k'])(
     'on %s: loss and every gradient are those of the unfused expression, bit for bit',
     async (backend) => {
-      expect(getKernel('linearBiasReluSum', backend) !== undefined).toBe(backend === 'fused-k');
+      for (const op of FUSED_OPS) expect(getKernel(op, backend) !== undefined).toBe(backend === 'fused-k');
       const p = params(backend, tiedW);
       const x = randomNormal([B, d], { seed: 5, backend });
       const names = Object.keys(p);
@@ -91,6 +99,48 @@ describe.each([
       // the activity is Σ_b f, from the fused op's second output
       const out = arch.loss(p, x, ctx);
       expect(Array.from(await out.activity!.data())).toEqual(Array.from(await sum(out.features!, 0).data()));
+    },
+  );
+
+  it.each(['fused-k', 'unfused-k'])(
+    'on %s: with a gradient reaching f as well, or f kept by the caller: f unchanged, gradients bit for bit',
+    async (backend) => {
+      const p = params(backend, tiedW);
+      const x = randomNormal([B, d], { seed: 7, backend });
+      const w = tiedW ? p.W_dec : p.W_enc;
+      const opts = { transB: tiedW };
+      const vars = Object.values(p);
+      for (const [penaltyOnF, keepF] of [
+        [true, false],
+        [false, true],
+        [true, true],
+      ]) {
+        // the decoder's product and the column sums, and a penalty on f itself (Σ f²) or none
+        const loss = (f: Tensor, sums: Tensor, decoded: Tensor) => {
+          const l = add(sum(square(sub(decoded, x))), mul(sum(sums), L1));
+          return penaltyOnF ? add(l, sum(square(f))) : l;
+        };
+        const got = valueAndGrad(() => {
+          const [f, sums, decoded] = linearBiasReluSumDecode(x, w, p.b_enc, p.W_dec, opts);
+          return { value: loss(f, sums, decoded), aux: keepF ? { f, copy: mul(f, 1) } : {} };
+        }, vars);
+        const want = valueAndGrad(() => {
+          const [f, sums] = linearBiasReluSum(x, w, p.b_enc, opts);
+          return loss(f, sums, matmul(f, p.W_dec));
+        }, vars);
+        const how = `penalty on f ${penaltyOnF}, f kept ${keepF}`;
+        expect(Array.from(await got.value.data()), how).toEqual(Array.from(await want.value.data()));
+        for (const [i, v] of vars.entries()) {
+          const [g, wg] = [await got.grads.get(v)!.data(), await want.grads.get(v)!.data()];
+          expect(Array.from(g), `${how}: gradient ${i}`).toEqual(Array.from(wg));
+        }
+        if (keepF) {
+          const { f, copy } = got.aux as { f: Tensor; copy: Tensor };
+          expect(Array.from(await f.data()), `${how}: f after the backward pass`).toEqual(
+            Array.from(await copy.data()),
+          );
+        }
+      }
     },
   );
 

@@ -9,6 +9,7 @@ import {
   l2Norm,
   linearBiasRelu,
   linearBiasReluSum,
+  linearBiasReluSumDecode,
   matmul,
   mul,
   type Params,
@@ -68,6 +69,26 @@ export function encodeReluWithSums(
   const [w, transB] = 'W_enc' in enc ? [enc.W_enc, false] : [enc.W_dec, true];
   const [features, sums] = linearBiasReluSum(x, w, encoderShift(bDec, bEnc, w, transB), { transB });
   return { features, sums };
+}
+
+/**
+ * {@link encodeReluWithSums} and the decoder's product f·W_dec (without b_dec) in one op
+ * ({@link linearBiasReluSumDecode}): the same values, but the backward pass forms f's gradient
+ * from the decoder where it applies the ReLU's mask, over f's own memory, so a training step
+ * holds one [B, F] array instead of two.
+ */
+export function encodeDecodeRelu(
+  x: Tensor,
+  bDec: Tensor,
+  bEnc: Tensor,
+  enc: { W_enc: Tensor } | { W_dec: Tensor },
+  wDec: Tensor,
+): { features: Tensor; sums: Tensor; decoded: Tensor } {
+  const [w, transB] = 'W_enc' in enc ? [enc.W_enc, false] : [enc.W_dec, true];
+  const [features, sums, decoded] = linearBiasReluSumDecode(x, w, encoderShift(bDec, bEnc, w, transB), wDec, {
+    transB,
+  });
+  return { features, sums, decoded };
 }
 
 /** f W_dec + b_dec. */
@@ -191,17 +212,19 @@ export function resampleLinear(p: Params, features: DeadFeatures, inputs: Tensor
 /**
  * The standard SAE loss from features f ≥ 0: mean‖x − x̂‖² + λ·s(t)·mean‖f‖₁, with x̂ decoded by
  * W_dec. The per-feature sums of f (needed for ‖f‖₁ anyway) double as the firing activity;
- * `enc` is the features, or the features with those sums ({@link encodeReluWithSums}).
+ * `enc` is the features, or the features with those sums ({@link encodeReluWithSums}), or with
+ * those sums and f·W_dec ({@link encodeDecodeRelu}).
  */
 export function reluL1Loss(
   p: Params,
   x: Tensor,
-  enc: Tensor | { features: Tensor; sums: Tensor },
+  enc: Tensor | { features: Tensor; sums: Tensor; decoded?: Tensor },
   l1Penalty: number,
   ctx: LossContext,
 ): LossOutput {
   const f = 'features' in enc ? enc.features : enc;
-  const xhat = decodeLinear(f, p.W_dec, p.b_dec);
+  const xhat =
+    'features' in enc && enc.decoded ? add(enc.decoded, p.b_dec) : decodeLinear(f, p.W_dec, p.b_dec);
   const mse = meanSquaredError(x, xhat);
   const activity = 'features' in enc ? enc.sums : sum(f, 0);
   const l1 = div(sum(activity), x.shape[0]);

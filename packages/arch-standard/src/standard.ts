@@ -15,8 +15,8 @@ import {
   checkEncoderBiasInit,
   decodeLinear,
   type EncoderBiasInit,
+  encodeDecodeRelu,
   encodeRelu,
-  encodeReluWithSums,
   initBiases,
   initDecoder,
   meanL2,
@@ -97,7 +97,13 @@ export function standard(config: Partial<StandardConfig> = {}): ArchitecturePlug
     encode: (p, x) => encodeRelu(x, p.b_dec, p.b_enc, { W_enc: p.W_enc }),
     decode: (p, f) => decodeLinear(f, p.W_dec, p.b_dec),
     loss: (p, x, ctx) =>
-      reluL1Loss(p, x, encodeReluWithSums(x, p.b_dec, p.b_enc, { W_enc: p.W_enc }), cfg.l1Penalty, ctx),
+      reluL1Loss(
+        p,
+        x,
+        encodeDecodeRelu(x, p.b_dec, p.b_enc, { W_enc: p.W_enc }, p.W_dec),
+        cfg.l1Penalty,
+        ctx,
+      ),
     decoderRows: (p) => add(p.W_dec, 0),
     foldScale: scaleBiases,
     unfoldScale: (p, s) => scaleBiases(p, 1 / s),
@@ -168,7 +174,7 @@ export function tied(config: Partial<StandardConfig> = {}): ArchitecturePlugin<S
       reluL1Loss(
         p,
         x,
-        encodeReluWithSums(x, p.b_dec, p.b_enc, { W_dec: p.W_dec }),
+        encodeDecodeRelu(x, p.b_dec, p.b_enc, { W_dec: p.W_dec }, p.W_dec),
         base.config.l1Penalty,
         ctx,
       ),

@@ -116,8 +116,10 @@ describe('launch parameters', () => {
     const { backend } = await fakeBackend('cuda-fake-table');
     const have = new Set(kernelsOf(backend));
     // Ops the CPU fuses that run as their compositions here, from kernels CUDA has: core's
-    // batchTopkEncode (its selection across the batch is topk over the flattened batch).
-    const composedHere = new Set(['batchTopkEncode']);
+    // batchTopkEncode (its selection across the batch is topk over the flattened batch), and the
+    // Standard SAE's encode–decode op and its backward (linearBiasReluSum and matmul; matmul and
+    // reluGradRowSum), whose CPU kernels exist to write f's gradient over f in host memory.
+    const composedHere = new Set(['batchTopkEncode', 'linearBiasReluSumDecode', 'reluDecodeGrad']);
     const missing = kernelsOf('cpu').filter((op) => !have.has(op) && !composedHere.has(op));
     expect(missing).toEqual([]);
     for (const op of [

@@ -94,17 +94,24 @@ export function keep<T extends Tensor>(t: T): T {
  * Computes the gradients of a node's inputs from the gradients of its outputs. `own[k]` says the
  * backward pass hands over `dys[k]`: nothing else holds it and it is freed after this call, so
  * the function may overwrite it (an op's in-place variant), never read it after that.
+ * `ownOutputs[k]` says the same of the node's forward output k: nothing reads it after this call
+ * (no caller kept it, no view shares its storage), so the function may write over it once it
+ * has read what it needs. An output no gradient reached gets zeros in `dys`, or `undefined` for
+ * an op whose spec says {@link OpSpec.missingGrads} (so a large one is never filled with zeros).
  */
 export type GradFn = (
   dys: Tensor[],
   needs: boolean[],
   own?: readonly boolean[],
+  ownOutputs?: readonly boolean[],
 ) => (Tensor | null | undefined)[];
 
 interface TapeNode {
   inputs: Tensor[];
   outputs: Tensor[];
   grad: GradFn;
+  /** Outputs no gradient reached are given as `undefined`, not zeros (see {@link OpSpec.missingGrads}). */
+  missingGrads: boolean;
 }
 
 interface Tape {
@@ -115,7 +122,13 @@ interface Tape {
 
 let tape: Tape | null = null;
 
-function record(inputs: Tensor[], outputs: Tensor[], grad: GradFn | undefined, op: string): void {
+function record(
+  inputs: Tensor[],
+  outputs: Tensor[],
+  grad: GradFn | undefined,
+  op: string,
+  missingGrads = false,
+): void {
   if (!tape || tape.paused > 0) return;
   if (!inputs.some((t) => tape!.requiresGrad.has(t))) return;
   if (!grad) {
@@ -127,7 +140,7 @@ function record(inputs: Tensor[], outputs: Tensor[], grad: GradFn | undefined, o
     t.tapeHeld = true;
     if (t.dtype === 'float32') tape.requiresGrad.add(t);
   }
-  tape.nodes.push({ inputs, outputs, grad });
+  tape.nodes.push({ inputs, outputs, grad, missingGrads });
   void op;
 }
 
@@ -166,6 +179,11 @@ export interface OpSpec<A = Attrs> {
    * Without one (and without a composition) the op is not differentiable: it stops the gradient.
    */
   grad?: (inputs: Tensor[], outputs: Tensor[], attrs: A) => GradFn;
+  /**
+   * The gradient rule takes an output no gradient reached as `undefined` in `dys` (instead of a
+   * tensor of zeros of the output's shape): for ops with a large output that is often unused.
+   */
+  missingGrads?: boolean;
 }
 
 function kernelView(t: Tensor): KernelTensor {
@@ -241,7 +259,7 @@ export function runOp<Op extends OpName>(
   const raw = kernel(inputs.map(kernelView), attrs, backend);
   const outs = (Array.isArray(raw) ? raw : [raw]).map((o) => wrap(backend, o, inputs));
   if (tape && tape.paused === 0 && inputs.length > 0) {
-    record(inputs, outs, spec.grad?.(inputs, outs, attrs), name);
+    record(inputs, outs, spec.grad?.(inputs, outs, attrs), name, spec.missingGrads);
   }
   return outs;
 }
@@ -417,14 +435,25 @@ function backward(t: Tape, value: Tensor, params: Tensor[], keepSet: Set<Tensor>
   for (let i = t.nodes.length - 1; i >= 0; i--) {
     const node = t.nodes[i];
     if (!node.outputs.some((o) => grads.has(o))) continue;
-    const dys = node.outputs.map((o) => grads.get(o) ?? zerosLikeFn(o));
+    const dys = node.outputs.map((o) => grads.get(o) ?? (node.missingGrads ? undefined : zerosLikeFn(o)));
     const needs = node.inputs.map((x) => t.requiresGrad.has(x));
     // A gradient is the node's to overwrite when this walk made it, only this output holds it,
     // and no other tensor shares its storage (a reshaped view).
     const own = dys.map(
-      (dy, k) => made(dy) && (holders.get(dy) ?? 0) <= 1 && dy.storage.refs === 1 && dys.indexOf(dy) === k,
+      (dy, k) =>
+        dy !== undefined &&
+        made(dy) &&
+        (holders.get(dy) ?? 0) <= 1 &&
+        dy.storage.refs === 1 &&
+        dys.indexOf(dy) === k,
     );
-    const dxs = scope(() => node.grad(dys, needs, own));
+    // A forward output is the node's to overwrite when it would be freed right after this call
+    // (see below) and no view shares its storage: whatever reads it came later on the tape and
+    // has run already (nodes off the gradient's path never run).
+    const ownOutputs = node.outputs.map(
+      (o) => !keepSet.has(o) && !o.kept && !holders.has(o) && o.storage.refs === 1 && !dys.includes(o),
+    );
+    const dxs = scope(() => node.grad(dys as Tensor[], needs, own, ownOutputs));
     const returned = new Set(dxs.filter((d): d is Tensor => d instanceof Tensor));
     node.inputs.forEach((x, j) => {
       const dx = dxs[j];
@@ -450,7 +479,7 @@ function backward(t: Tape, value: Tensor, params: Tensor[], keepSet: Set<Tensor>
       if (!grads.has(o)) return;
       grads.delete(o);
       const g = dys[k];
-      if (unhold(g) && made(g) && !returned.has(g) && !g.isDisposed) g.dispose();
+      if (g && unhold(g) && made(g) && !returned.has(g) && !g.isDisposed) g.dispose();
     });
     // An input's gradient summed into another and not held: the addend is garbage now.
     for (const dx of returned) if (!holders.has(dx) && made(dx) && !dx.isDisposed) dx.dispose();

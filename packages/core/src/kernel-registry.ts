@@ -230,6 +230,21 @@ export interface OpAttrs {
     /** Shape of the first output, [B, F]. */
     shape: number[];
   };
+  /**
+   * The ReLU encoder and the decoder's product (composite, with a gradient rule through
+   * `reluDecodeGrad`): relu(x·op(W) + b), its column sums, and that times W_dec.
+   */
+  linearBiasReluSumDecode: {
+    /** Whether the encoder's W is transposed. */
+    transB: boolean;
+    /** Shape of the first output, [B, F]. */
+    shape: number[];
+  };
+  /** The backward of `linearBiasReluSumDecode` (composite): dPre = (dX̂·W_decᵀ + row)·[f > 0] and its column sums. */
+  reluDecodeGrad: {
+    /** The caller gives f up: the kernel may write the first output over it. */
+    inPlace: boolean;
+  };
   /** [(dF + row)·[f > 0], its column sums]: the ReLU encoder's backward (composite). */
   reluGradRowSum: {
     /** The caller gives dF up: the kernel may write the first output over it. */

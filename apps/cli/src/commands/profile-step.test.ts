@@ -1,6 +1,6 @@
 // scripts/profile-step.mjs (the per-op profile of a training step) runs on the built packages and
-// reports every kernel the step calls: the Standard step's five products by shape, its fused
-// encoder ops once each, and Adam once per parameter.
+// reports every kernel the step calls: the Standard step's products by shape, its fused
+// encoder–decoder ops once each, and Adam once per parameter.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -24,14 +24,15 @@ describe.skipIf(!built)(`profile-step.mjs${built ? '' : ' (skipped: the CLI is n
     };
     expect(r.steps).toBe(3);
     const calls = Object.fromEntries(r.ops.map((o) => [o.op, o.callsPerStep]));
-    // x·W_enc fused with bias, ReLU and column sums; its backward in one pass; x̂ = f·W_dec and
-    // the three backward products (dF, dW_dec, dW_enc); Adam on the four parameters.
-    expect(calls['linearBiasReluSum 32×16·16×64']).toBe(1);
-    expect(calls.reluGradRowSum).toBe(1);
-    expect(calls['matmul 32×64·64×16']).toBe(1);
-    expect(calls['matmul 32×16·64×16ᵀ']).toBe(1);
+    // x·W_enc fused with bias, ReLU and column sums, and f·W_dec; their backward's dF = dx̂·W_decᵀ
+    // with the ReLU's mask in one op (over f); the two weight gradients' products (dW_dec,
+    // dW_enc); Adam on the four parameters.
+    expect(calls['linearBiasReluSumDecode 32×16·16×64·64×16']).toBe(1);
+    expect(calls.reluDecodeGrad).toBe(1);
     expect(calls['matmul 32×64ᵀ·32×16']).toBe(1);
     expect(calls['matmul 32×16ᵀ·32×64']).toBe(1);
+    expect(calls['matmul 32×64·64×16']).toBeUndefined();
+    expect(calls.reluGradRowSum).toBeUndefined();
     expect(calls.adamUpdate).toBe(4);
     for (const o of r.ops) expect(o.medianMs).toBeGreaterThanOrEqual(0);
     expect(r.kernelsMedianMs).toBeGreaterThan(0);

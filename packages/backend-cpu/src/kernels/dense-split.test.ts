@@ -158,6 +158,29 @@ describe.skipIf(why !== undefined)(
         expect(sameBits(dst[1], dst[0]), `reluGradRowColsum ${what}: dPre`).toBe(true);
         expect(same64(grads[0], blocked(dst[0], rows, cols)), `reluGradRowColsum ${what}: sums`).toBe(true);
         expect(same64(grads[1], grads[0]), `reluGradRowColsum ${what}: split sums`).toBe(true);
+
+        // y's mask as bits, then the same dPre and sums over dF in place (one thread and split)
+        const masks = [new Uint8Array(n / 4), new Uint8Array(n / 4)];
+        expect(plain.reluMask(y, masks[0], n)).toBe(true);
+        expect(split.reluMask(y, masks[1], n)).toBe(true);
+        const bit = (m: Uint8Array, i: number) => (m[i >> 2] >> (i & 3)) & 1;
+        expect(
+          y.every((v, i) => bit(masks[0], i) === +(v > 0) && bit(masks[1], i) === +(v > 0)),
+          `reluMask ${what}`,
+        ).toBe(true);
+        const over = [dy.slice(), dy.slice()];
+        const masked = [new Float64Array(cols), new Float64Array(cols)];
+        expect(
+          plain.reluGradRowMaskColsum(over[0], row, masks[0], over[0], { acc: masked[0] }, rows, cols),
+        ).toBe(true);
+        expect(
+          split.reluGradRowMaskColsum(over[1], row, masks[1], over[1], { acc: masked[1] }, rows, cols),
+        ).toBe(true);
+        for (let k = 0; k < 2; k++) {
+          const how = `reluGradRowMaskColsum ${what}, ${k ? 'split' : 'one thread'}`;
+          expect(sameBits(over[k], dst[0]), `${how}: dPre`).toBe(true);
+          expect(same64(masked[k], grads[0]), `${how}: sums`).toBe(true);
+        }
       }
     });
 

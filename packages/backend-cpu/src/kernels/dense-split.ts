@@ -31,15 +31,30 @@ import { HANDOVER_SPIN_MS, holdUntilHere, type KernelPool, unmoving } from './ke
 export const DENSE_SPLIT_MIN_ELEMENTS = 1 << 15;
 
 /** The methods a worker runs, by the index its parts name them with. */
-const METHODS = ['adam', 'rows', 'binary', 'unary', 'colsum', 'biasReluColsum', 'reluGradRowColsum'] as const;
+const METHODS = [
+  'adam',
+  'rows',
+  'binary',
+  'unary',
+  'colsum',
+  'biasReluColsum',
+  'reluGradRowColsum',
+  'reluMask',
+  'reluGradRowMaskColsum',
+] as const;
 /** The methods whose last array is where their block sums go (a `ColumnSums` of `blocks`). */
-const BLOCK_SUM_METHODS: readonly Method[] = ['colsum', 'biasReluColsum', 'reluGradRowColsum'];
+const BLOCK_SUM_METHODS: readonly Method[] = [
+  'colsum',
+  'biasReluColsum',
+  'reluGradRowColsum',
+  'reluGradRowMaskColsum',
+];
 type Method = (typeof METHODS)[number];
 
 /**
  * A worker's set-up (evaluated there, see `KernelPool.loadNative`): an instance of the dense
  * module with the loops of {@link denseLoops}, and the function that runs one part. A part is
- * [method, op (−1: none), array count, (address, length, bytes per element: 4 or 8) per array,
+ * [method, op (−1: none), array count, (address, length, bytes per element: 1, 4 or 8) per array,
  * the method's numbers]; address 0 stands for an absent array.
  */
 const SETUP = `(d, require) => {
@@ -52,7 +67,7 @@ const SETUP = `(d, require) => {
     const arrays = [];
     for (let i = 0; i < count; i++) {
       const [at, n, size] = [part[3 + 3 * i], part[4 + 3 * i], part[5 + 3 * i]];
-      const Type = size === 8 ? Float64Array : Float32Array;
+      const Type = size === 8 ? Float64Array : size === 1 ? Uint8Array : Float32Array;
       arrays.push(at === 0 ? undefined : n === 0 ? new Type(0) : new Type(koffi.view(at, size * n)));
     }
     const rest = part.slice(3 + 3 * count);
@@ -72,7 +87,7 @@ export function splitDense(pool: KernelPool, plain: DenseWasm): DenseWasm | unde
   const module = denseWasmModule();
   if (!module || pool.threads < 2) return undefined;
   let koffi: {
-    address(a: Float32Array | Float64Array): bigint;
+    address(a: Float32Array | Float64Array | Uint8Array): bigint;
     view(at: number, bytes: number): ArrayBuffer;
   };
   let koffiPath: string;
@@ -96,7 +111,7 @@ export function splitDense(pool: KernelPool, plain: DenseWasm): DenseWasm | unde
     ...part: number[]
   ) => void;
   pool.loadNative('dense', { setup: SETUP, data, here });
-  type Operand = Float32Array | Float64Array | undefined;
+  type Operand = Float32Array | Float64Array | Uint8Array | undefined;
   const address = (a: Operand) => (a === undefined ? 0 : Number(koffi.address(a)));
 
   /**
@@ -223,6 +238,26 @@ export function splitDense(pool: KernelPool, plain: DenseWasm): DenseWasm | unde
           dy.subarray(lo * cols, hi * cols),
           r,
           y.subarray(lo * cols, hi * cols),
+          dst.subarray(lo * cols, hi * cols),
+        ],
+        [hi - lo, cols],
+      ]);
+    },
+    reluMask(a, mask, n) {
+      if (!big(n) || n % 4 !== 0) return plain.reluMask(a, mask, n);
+      return split('reluMask', undefined, n, 4, (lo, hi) => [
+        [a.subarray(lo, hi), mask.subarray(lo / 4, hi / 4)],
+        [hi - lo],
+      ]);
+    },
+    reluGradRowMaskColsum(dy, row, mask, dst, out, rows, cols) {
+      if (!splits(rows, cols)) return plain.reluGradRowMaskColsum(dy, row, mask, dst, out, rows, cols);
+      const r = unmoving(row);
+      return columnSums('reluGradRowMaskColsum', rows, cols, out, (lo, hi) => [
+        [
+          dy.subarray(lo * cols, hi * cols),
+          r,
+          mask.subarray((lo * cols) / 4, (hi * cols) / 4),
           dst.subarray(lo * cols, hi * cols),
         ],
         [hi - lo, cols],

@@ -57,8 +57,11 @@ import {
   I32_AND,
   I32_MUL,
   I32_SHL,
+  I32_SHR_U,
+  I32X4_SPLAT,
   IF,
   i32c,
+  i32x4c,
   mem,
   moduleBytes,
   SIMD,
@@ -793,19 +796,44 @@ function biasReluColsumBody(): number[] {
   );
 }
 
+const I32X4_EQ = [SIMD, 0x37];
+const I32X4_BITMASK = [SIMD, 0xa4, 0x01];
+const I32_LOAD8_U = 0x2d;
+const I32_STORE8 = 0x3a;
+/** memarg of a one-byte load or store: alignment 2⁰, offset 0. */
+const BYTE = [0, 0];
+
 /**
  * reluGradRowColsum(rows, cols, dy, row, y, dst, acc) over `rows` rows of `cols` float32 (cols
  * a multiple of 4): dst = (dy + row)·[y > 0] (the float32 sum, then the mask as a product, as
  * the add and reluGrad kernels compute it one after the other), and acc (cols float64) += each
- * row of dst, row after row.
+ * row of dst, row after row. `fromBits`: y is instead the mask bits of {@link reluMaskBody} (one
+ * byte per four elements), for a y whose memory is reused; the same arithmetic, the same values.
  */
-function reluGradRowColsumBody(): number[] {
+function reluGradRowColsumBody(fromBits = false): number[] {
   const [ROWS, COLS, DY, ROW, Y, DST, ACC] = [0, 1, 2, 3, 4, 5, 6];
-  const [R, OFF, P, CB, X, ONE] = [7, 8, 9, 10, 11, 12];
+  const [R, OFF, P, CB, X, ONE, BITS] = [7, 8, 9, 10, 11, 12, 13];
+  // [y > 0] as all-ones lanes: from y, or from the group's mask byte spread over the lanes
+  const mask = fromBits
+    ? [
+        ...get(Y),
+        ...get(P),
+        ...i32c(4),
+        I32_SHR_U,
+        I32_ADD,
+        I32_LOAD8_U,
+        ...BYTE,
+        ...I32X4_SPLAT,
+        ...get(BITS),
+        ...V128_AND,
+        ...get(BITS),
+        ...I32X4_EQ,
+      ]
+    : [...get(Y), ...get(P), I32_ADD, ...V128_LOAD, ...mem(), ...V128_ZERO, ...F32X4_GT];
   return funcBody(
     [
       [4, I32],
-      [2, V128],
+      [3, V128],
     ],
     [
       ...get(COLS),
@@ -815,6 +843,8 @@ function reluGradRowColsumBody(): number[] {
       ...f32c(1),
       ...F32X4_SPLAT,
       ...set(ONE),
+      ...i32x4c([1, 2, 4, 8]),
+      ...set(BITS),
       ...i32c(0),
       ...set(P),
       ...i32c(0),
@@ -834,13 +864,7 @@ function reluGradRowColsumBody(): number[] {
           ...V128_LOAD,
           ...mem(),
           ...F32X4_ADD,
-          ...get(Y),
-          ...get(P),
-          I32_ADD,
-          ...V128_LOAD,
-          ...mem(),
-          ...V128_ZERO,
-          ...F32X4_GT,
+          ...mask,
           ...get(ONE),
           ...V128_AND,
           ...F32X4_MUL,
@@ -862,8 +886,46 @@ function reluGradRowColsumBody(): number[] {
 }
 
 /**
+ * reluMask(n, a, mask) over n groups of four float32 at a: mask byte i holds [a > 0] of group i,
+ * lane l in bit l (a NaN gives 0, as the ReLU's gradient mask [y > 0] reads it).
+ */
+function reluMaskBody(): number[] {
+  const [N, A, MASK] = [0, 1, 2];
+  const [P, END_] = [3, 4];
+  return funcBody(
+    [[2, I32]],
+    [
+      ...get(N),
+      ...i32c(4),
+      I32_SHL,
+      ...set(END_),
+      ...i32c(0),
+      ...set(P),
+      ...whileLtU(get(P), get(END_), [
+        ...get(MASK),
+        ...get(P),
+        ...i32c(4),
+        I32_SHR_U,
+        I32_ADD,
+        ...get(A),
+        ...get(P),
+        I32_ADD,
+        ...V128_LOAD,
+        ...mem(),
+        ...V128_ZERO,
+        ...F32X4_GT,
+        ...I32X4_BITMASK,
+        I32_STORE8,
+        ...BYTE,
+        ...addTo(P, 16),
+      ]),
+    ],
+  );
+}
+
+/**
  * The module's bytes: adam, rows, one binop per binary op, one unop per unary op, sum, sumsq,
- * colsum, transpose, biasReluColsum, reluGradRowColsum.
+ * colsum, transpose, biasReluColsum, reluGradRowColsum, reluMask, reluGradRowMaskColsum.
  */
 export function denseWasmBytes(): Uint8Array {
   const binNames = Object.keys(BINARY_OPS) as DenseBinaryOp[];
@@ -888,6 +950,8 @@ export function denseWasmBytes(): Uint8Array {
       { type: 3, body: transposeBody(), export: 'transpose' },
       { type: 4, body: biasReluColsumBody(), export: 'biasReluColsum' },
       { type: 5, body: reluGradRowColsumBody(), export: 'reluGradRowColsum' },
+      { type: 2, body: reluMaskBody(), export: 'reluMask' },
+      { type: 5, body: reluGradRowColsumBody(true), export: 'reluGradRowMaskColsum' },
     ],
   );
 }
@@ -977,6 +1041,24 @@ export interface DenseWasm {
     dy: Float32Array,
     row: Float32Array,
     y: Float32Array,
+    dst: Float32Array,
+    sums: ColumnSums,
+    rows: number,
+    cols: number,
+  ): boolean;
+  /**
+   * mask[i] = the bits [a > 0] of a[4i … 4i+3] (lane l in bit l) for the first n elements of a;
+   * false unless n is a multiple of 4.
+   */
+  reluMask(a: Float32Array, mask: Uint8Array, n: number): boolean;
+  /**
+   * {@link reluGradRowColsum} with [y > 0] read from {@link reluMask}'s bits of y (for a y whose
+   * memory is reused, dst and dy often the same array); false unless cols is a multiple of 4.
+   */
+  reluGradRowMaskColsum(
+    dy: Float32Array,
+    row: Float32Array,
+    mask: Uint8Array,
     dst: Float32Array,
     sums: ColumnSums,
     rows: number,
@@ -1074,6 +1156,37 @@ export function denseLoops(exports: DenseExports, layout: (sizes: number[]) => n
       if (out.blocks) out.blocks.set(sums, k * cols);
       else for (let j = 0; j < cols; j++) out.acc[j] += sums[j];
     }
+  };
+  // reluGradRowColsum, with y as float32 or as reluMask's bits (one byte per four elements)
+  const reluGrad = (
+    dy: Float32Array,
+    row: Float32Array,
+    y: Float32Array | Uint8Array,
+    dst: Float32Array,
+    out: ColumnSums,
+    rows: number,
+    cols: number,
+  ) => {
+    if (cols % 4 !== 0 || cols === 0) return false;
+    const bits = y instanceof Uint8Array;
+    const per = chunkRows(cols);
+    const chunk = Math.min(rows, per) * cols * 4;
+    const at = layout([cols * 8, cols * 4, chunk, bits ? chunk / 16 : chunk, chunk]);
+    if (!at) return false;
+    const f = new Float32Array(ex.mem.buffer);
+    const bytes = new Uint8Array(ex.mem.buffer);
+    const sums = new Float64Array(ex.mem.buffer, at[0], cols);
+    f.set(row.subarray(0, cols), at[1] / 4);
+    const [DY, D] = [at[2] / 4, at[4] / 4];
+    byBlocks(rows, cols, per, sums, out, (r, nr) => {
+      const [o, len] = [r * cols, nr * cols];
+      f.set(dy.subarray(o, o + len), DY);
+      if (bits) bytes.set(y.subarray(o / 4, (o + len) / 4), at[3]);
+      else f.set(y.subarray(o, o + len), at[3] / 4);
+      ex[bits ? 'reluGradRowMaskColsum' : 'reluGradRowColsum'](nr, cols, at[2], at[1], at[3], at[4], at[0]);
+      dst.set(f.subarray(D, D + len), o);
+    });
+    return true;
   };
   return {
     adam(p, g, m, v, p2, m2, v2, n, b1, b2, step, sqrtBc2, eps) {
@@ -1211,23 +1324,25 @@ export function denseLoops(exports: DenseExports, layout: (sizes: number[]) => n
       return true;
     },
     reluGradRowColsum(dy, row, y, dst, out, rows, cols) {
-      if (cols % 4 !== 0 || cols === 0) return false;
-      const per = chunkRows(cols);
-      const chunk = Math.min(rows, per) * cols * 4;
-      const at = layout([cols * 8, cols * 4, chunk, chunk, chunk]);
+      return reluGrad(dy, row, y, dst, out, rows, cols);
+    },
+    reluMask(a, mask, n) {
+      if (n % 4 !== 0) return false;
+      const c = Math.min(n, CHUNK);
+      const at = layout([c * 4, c / 4]);
       if (!at) return false;
       const f = new Float32Array(ex.mem.buffer);
-      const sums = new Float64Array(ex.mem.buffer, at[0], cols);
-      f.set(row.subarray(0, cols), at[1] / 4);
-      const [DY, Y, D] = [at[2] / 4, at[3] / 4, at[4] / 4];
-      byBlocks(rows, cols, per, sums, out, (r, nr) => {
-        const [o, len] = [r * cols, nr * cols];
-        f.set(dy.subarray(o, o + len), DY);
-        f.set(y.subarray(o, o + len), Y);
-        ex.reluGradRowColsum(nr, cols, at[2], at[1], at[3], at[4], at[0]);
-        dst.set(f.subarray(D, D + len), o);
-      });
+      const bytes = new Uint8Array(ex.mem.buffer);
+      for (let o = 0; o < n; o += c) {
+        const len = Math.min(c, n - o);
+        f.set(a.subarray(o, o + len), at[0] / 4);
+        ex.reluMask(len / 4, at[0], at[1]);
+        mask.set(bytes.subarray(at[1], at[1] + len / 4), o / 4);
+      }
       return true;
+    },
+    reluGradRowMaskColsum(dy, row, mask, dst, out, rows, cols) {
+      return reluGrad(dy, row, mask, dst, out, rows, cols);
     },
   };
 }

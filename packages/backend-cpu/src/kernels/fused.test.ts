@@ -1,6 +1,7 @@
 import {
   linearBiasReluSum,
   registerBackend,
+  reluDecodeGrad,
   reluGradRowSum,
   type Tensor,
   tensor,
@@ -10,8 +11,8 @@ import { compareValues } from '@dictlearn/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCpuBackend } from '../backend.js';
 
-// The fused kernels of the ReLU encoder and its L1 penalty (linearBiasReluSum, reluGradRowSum)
-// against plain loops written here, rounding each float32 operation as the unfused kernels do
+// The fused kernels of the ReLU encoder and its L1 penalty (linearBiasReluSum, reluGradRowSum,
+// and reluDecodeGrad, which forms dF from the decoder in the same pass) against plain loops written here, rounding each float32 operation as the unfused kernels do
 // (the matmul, then bias + ReLU; add, then reluGrad): features and dPre must match bit for bit,
 // on the WebAssembly SIMD path (columns a multiple of 4) and on the TypeScript loops (columns
 // that are not, and the float64 backend); column sums are float64 sums rounded once.
@@ -94,6 +95,54 @@ describe.each(['fused', 'fused64'])('fused ReLU + L1 kernels on %s', (backend) =
     if (Number.isNaN(want[3])) wantSums[3] = Number.NaN;
     expect(compareValues(got, Array.from(wantSums, f), { rtol: 1e-6, atol: 1e-6 }, 'column sums')).toBeNull();
   });
+
+  it.each(SHAPES)(
+    'reluDecodeGrad [%i, %i]: (dX̂·W_decᵀ + row)·[y > 0], over y in place',
+    async (rows, cols) => {
+      const next = random(rows * 5 + cols);
+      const [n, size] = [3, rows * cols];
+      const dDec = Array.from({ length: rows * n }, () => next() * 2 - 1);
+      const wDec = Array.from({ length: cols * n }, () => next() * 2 - 1);
+      const row = Array.from({ length: cols }, () => next() - 0.5);
+      const y = Array.from({ length: size }, (_, i) =>
+        i % 89 === 7 ? Number.NaN : next() < 0.4 ? next() : -next() * +(i % 3 === 0),
+      );
+      dDec[n] = Number.POSITIVE_INFINITY; // row 1 of dF is ±∞ or NaN: its masked-off elements NaN
+      const want = new Float64Array(size);
+      const wantSums = new Float64Array(cols);
+      for (let r = 0; r < rows; r++) {
+        for (let j = 0; j < cols; j++) {
+          // dF as the TypeScript matmul rounds it (p in order), then the add and reluGrad kernels
+          let s = 0;
+          for (let p = 0; p < n; p++) s = round(s + f(dDec[r * n + p]) * f(wDec[j * n + p]));
+          const i = r * cols + j;
+          want[i] = round(s + f(row[j])) * +(f(y[i]) > 0);
+          wantSums[j] += want[i];
+        }
+      }
+      for (const inPlace of [false, true]) {
+        const yT = tensor(y, [rows, cols], { backend });
+        const [dPre, sums] = reluDecodeGrad(
+          tensor(dDec, [rows, n], { backend }),
+          tensor(wDec, [cols, n], { backend }),
+          tensor(row, [cols], { backend }),
+          yT,
+          { inPlace },
+        );
+        expect(dPre.storage === yT.storage).toBe(inPlace);
+        const what = `dPre (inPlace ${inPlace})`;
+        expect(sameBits(await read(dPre), want, what)).toBeNull();
+        expect(
+          compareValues(
+            await read(sums),
+            Array.from(wantSums, f),
+            { rtol: 1e-6, atol: 1e-6 },
+            `${what} sums`,
+          ),
+        ).toBeNull();
+      }
+    },
+  );
 
   it.each(SHAPES)('linearBiasReluSum [%i, %i]: relu(x·W + b) and its column sums', async (rows, cols) => {
     const next = random(rows + cols * 3);

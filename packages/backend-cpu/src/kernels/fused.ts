@@ -66,40 +66,51 @@ export function biasReluColsum(
 
 /**
  * dst = (dy + row)·[y > 0] over [rows, cols] (the float32 sum rounded first, as the add kernel
- * stores it), and acc[j] += Σ_r dst[r, j] (float64, in blocks of rows).
+ * stores it), and acc[j] += Σ_r dst[r, j] (float64, in blocks of rows). `y` may be given as
+ * {@link reluMask}'s bits of y instead (for a y whose memory dst or dy now is): the same values.
  */
 export function reluGradRowColsum(
   ctx: CpuContext,
   dy: FloatArray,
   row: FloatArray,
-  y: FloatArray,
+  y: FloatArray | Uint8Array,
   dst: FloatArray,
   rows: number,
   cols: number,
   acc: Float64Array,
 ): void {
+  const bits = y instanceof Uint8Array;
   if (dst.length >= DENSE_MIN_ELEMENTS) {
-    const simd = ctx.dense(dy, row, y, dst);
+    const simd = bits ? ctx.dense(dy, row, dst) : ctx.dense(dy, row, y, dst);
+    const args = [dy as Float32Array, row as Float32Array] as const;
+    const [d, sums] = [dst as Float32Array, { acc }];
     if (
-      simd?.reluGradRowColsum(
-        dy as Float32Array,
-        row as Float32Array,
-        y as Float32Array,
-        dst as Float32Array,
-        { acc },
-        rows,
-        cols,
-      )
+      simd &&
+      (bits
+        ? simd.reluGradRowMaskColsum(...args, y, d, sums, rows, cols)
+        : simd.reluGradRowColsum(...args, y as Float32Array, d, sums, rows, cols))
     )
       return;
   }
   const round = dst instanceof Float32Array ? Math.fround : (v: number) => v;
+  const on = bits ? (i: number) => (y[i >> 2] >> (i & 3)) & 1 : (i: number) => +(y[i] > 0);
   blockedColumnSums(rows, cols, acc, (o, sums) => {
     for (let j = 0; j < cols; j++) {
-      dst[o + j] = round(dy[o + j] + row[j]) * +(y[o + j] > 0);
+      dst[o + j] = round(dy[o + j] + row[j]) * on(o + j);
       sums[j] += dst[o + j];
     }
   });
+}
+
+/**
+ * mask[i >> 2] bit (i & 3) = [y[i] > 0] for the n elements of y (the bits of the dense loops'
+ * reluMask, for any n): what the ReLU's backward needs of y once y's memory is reused.
+ */
+export function reluMask(ctx: CpuContext, y: FloatArray, mask: Uint8Array): void {
+  const n = y.length;
+  if (n >= DENSE_MIN_ELEMENTS && n % 4 === 0 && ctx.dense(y)?.reluMask(y as Float32Array, mask, n)) return;
+  mask.fill(0);
+  for (let i = 0; i < n; i++) mask[i >> 2] |= +(y[i] > 0) << (i & 3);
 }
 
 /** Column sums held in float64, stored at the backend's precision. */
@@ -115,15 +126,49 @@ function stored(ctx: CpuContext, acc: Float64Array): CpuArray {
  */
 export function registerFused(
   ctx: CpuContext,
-  product: (a: KernelTensor, b: KernelTensor, attrs: Attrs) => KernelOutput,
+  product: (a: KernelTensor, b: KernelTensor, attrs: Attrs, into?: FloatArray) => KernelOutput,
 ): void {
-  ctx.kernel('linearBiasReluSum', ([x, w, bias], attrs) => {
-    const shape = attrs.shape as number[];
-    const o = product(x, w, { transA: false, transB: attrs.transB as boolean, shape });
+  const encode = (x: KernelTensor, w: KernelTensor, bias: KernelTensor, transB: boolean, shape: number[]) => {
+    const o = product(x, w, { transA: false, transB, shape });
     const [rows, cols] = shape;
     const acc = new Float64Array(cols);
     biasReluColsum(ctx, o.data as FloatArray, arr(bias) as FloatArray, rows, cols, acc);
     return [out(o.data as CpuArray, shape, 'float32'), out(stored(ctx, acc), [cols], 'float32')];
+  };
+  ctx.kernel('linearBiasReluSum', ([x, w, bias], attrs) => encode(x, w, bias, attrs.transB, attrs.shape));
+  ctx.kernel('linearBiasReluSumDecode', ([x, w, bias, wDec], attrs) => {
+    const [f, sums] = encode(x, w, bias, attrs.transB, attrs.shape);
+    const fView: KernelTensor = {
+      data: f.data,
+      shape: f.shape,
+      dtype: 'float32',
+      size: f.shape[0] * f.shape[1],
+    };
+    const decoded = product(fView, wDec, {
+      transA: false,
+      transB: false,
+      shape: [attrs.shape[0], wDec.shape[1]],
+    });
+    return [f, sums, decoded];
+  });
+  ctx.kernel('reluDecodeGrad', ([dDecoded, wDec, row, f], attrs) => {
+    const [rows, cols] = f.shape;
+    const y = arr(f) as FloatArray;
+    const r = arr(row) as FloatArray;
+    const acc = new Float64Array(cols);
+    const sums = () => out(stored(ctx, acc), [cols], f.dtype);
+    const attrsOf = { transA: false, transB: true, shape: [rows, cols] };
+    if (attrs.inPlace) {
+      // f is ours: keep its ReLU mask (a bit per element), then the product goes over f
+      const mask = new Uint8Array(Math.ceil(y.length / 4));
+      reluMask(ctx, y, mask);
+      product(dDecoded, wDec, attrsOf, y);
+      reluGradRowColsum(ctx, y, r, mask, y, rows, cols, acc);
+      return [out(y, f.shape, f.dtype), sums()];
+    }
+    const o = product(dDecoded, wDec, attrsOf).data as FloatArray;
+    reluGradRowColsum(ctx, o, r, y, o, rows, cols, acc);
+    return [out(o, f.shape, f.dtype), sums()];
   });
   ctx.kernel('reluGradRowSum', ([dy, row, y], attrs) => {
     const [rows, cols] = dy.shape.length === 2 ? dy.shape : [1, dy.size];

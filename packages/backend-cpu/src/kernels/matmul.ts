@@ -72,7 +72,8 @@ export function registerMatmul(ctx: CpuContext, fast: () => FastMatmul | undefin
   });
   ctx.kernel('matmul', ([a, b], attrs) => product(a, b, attrs));
   registerFused(ctx, product);
-  function product(a: KernelTensor, b: KernelTensor, attrs: Attrs) {
+  /** op(a)·op(b) into a new array, or over `into` (its old values unread) where given. */
+  function product(a: KernelTensor, b: KernelTensor, attrs: Attrs, into?: FloatArray) {
     const transA = attrs.transA as boolean;
     const transB = attrs.transB as boolean;
     const shape = attrs.shape as number[];
@@ -87,7 +88,8 @@ export function registerMatmul(ctx: CpuContext, fast: () => FastMatmul | undefin
     // Only float32 backends ever load a fast path.
     const f = work >= FAST_MATMUL_MIN_WORK ? fast() : undefined;
     // The native product overwrites C (beta = 0), so it needs no zeroing.
-    const C = ctx.alloc('float32', batch * m * n, !f) as FloatArray;
+    const C = into ?? (ctx.alloc('float32', batch * m * n, !f) as FloatArray);
+    if (into && !f) into.fill(0);
     if (C.length === 0 || k === 0) return out(C.fill(0), shape, 'float32');
     const strideA = a.shape.length === 3 ? m * k : 0;
     const strideB = b.shape.length === 3 ? k * n : 0;

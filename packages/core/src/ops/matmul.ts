@@ -1,6 +1,7 @@
 import { runOp } from '../engine.js';
 import { check, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
+import { zeros, zerosLike } from './create.js';
 import { add, biasRelu, reluGrad, requireFloat } from './elementwise.js';
 import { sum } from './reduce.js';
 
@@ -176,6 +177,112 @@ export function reluGradRowSum(
         const d = reluGrad(add(dF, row), f);
         return [d, sum(d, 0)];
       },
+    },
+  );
+  return [dpre, colsum];
+}
+
+/**
+ * The ReLU SAE's encoder and decoder product in one op: [f, Σ_b f, f·W_dec] with f =
+ * relu(x·op(W) + b) as {@link linearBiasReluSum} gives them, for W_dec [F, n]. The same values as
+ * the two ops one after the other; what it changes is the backward pass, which runs through
+ * {@link reluDecodeGrad}: f's gradient from the decoder (dX̂·W_decᵀ, [B, F]) is formed in the
+ * pass that applies the ReLU's mask, written over f where nothing else reads f afterwards, so the
+ * step never holds two [B, F] arrays. A gradient reaching f itself (a penalty on f) takes the
+ * unfused path.
+ */
+export function linearBiasReluSumDecode(
+  x: Tensor,
+  w: Tensor,
+  b: Tensor,
+  wDec: Tensor,
+  options: { transB?: boolean } = {},
+): [Tensor, Tensor, Tensor] {
+  const transB = options.transB ?? false;
+  const shape = encoderShape('linearBiasReluSumDecode', x, w, b, transB);
+  requireFloat('linearBiasReluSumDecode', wDec, 'W_dec');
+  check(
+    wDec.rank === 2 && wDec.shape[0] === shape[1],
+    'linearBiasReluSumDecode',
+    () => `W_dec must be [${shape[1]}, n] for ${shape[1]} features, got ${fmtShape(wDec.shape)}`,
+  );
+  const [f, colsum, decoded] = runOp(
+    'linearBiasReluSumDecode',
+    [x, w, b, wDec],
+    { transB, shape },
+    {
+      composition: () => {
+        const [f, colsum] = linearBiasReluSum(x, w, b, { transB });
+        return [f, colsum, matmul(f, wDec)];
+      },
+      missingGrads: true,
+      grad: (inputs, outputs) => (dys, needs, own, ownOutputs) => {
+        const [dF, dSums, dDecoded] = dys as (Tensor | undefined)[];
+        const f = outputs[0];
+        // f·W_dec's gradients: W_dec's first, while f still holds f
+        const dWDec = needs[3] && dDecoded ? matmul(f, dDecoded, { transA: true }) : null;
+        const row = dSums ?? zeros([f.shape[1]], { backend: f.backend });
+        let dpre: Tensor;
+        let db: Tensor;
+        if (dDecoded && !dF) {
+          [dpre, db] = reluDecodeGrad(dDecoded, inputs[3], row, f, { inPlace: ownOutputs?.[0] ?? false });
+        } else {
+          const fromDecoder = dDecoded ? matmul(dDecoded, inputs[3], { transB: true }) : undefined;
+          const total = dF && fromDecoder ? add(dF, fromDecoder) : (dF ?? fromDecoder);
+          const owned = fromDecoder !== undefined || (own?.[0] ?? false);
+          [dpre, db] = reluGradRowSum(total ?? zerosLike(f), row, f, { inPlace: owned || !total });
+        }
+        return [...encoderGrads(inputs, dpre, transB, needs, () => db), dWDec];
+      },
+    },
+  );
+  return [f, colsum, decoded];
+}
+
+/**
+ * The backward of {@link linearBiasReluSumDecode} where only its decoded output and its column
+ * sums carry a gradient: [dPre, Σ_b dPre] with dPre = (dX̂·W_decᵀ + row)·[f > 0], for dX̂ [B, n],
+ * W_dec [F, n], row [F] and f [B, F]; the same values as `matmul(dX̂, W_dec, { transB: true })`
+ * then {@link reluGradRowSum}. `inPlace`: the caller gives f up (it never reads it again), so a
+ * backend may write dPre over f instead of allocating a second [B, F] array.
+ */
+export function reluDecodeGrad(
+  dDecoded: Tensor,
+  wDec: Tensor,
+  row: Tensor,
+  f: Tensor,
+  options: { inPlace?: boolean } = {},
+): [Tensor, Tensor] {
+  check(
+    dDecoded.rank === 2 &&
+      wDec.rank === 2 &&
+      f.rank === 2 &&
+      dDecoded.shape[0] === f.shape[0] &&
+      wDec.shape[0] === f.shape[1] &&
+      wDec.shape[1] === dDecoded.shape[1],
+    'reluDecodeGrad',
+    () =>
+      `expects dX̂ [B, n], W_dec [F, n] and f [B, F], got ${fmtShape(dDecoded.shape)}, ${fmtShape(wDec.shape)} and ${fmtShape(f.shape)}`,
+  );
+  check(
+    row.rank === 1 && row.shape[0] === f.shape[1],
+    'reluDecodeGrad',
+    () => `row must be [${f.shape[1]}] for f ${fmtShape(f.shape)}, got ${fmtShape(row.shape)}`,
+  );
+  for (const [what, t] of [
+    ['dX̂', dDecoded],
+    ['W_dec', wDec],
+    ['row', row],
+    ['f', f],
+  ] as const) {
+    requireFloat('reluDecodeGrad', t, what);
+  }
+  const [dpre, colsum] = runOp(
+    'reluDecodeGrad',
+    [dDecoded, wDec, row, f],
+    { inPlace: options.inPlace ?? false },
+    {
+      composition: () => reluGradRowSum(matmul(dDecoded, wDec, { transB: true }), row, f, { inPlace: true }),
     },
   );
   return [dpre, colsum];
