@@ -115,18 +115,18 @@ describe.each([
         [false, true],
         [true, true],
       ]) {
-        // the decoder's product and the column sums, and a penalty on f itself (Σ f²) or none
-        const loss = (f: Tensor, sums: Tensor, decoded: Tensor) => {
-          const l = add(sum(square(sub(decoded, x))), mul(sum(sums), L1));
+        // the reconstruction and the column sums, and a penalty on f itself (Σ f²) or none
+        const loss = (f: Tensor, sums: Tensor, xhat: Tensor) => {
+          const l = add(sum(square(sub(xhat, x))), mul(sum(sums), L1));
           return penaltyOnF ? add(l, sum(square(f))) : l;
         };
         const got = valueAndGrad(() => {
-          const [f, sums, decoded] = linearBiasReluSumDecode(x, w, p.b_enc, p.W_dec, opts);
-          return { value: loss(f, sums, decoded), aux: keepF ? { f, copy: mul(f, 1) } : {} };
+          const [f, sums, xhat] = linearBiasReluSumDecode(x, w, p.b_enc, p.W_dec, p.b_dec, opts);
+          return { value: loss(f, sums, xhat), aux: keepF ? { f, copy: mul(f, 1) } : {} };
         }, vars);
         const want = valueAndGrad(() => {
           const [f, sums] = linearBiasReluSum(x, w, p.b_enc, opts);
-          return loss(f, sums, matmul(f, p.W_dec));
+          return loss(f, sums, add(matmul(f, p.W_dec), p.b_dec));
         }, vars);
         const how = `penalty on f ${penaltyOnF}, f kept ${keepF}`;
         expect(Array.from(await got.value.data()), how).toEqual(Array.from(await want.value.data()));

@@ -16,10 +16,11 @@ import {
   randomUniform,
   randomUnitRows,
   reshape,
+  scaledDifference,
   scatterAddRows,
-  square,
   sub,
   sum,
+  sumSquaredDifference,
   type Tensor,
   tensor,
   transpose,
@@ -72,7 +73,7 @@ export function encodeReluWithSums(
 }
 
 /**
- * {@link encodeReluWithSums} and the decoder's product f·W_dec (without b_dec) in one op
+ * {@link encodeReluWithSums} and the reconstruction x̂ = f·W_dec + b_dec in one op
  * ({@link linearBiasReluSumDecode}): the same values, but the backward pass forms f's gradient
  * from the decoder where it applies the ReLU's mask, over f's own memory, so a training step
  * holds one [B, F] array instead of two.
@@ -83,12 +84,11 @@ export function encodeDecodeRelu(
   bEnc: Tensor,
   enc: { W_enc: Tensor } | { W_dec: Tensor },
   wDec: Tensor,
-): { features: Tensor; sums: Tensor; decoded: Tensor } {
+): { features: Tensor; sums: Tensor; reconstruction: Tensor } {
   const [w, transB] = 'W_enc' in enc ? [enc.W_enc, false] : [enc.W_dec, true];
-  const [features, sums, decoded] = linearBiasReluSumDecode(x, w, encoderShift(bDec, bEnc, w, transB), wDec, {
-    transB,
-  });
-  return { features, sums, decoded };
+  const shift = encoderShift(bDec, bEnc, w, transB);
+  const [features, sums, reconstruction] = linearBiasReluSumDecode(x, w, shift, wDec, bDec, { transB });
+  return { features, sums, reconstruction };
 }
 
 /** f W_dec + b_dec. */
@@ -153,9 +153,9 @@ export function initBiases(
 export function meanSquaredError(x: Tensor, xhat: Tensor): Tensor {
   const B = x.shape[0];
   return customGrad((x: Tensor, xhat: Tensor) => ({
-    value: div(sum(square(sub(x, xhat))), B),
+    value: div(sumSquaredDifference(x, xhat), B),
     // (dy/B)·2 first, as autograd of div, then square, rounds it
-    grad: (dy) => [null, mul(sub(xhat, x), mul(div(dy, B), 2))],
+    grad: (dy) => [null, scaledDifference(xhat, x, mul(div(dy, B), 2))],
   }))(x, xhat);
 }
 
@@ -213,18 +213,17 @@ export function resampleLinear(p: Params, features: DeadFeatures, inputs: Tensor
  * The standard SAE loss from features f ≥ 0: mean‖x − x̂‖² + λ·s(t)·mean‖f‖₁, with x̂ decoded by
  * W_dec. The per-feature sums of f (needed for ‖f‖₁ anyway) double as the firing activity;
  * `enc` is the features, or the features with those sums ({@link encodeReluWithSums}), or with
- * those sums and f·W_dec ({@link encodeDecodeRelu}).
+ * those sums and x̂ ({@link encodeDecodeRelu}).
  */
 export function reluL1Loss(
   p: Params,
   x: Tensor,
-  enc: Tensor | { features: Tensor; sums: Tensor; decoded?: Tensor },
+  enc: Tensor | { features: Tensor; sums: Tensor; reconstruction?: Tensor },
   l1Penalty: number,
   ctx: LossContext,
 ): LossOutput {
   const f = 'features' in enc ? enc.features : enc;
-  const xhat =
-    'features' in enc && enc.decoded ? add(enc.decoded, p.b_dec) : decodeLinear(f, p.W_dec, p.b_dec);
+  const xhat = ('features' in enc && enc.reconstruction) || decodeLinear(f, p.W_dec, p.b_dec);
   const mse = meanSquaredError(x, xhat);
   const activity = 'features' in enc ? enc.sums : sum(f, 0);
   const l1 = div(sum(activity), x.shape[0]);

@@ -118,8 +118,15 @@ describe('launch parameters', () => {
     // Ops the CPU fuses that run as their compositions here, from kernels CUDA has: core's
     // batchTopkEncode (its selection across the batch is topk over the flattened batch), and the
     // Standard SAE's encode–decode op and its backward (linearBiasReluSum and matmul; matmul and
-    // reluGradRowSum), whose CPU kernels exist to write f's gradient over f in host memory.
-    const composedHere = new Set(['batchTopkEncode', 'linearBiasReluSumDecode', 'reluDecodeGrad']);
+    // reluGradRowSum), whose CPU kernels exist to write f's gradient over f in host memory, and
+    // sumSquaredDifference and scaledDifference (sub, then square and sum, or mul).
+    const composedHere = new Set([
+      'scaledDifference',
+      'batchTopkEncode',
+      'linearBiasReluSumDecode',
+      'reluDecodeGrad',
+      'sumSquaredDifference',
+    ]);
     const missing = kernelsOf('cpu').filter((op) => !have.has(op) && !composedHere.has(op));
     expect(missing).toEqual([]);
     for (const op of [

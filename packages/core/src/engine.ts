@@ -93,7 +93,8 @@ export function keep<T extends Tensor>(t: T): T {
 /**
  * Computes the gradients of a node's inputs from the gradients of its outputs. `own[k]` says the
  * backward pass hands over `dys[k]`: nothing else holds it and it is freed after this call, so
- * the function may overwrite it (an op's in-place variant), never read it after that.
+ * the function may overwrite it (an op's in-place variant), never read it after that, or
+ * dispose it once it has read it for the last time (to free it before its own temporaries).
  * `ownOutputs[k]` says the same of the node's forward output k: nothing reads it after this call
  * (no caller kept it, no view shares its storage), so the function may write over it once it
  * has read what it needs. An output no gradient reached gets zeros in `dys`, or `undefined` for
@@ -112,6 +113,8 @@ interface TapeNode {
   grad: GradFn;
   /** Outputs no gradient reached are given as `undefined`, not zeros (see {@link OpSpec.missingGrads}). */
   missingGrads: boolean;
+  /** The outputs the gradient rule reads (undefined: all); see {@link OpSpec.gradReadsOutputs}. */
+  gradReadsOutputs?: readonly number[];
 }
 
 interface Tape {
@@ -127,7 +130,7 @@ function record(
   outputs: Tensor[],
   grad: GradFn | undefined,
   op: string,
-  missingGrads = false,
+  spec: Pick<OpSpec, 'missingGrads' | 'gradReadsOutputs'> = {},
 ): void {
   if (!tape || tape.paused > 0) return;
   if (!inputs.some((t) => tape!.requiresGrad.has(t))) return;
@@ -140,7 +143,13 @@ function record(
     t.tapeHeld = true;
     if (t.dtype === 'float32') tape.requiresGrad.add(t);
   }
-  tape.nodes.push({ inputs, outputs, grad, missingGrads });
+  tape.nodes.push({
+    inputs,
+    outputs,
+    grad,
+    missingGrads: spec.missingGrads ?? false,
+    gradReadsOutputs: spec.gradReadsOutputs,
+  });
   void op;
 }
 
@@ -184,6 +193,12 @@ export interface OpSpec<A = Attrs> {
    * tensor of zeros of the output's shape): for ops with a large output that is often unused.
    */
   missingGrads?: boolean;
+  /**
+   * The outputs (by index) the gradient rule reads; the backward pass frees the others before
+   * it runs, where nothing else reads them (so a large unread output is not held through it).
+   * Undefined: it may read them all.
+   */
+  gradReadsOutputs?: readonly number[];
 }
 
 function kernelView(t: Tensor): KernelTensor {
@@ -259,7 +274,7 @@ export function runOp<Op extends OpName>(
   const raw = kernel(inputs.map(kernelView), attrs, backend);
   const outs = (Array.isArray(raw) ? raw : [raw]).map((o) => wrap(backend, o, inputs));
   if (tape && tape.paused === 0 && inputs.length > 0) {
-    record(inputs, outs, spec.grad?.(inputs, outs, attrs), name, spec.missingGrads);
+    record(inputs, outs, spec.grad?.(inputs, outs, attrs), name, spec);
   }
   return outs;
 }
@@ -453,6 +468,12 @@ function backward(t: Tape, value: Tensor, params: Tensor[], keepSet: Set<Tensor>
     const ownOutputs = node.outputs.map(
       (o) => !keepSet.has(o) && !o.kept && !holders.has(o) && o.storage.refs === 1 && !dys.includes(o),
     );
+    if (node.gradReadsOutputs) {
+      const reads = node.gradReadsOutputs;
+      node.outputs.forEach((o, k) => {
+        if (ownOutputs[k] && !reads.includes(k)) o.dispose();
+      });
+    }
     const dxs = scope(() => node.grad(dys as Tensor[], needs, own, ownOutputs));
     const returned = new Set(dxs.filter((d): d is Tensor => d instanceof Tensor));
     node.inputs.forEach((x, j) => {

@@ -205,6 +205,10 @@ export interface OpAttrs {
     /** Output shape. */
     shape: number[];
   };
+  /** (a − b)·s for same-shape a, b and a one-element s (composite). */
+  scaledDifference: NoAttrs;
+  /** Σ (a − b)² over all elements (composite). */
+  sumSquaredDifference: NoAttrs;
   /** Count of NaN and ±Inf (composite). */
   countNonFinite: NoAttrs;
   /** op(A)·op(B). */
@@ -231,8 +235,8 @@ export interface OpAttrs {
     shape: number[];
   };
   /**
-   * The ReLU encoder and the decoder's product (composite, with a gradient rule through
-   * `reluDecodeGrad`): relu(x·op(W) + b), its column sums, and that times W_dec.
+   * The ReLU SAE's forward pass (composite, with a gradient rule through `reluDecodeGrad`):
+   * relu(x·op(W) + b), its column sums, and that times W_dec plus b_dec.
    */
   linearBiasReluSumDecode: {
     /** Whether the encoder's W is transposed. */

@@ -489,31 +489,33 @@ function unopBody(op: (x: number[]) => number[]): number[] {
  * `squares`), in two float64 lanes per half-vector (four partial sums, added at the end by the
  * caller).
  */
-function sumBody(squares: boolean): number[] {
+function sumBody(squares: boolean, differences = false): number[] {
   const [BYTES, A, OUT] = [0, 1, 2];
-  const [OFF, X, S0, S1] = [3, 4, 5, 6];
+  // with `differences`: a second operand B before OUT, and the lanes are fround((a − b)²)
+  const [B, OUT_] = [2, 3];
+  const [OFF, X, S0, S1] = differences ? [4, 5, 6, 7] : [3, 4, 5, 6];
+  const out = differences ? OUT_ : OUT;
+  const load = (base: number) => [...get(base), ...get(OFF), I32_ADD, ...V128_LOAD, ...mem()];
   return funcBody(
     [
       [1, I32],
       [3, V128],
     ],
     [
-      ...get(OUT),
+      ...get(out),
       ...V128_LOAD,
       ...mem(),
       ...set(S0),
-      ...get(OUT),
+      ...get(out),
       ...V128_LOAD,
       ...mem(16),
       ...set(S1),
       ...i32c(0),
       ...set(OFF),
       ...whileLtU(get(OFF), get(BYTES), [
-        ...get(A),
-        ...get(OFF),
-        I32_ADD,
-        ...V128_LOAD,
-        ...mem(),
+        ...(differences
+          ? [...load(A), ...load(B), ...F32X4_SUB, ...set(X), ...get(X), ...get(X), ...F32X4_MUL]
+          : load(A)),
         ...set(X),
         ...get(S0),
         ...get(X),
@@ -529,11 +531,11 @@ function sumBody(squares: boolean): number[] {
         ...set(S1),
         ...addTo(OFF, 16),
       ]),
-      ...get(OUT),
+      ...get(out),
       ...get(S0),
       ...V128_STORE,
       ...mem(),
-      ...get(OUT),
+      ...get(out),
       ...get(S1),
       ...V128_STORE,
       ...mem(16),
@@ -924,7 +926,7 @@ function reluMaskBody(): number[] {
 }
 
 /**
- * The module's bytes: adam, rows, one binop per binary op, one unop per unary op, sum, sumsq,
+ * The module's bytes: adam, rows, one binop per binary op, one unop per unary op, sum, sumsq, sumsqdiff,
  * colsum, transpose, biasReluColsum, reluGradRowColsum, reluMask, reluGradRowMaskColsum.
  */
 export function denseWasmBytes(): Uint8Array {
@@ -946,6 +948,7 @@ export function denseWasmBytes(): Uint8Array {
       ...unNames.map((n) => ({ type: 2, body: unopBody(UNARY_OPS[n]), export: `u_${n}` })),
       { type: 2, body: sumBody(false), export: 'sum' },
       { type: 2, body: sumBody(true), export: 'sumsq' },
+      { type: 3, body: sumBody(false, true), export: 'sumsqdiff' },
       { type: 3, body: colsumBody(), export: 'colsum' },
       { type: 3, body: transposeBody(), export: 'transpose' },
       { type: 4, body: biasReluColsumBody(), export: 'biasReluColsum' },
@@ -1021,6 +1024,11 @@ export interface DenseWasm {
   unary(op: DenseUnaryOp, a: Float32Array, dst: Float32Array, n: number): boolean;
   /** The sum of a[0..n) (of their squares with `squares`) in float64 (four partial sums, then the tail). */
   sum(a: Float32Array, n: number, squares?: boolean): number | undefined;
+  /**
+   * Σ (a − b)² over n elements, each difference and square rounded to float32 (what sum of
+   * square of sub computes), summed in float64 in {@link sum}'s order.
+   */
+  sumSquaredDifference(a: Float32Array, b: Float32Array, n: number): number | undefined;
   /**
    * Column sums of a [rows, cols] (float64, in {@link COLUMN_BLOCK_ROWS}-row blocks, see
    * {@link ColumnSums}); false unless cols is a multiple of 4.
@@ -1157,6 +1165,34 @@ export function denseLoops(exports: DenseExports, layout: (sizes: number[]) => n
       else for (let j = 0; j < cols; j++) out.acc[j] += sums[j];
     }
   };
+  // sum of a (of its squares with `squares`, of fround((a − b)²) with b): four float64 lane
+  // sums over the whole vectors, then the tail in order
+  const sumOf = (a: Float32Array, b: Float32Array | undefined, n: number, squares: boolean) => {
+    const c = Math.min(n, CHUNK);
+    const at = layout([32, c * 4, b ? c * 4 : 0]);
+    if (!at) return undefined;
+    const f = new Float32Array(ex.mem.buffer);
+    const acc = new Float64Array(ex.mem.buffer, at[0], 4);
+    acc.fill(0);
+    const whole = n - (n % 4);
+    for (let o = 0; o < whole; o += CHUNK) {
+      const len = Math.min(CHUNK, whole - o);
+      f.set(a.subarray(o, o + len), at[1] / 4);
+      if (b) {
+        f.set(b.subarray(o, o + len), at[2] / 4);
+        ex.sumsqdiff(len * 4, at[1], at[2], at[0]);
+      } else ex[squares ? 'sumsq' : 'sum'](len * 4, at[1], at[0]);
+    }
+    let s = acc[0] + acc[2] + (acc[1] + acc[3]);
+    for (let i = whole; i < n; i++) {
+      if (!b) s += squares ? a[i] * a[i] : a[i];
+      else {
+        const d = Math.fround(a[i] - b[i]);
+        s += Math.fround(d * d);
+      }
+    }
+    return s;
+  };
   // reluGradRowColsum, with y as float32 or as reluMask's bits (one byte per four elements)
   const reluGrad = (
     dy: Float32Array,
@@ -1267,21 +1303,10 @@ export function denseLoops(exports: DenseExports, layout: (sizes: number[]) => n
       return true;
     },
     sum(a, n, squares = false) {
-      const c = Math.min(n, CHUNK);
-      const at = layout([32, c * 4]);
-      if (!at) return undefined;
-      const f = new Float32Array(ex.mem.buffer);
-      const acc = new Float64Array(ex.mem.buffer, at[0], 4);
-      acc.fill(0);
-      const whole = n - (n % 4);
-      for (let o = 0; o < whole; o += CHUNK) {
-        const len = Math.min(CHUNK, whole - o);
-        f.set(a.subarray(o, o + len), at[1] / 4);
-        ex[squares ? 'sumsq' : 'sum'](len * 4, at[1], at[0]);
-      }
-      let s = acc[0] + acc[2] + (acc[1] + acc[3]);
-      for (let i = whole; i < n; i++) s += squares ? a[i] * a[i] : a[i];
-      return s;
+      return sumOf(a, undefined, n, squares);
+    },
+    sumSquaredDifference(a, b, n) {
+      return sumOf(a, b, n, false);
     },
     colsum(a, out, rows, cols) {
       if (cols % 4 !== 0 || cols === 0) return false;

@@ -268,6 +268,24 @@ export function registerElementwise(ctx: CpuContext): void {
       return out(dst, shape, dtype);
     });
   }
+  // mul(sub(a, b), s) in one output: the difference goes into dst, then dst·s over it, each
+  // rounded as the sub and mul kernels round it
+  ctx.kernel('scaledDifference', ([a, b, s]) => {
+    const [A, B, S] = [arr(a), arr(b), arr(s)];
+    const n = a.size;
+    const dst = ctx.alloc(a.dtype, n, false);
+    const f = n >= DENSE_MIN_ELEMENTS ? ctx.dense(A, B, S, dst) : undefined;
+    const [a32, d32] = [A as Float32Array, dst as Float32Array];
+    if (
+      f?.binary('sub', a32, B as Float32Array, d32, n, 0, n) &&
+      f.binary('mul', d32, S as Float32Array, d32, n, 1, n)
+    )
+      return out(dst, a.shape, a.dtype);
+    const round = dst instanceof Float32Array ? Math.fround : (v: number) => v;
+    const scale = S[0];
+    for (let i = 0; i < n; i++) dst[i] = round(round(A[i] - B[i]) * scale);
+    return out(dst, a.shape, a.dtype);
+  });
   const reluGradLoop = binaryLoopOf(RELU_GRAD, codegen);
   ctx.kernel('reluGrad', ([dy, x]) => {
     const dst = ctx.alloc(dy.dtype, dy.size, false);

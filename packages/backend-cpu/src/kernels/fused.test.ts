@@ -1,8 +1,14 @@
 import {
   linearBiasReluSum,
+  mul,
   registerBackend,
   reluDecodeGrad,
   reluGradRowSum,
+  scaledDifference,
+  square,
+  sub,
+  sum,
+  sumSquaredDifference,
   type Tensor,
   tensor,
   useBackend,
@@ -143,6 +149,62 @@ describe.each(['fused', 'fused64'])('fused ReLU + L1 kernels on %s', (backend) =
       }
     },
   );
+
+  it.each([5, 2047, 2051, 100_003])(
+    'sumSquaredDifference over %i elements: the bits of sum(square(sub(a, b)))',
+    async (n) => {
+      const next = random(n);
+      const a = Array.from({ length: n }, () => next() * 4 - 2);
+      const b = Array.from({ length: n }, () => next() * 4 - 2);
+      const [ta, tb] = [tensor(a, [n], { backend }), tensor(b, [n], { backend })];
+      const want = Array.from(await sum(square(sub(ta, tb))).data());
+      expect(Array.from(await sumSquaredDifference(ta, tb).data())).toEqual(want);
+      b[n >> 1] = Number.NaN;
+      const nan = sumSquaredDifference(ta, tensor(b, [n], { backend }));
+      expect(Number.isNaN((await nan.data())[0])).toBe(true);
+    },
+  );
+
+  it.each([5, 2047, 2051, 100_003])(
+    'scaledDifference over %i elements: the bits of mul(sub(a, b), s)',
+    async (n) => {
+      const next = random(n + 1);
+      // spread exponents, so that a rounding skipped shows in the bits
+      const a = Array.from({ length: n }, () => (next() * 4 - 2) * 2 ** Math.round(next() * 20 - 10));
+      const b = Array.from({ length: n }, () => (next() * 4 - 2) * 2 ** Math.round(next() * 20 - 10));
+      [a[1], b[2]] = [Number.NaN, Number.POSITIVE_INFINITY];
+      const [ta, tb] = [tensor(a, [n], { backend }), tensor(b, [n], { backend })];
+      for (const scale of [2 / 3, -1e-3]) {
+        const s = tensor([scale], [], { backend });
+        const want = await read(mul(sub(ta, tb), s));
+        expect(sameBits(await read(scaledDifference(ta, tb, s)), want, `scale ${scale}`)).toBeNull();
+      }
+    },
+  );
+
+  it('sumSquaredDifference and scaledDifference refuse operands of different shapes, naming both', () => {
+    const [a, b] = [tensor([1, 2, 3, 4], [2, 2], { backend }), tensor([1, 2, 3, 4], [4], { backend })];
+    const s = tensor([2], [], { backend });
+    expect(() => sumSquaredDifference(a, b)).toThrow(
+      /sumSquaredDifference.*same shape, got \[2, 2\] and \[4\]/,
+    );
+    expect(() => scaledDifference(a, b, s)).toThrow(/scaledDifference.*same shape, got \[2, 2\] and \[4\]/);
+    expect(() => scaledDifference(a, a, b)).toThrow(/s must hold one value/);
+  });
+
+  it.each([5, 4099])('sumSquaredDifference over %i elements rounds each difference and square', async (n) => {
+    // (1 + 2⁻¹² + 2⁻³⁰) − 0 rounds to 1 + 2⁻¹², whose square 1 + 2⁻¹¹ + 2⁻²⁴ rounds (to even) to
+    // 1 + 2⁻¹¹ in float32; with 2⁻²⁴ from (2⁻¹²)² the sum is then 1 + 2⁻¹¹ + 2⁻²⁴, which rounds to
+    // 1 + 2⁻¹¹ again. Unrounded squares would give 1 + 2⁻¹¹ + 2⁻²³, an unrounded difference more.
+    const a = new Array<number>(n).fill(0.5);
+    const b = new Array<number>(n).fill(0.5);
+    [a[0], b[0], a[1], b[1]] = [1 + 2 ** -12, -(2 ** -30), 2 ** -12, 0];
+    const got = (
+      await sumSquaredDifference(tensor(a, [n], { backend }), tensor(b, [n], { backend })).data()
+    )[0];
+    // the float64 backend rounds neither
+    expect(got).toBe(f32 ? 1 + 2 ** -11 : f(1 + 2 ** -11 + 2 ** -23 + 2 ** -29 + 2 ** -41));
+  });
 
   it.each(SHAPES)('linearBiasReluSum [%i, %i]: relu(x·W + b) and its column sums', async (rows, cols) => {
     const next = random(rows + cols * 3);

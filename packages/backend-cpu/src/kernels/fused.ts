@@ -136,7 +136,7 @@ export function registerFused(
     return [out(o.data as CpuArray, shape, 'float32'), out(stored(ctx, acc), [cols], 'float32')];
   };
   ctx.kernel('linearBiasReluSum', ([x, w, bias], attrs) => encode(x, w, bias, attrs.transB, attrs.shape));
-  ctx.kernel('linearBiasReluSumDecode', ([x, w, bias, wDec], attrs) => {
+  ctx.kernel('linearBiasReluSumDecode', ([x, w, bias, wDec, bDec], attrs) => {
     const [f, sums] = encode(x, w, bias, attrs.transB, attrs.shape);
     const fView: KernelTensor = {
       data: f.data,
@@ -144,12 +144,16 @@ export function registerFused(
       dtype: 'float32',
       size: f.shape[0] * f.shape[1],
     };
-    const decoded = product(fView, wDec, {
-      transA: false,
-      transB: false,
-      shape: [attrs.shape[0], wDec.shape[1]],
-    });
-    return [f, sums, decoded];
+    const rows = attrs.shape[0];
+    const [n, b] = [wDec.shape[1], arr(bDec) as FloatArray];
+    const xhat = product(fView, wDec, { transA: false, transB: false, shape: [rows, n] });
+    // + b_dec in place over the fresh product, rounded as the add kernel rounds it
+    const c = xhat.data as FloatArray;
+    const simd = c.length >= DENSE_MIN_ELEMENTS ? ctx.dense(c, b) : undefined;
+    if (!simd?.binary('add', c as Float32Array, b as Float32Array, c as Float32Array, c.length, 3, n)) {
+      for (let o = 0; o < c.length; o += n) for (let j = 0; j < n; j++) c[o + j] += b[j];
+    }
+    return [f, sums, xhat];
   });
   ctx.kernel('reluDecodeGrad', ([dDecoded, wDec, row, f], attrs) => {
     const [rows, cols] = f.shape;

@@ -114,6 +114,25 @@ function combineMin(a: number, b: number): number {
 
 /** Registers sum, max, min and argmax. */
 export function registerReduce(ctx: CpuContext): void {
+  // sum(square(sub(a, b))) without its two temporaries: the same roundings and, where the sum
+  // kernel runs in WebAssembly (float32, n ≥ DENSE_MIN_ELEMENTS), the same order
+  ctx.kernel('sumSquaredDifference', ([a, b]) => {
+    const [x, y] = [arr(a), arr(b)];
+    const n = x.length;
+    const simd = n >= DENSE_MIN_ELEMENTS ? ctx.dense(x, y) : undefined;
+    let s = simd?.sumSquaredDifference(x as Float32Array, y as Float32Array, n);
+    if (s === undefined) {
+      const round = x instanceof Float64Array ? (v: number) => v : Math.fround;
+      s = 0;
+      for (let i = 0; i < n; i++) {
+        const d = round(x[i] - y[i]);
+        s += round(d * d);
+      }
+    }
+    const dst = ctx.alloc(a.dtype, 1, false);
+    dst[0] = s;
+    return out(dst, [], a.dtype);
+  });
   for (const kind of ['sum', 'max', 'min'] as const) {
     ctx.kernel(kind, ([x], attrs) => {
       const shape = attrs.shape as number[];

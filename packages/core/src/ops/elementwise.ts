@@ -1,5 +1,5 @@
 import { type GradFn, type OpAttrs, runOp } from '../engine.js';
-import { check, DictlearnError } from '../errors.js';
+import { check, DictlearnError, fmtShape } from '../errors.js';
 import { broadcastShapes } from '../shape.js';
 import { Tensor } from '../tensor.js';
 import { fill } from './create.js';
@@ -188,6 +188,29 @@ export function add(a: TensorLike, b: TensorLike): Tensor {
 /** a − b (broadcasting). */
 export function sub(a: TensorLike, b: TensorLike): Tensor {
   return binary('sub', a, b, (_a, _b, _y, dy, needs) => [dy, needs[1] ? neg(dy) : null], false);
+}
+/** Throws naming `op` unless float a and b have the same shape (ops that do not broadcast). */
+export function requireSameShape(op: string, a: Tensor, b: Tensor): void {
+  requireFloat(op, a, 'a');
+  requireFloat(op, b, 'b');
+  check(
+    a.rank === b.rank && a.shape.every((d, i) => d === b.shape[i]),
+    op,
+    () => `a and b must have the same shape, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`,
+  );
+}
+
+/**
+ * (a − b)·s for same-shape a and b and a one-element s: what `mul(sub(a, b), s)` computes
+ * (each result rounded as those ops round it), where a backend's kernel holds no temporary for
+ * a − b (a reconstruction error's gradient over a whole batch).
+ */
+export function scaledDifference(a: Tensor, b: Tensor, s: Tensor): Tensor {
+  const op = 'scaledDifference';
+  requireSameShape(op, a, b);
+  requireFloat(op, s, 's');
+  check(s.size === 1, op, () => `s must hold one value, got shape [${s.shape.join(', ')}]`);
+  return runOp(op, [a, b, s], {}, { composition: () => mul(sub(a, b), reshape(s, [])) })[0];
 }
 /** a · b elementwise (broadcasting). */
 export function mul(a: TensorLike, b: TensorLike): Tensor {

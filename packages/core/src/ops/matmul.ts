@@ -2,7 +2,7 @@ import { runOp } from '../engine.js';
 import { check, fmtShape } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { zeros, zerosLike } from './create.js';
-import { add, biasRelu, reluGrad, requireFloat } from './elementwise.js';
+import { add, biasRelu, reluGrad, requireFloat, sumTo } from './elementwise.js';
 import { sum } from './reduce.js';
 
 /** Transpose flags of {@link matmul}. */
@@ -183,9 +183,9 @@ export function reluGradRowSum(
 }
 
 /**
- * The ReLU SAE's encoder and decoder product in one op: [f, Σ_b f, f·W_dec] with f =
- * relu(x·op(W) + b) as {@link linearBiasReluSum} gives them, for W_dec [F, n]. The same values as
- * the two ops one after the other; what it changes is the backward pass, which runs through
+ * The ReLU SAE's forward pass in one op: [f, Σ_b f, f·W_dec + b_dec] with f = relu(x·op(W) + b)
+ * as {@link linearBiasReluSum} gives them, for W_dec [F, n] and b_dec [n]. The same values as
+ * those ops one after the other; what it changes is the backward pass, which runs through
  * {@link reluDecodeGrad}: f's gradient from the decoder (dX̂·W_decᵀ, [B, F]) is formed in the
  * pass that applies the ReLU's mask, written over f where nothing else reads f afterwards, so the
  * step never holds two [B, F] arrays. A gradient reaching f itself (a penalty on f) takes the
@@ -196,47 +196,61 @@ export function linearBiasReluSumDecode(
   w: Tensor,
   b: Tensor,
   wDec: Tensor,
+  bDec: Tensor,
   options: { transB?: boolean } = {},
 ): [Tensor, Tensor, Tensor] {
+  const op = 'linearBiasReluSumDecode';
   const transB = options.transB ?? false;
-  const shape = encoderShape('linearBiasReluSumDecode', x, w, b, transB);
-  requireFloat('linearBiasReluSumDecode', wDec, 'W_dec');
+  const shape = encoderShape(op, x, w, b, transB);
+  requireFloat(op, wDec, 'W_dec');
+  requireFloat(op, bDec, 'b_dec');
   check(
     wDec.rank === 2 && wDec.shape[0] === shape[1],
-    'linearBiasReluSumDecode',
+    op,
     () => `W_dec must be [${shape[1]}, n] for ${shape[1]} features, got ${fmtShape(wDec.shape)}`,
   );
-  const [f, colsum, decoded] = runOp(
-    'linearBiasReluSumDecode',
-    [x, w, b, wDec],
+  check(
+    bDec.rank === 1 && bDec.shape[0] === wDec.shape[1],
+    op,
+    () => `b_dec must be [${wDec.shape[1]}] for W_dec ${fmtShape(wDec.shape)}, got ${fmtShape(bDec.shape)}`,
+  );
+  const [f, colsum, xhat] = runOp(
+    op,
+    [x, w, b, wDec, bDec],
     { transB, shape },
     {
       composition: () => {
         const [f, colsum] = linearBiasReluSum(x, w, b, { transB });
-        return [f, colsum, matmul(f, wDec)];
+        return [f, colsum, add(matmul(f, wDec), bDec)];
       },
       missingGrads: true,
+      // only f: x̂ and the sums are freed before the rule runs
+      gradReadsOutputs: [0],
       grad: (inputs, outputs) => (dys, needs, own, ownOutputs) => {
-        const [dF, dSums, dDecoded] = dys as (Tensor | undefined)[];
+        const [dF, dSums, dXhat] = dys as (Tensor | undefined)[];
         const f = outputs[0];
-        // f·W_dec's gradients: W_dec's first, while f still holds f
-        const dWDec = needs[3] && dDecoded ? matmul(f, dDecoded, { transA: true }) : null;
+        const wDec = inputs[3];
+        // W_dec's gradient first, while f still holds f; then b_dec's (x̂ = f·W_dec + b_dec)
+        const dWDec = needs[3] && dXhat ? matmul(f, dXhat, { transA: true }) : null;
+        const dBDec = needs[4] && dXhat ? sumTo(dXhat, inputs[4].shape) : null;
         const row = dSums ?? zeros([f.shape[1]], { backend: f.backend });
         let dpre: Tensor;
         let db: Tensor;
-        if (dDecoded && !dF) {
-          [dpre, db] = reluDecodeGrad(dDecoded, inputs[3], row, f, { inPlace: ownOutputs?.[0] ?? false });
+        if (dXhat && !dF) {
+          [dpre, db] = reluDecodeGrad(dXhat, wDec, row, f, { inPlace: ownOutputs?.[0] ?? false });
         } else {
-          const fromDecoder = dDecoded ? matmul(dDecoded, inputs[3], { transB: true }) : undefined;
+          const fromDecoder = dXhat ? matmul(dXhat, wDec, { transB: true }) : undefined;
           const total = dF && fromDecoder ? add(dF, fromDecoder) : (dF ?? fromDecoder);
           const owned = fromDecoder !== undefined || (own?.[0] ?? false);
           [dpre, db] = reluGradRowSum(total ?? zerosLike(f), row, f, { inPlace: owned || !total });
         }
-        return [...encoderGrads(inputs, dpre, transB, needs, () => db), dWDec];
+        // dX̂ is read for the last time: free it before the encoder's products
+        if (dXhat && own?.[2]) dXhat.dispose();
+        return [...encoderGrads(inputs, dpre, transB, needs, () => db), dWDec, dBDec];
       },
     },
   );
-  return [f, colsum, decoded];
+  return [f, colsum, xhat];
 }
 
 /**

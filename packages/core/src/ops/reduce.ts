@@ -2,7 +2,18 @@ import { runOp, scope } from '../engine.js';
 import { check, DictlearnError } from '../errors.js';
 import { normalizeAxes, reducedShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
-import { abs, div, equal, mul, notEqual, requireFloat, sqrt, square, sub } from './elementwise.js';
+import {
+  abs,
+  div,
+  equal,
+  mul,
+  notEqual,
+  requireFloat,
+  requireSameShape,
+  sqrt,
+  square,
+  sub,
+} from './elementwise.js';
 import { broadcastTo, reshape } from './shape-ops.js';
 
 /** Axes to reduce over: one axis, a list, or `undefined` for all. Negative axes count from the end. */
@@ -108,6 +119,16 @@ export function l2Norm(x: Tensor, axes: Axes = -1, keepDims = false): Tensor {
     { axes: ax, keepDims, shape: reducedShape(x.shape, ax, keepDims) },
     { composition: () => sqrt(sum(square(x), ax, keepDims)) },
   )[0];
+}
+
+/**
+ * Σ (a − b)² over all elements of two same-shape tensors (a scalar): what `sum(square(sub(a,
+ * b)))` computes, where a backend's kernel holds neither the difference nor its square as a
+ * tensor (a reconstruction error over a whole batch costs no [B, d] temporary).
+ */
+export function sumSquaredDifference(a: Tensor, b: Tensor): Tensor {
+  requireSameShape('sumSquaredDifference', a, b);
+  return runOp('sumSquaredDifference', [a, b], {}, { composition: () => sum(square(sub(a, b))) })[0];
 }
 
 /** Number of NaN or ±Inf elements (a float32 scalar). Runs on the tensor's backend. */
