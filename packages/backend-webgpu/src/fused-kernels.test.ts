@@ -6,11 +6,21 @@ import { standard } from '@dictlearn/arch-standard';
 import { createCpuBackend } from '@dictlearn/backend-cpu';
 import { SyntheticSource } from '@dictlearn/buffer';
 import {
+  add,
   getKernel,
   linearBiasReluSum,
+  linearBiasReluSumDecode,
+  matmul,
+  mul,
   registerBackend,
   registerKernel,
+  reluDecodeGrad,
   reluGradRowSum,
+  scaledDifference,
+  square,
+  sub,
+  sum,
+  sumSquaredDifference,
   Trainer,
   tensor,
   unregisterKernel,
@@ -240,7 +250,12 @@ describe.skipIf(skip !== undefined)(
 describe.skipIf(skip !== undefined)(
   `Standard SAE training on WebGPU with the fused kernels${skip ? ` (skipped: ${skip})` : ''}`,
   () => {
-    const FUSED = ['linearBiasReluSum', 'reluGradRowSum'] as const;
+    const FUSED = [
+      'linearBiasReluSum',
+      'reluGradRowSum',
+      'linearBiasReluSumDecode',
+      'reluDecodeGrad',
+    ] as const;
     const B = 96;
     const d = 24;
     const F = 68; // the vec4 kernels (F, d multiples of 4) and partial tiles
@@ -297,7 +312,7 @@ describe.skipIf(skip !== undefined)(
       }
     }
 
-    it('20 steps match the CPU oracle within float32 drift, with 2 dispatches and three [B, F] temporaries fewer than the compositions', async () => {
+    it('20 steps match the CPU oracle within float32 drift, with 4 dispatches and four [B, F] temporaries fewer than the compositions', async () => {
       for (const op of FUSED) expect(getKernel(op, withSg)).toBeDefined();
       const cpu = await train('cpu');
       const fused = await train('webgpu-fused');
@@ -317,17 +332,86 @@ describe.skipIf(skip !== undefined)(
         compareValues(composed.losses, fused.losses, { rtol: 1e-5, atol: 0 }, 'composed loss curve'),
       ).toBeNull();
       // Per step, forward: linearBiasRelu + sum (f read back) become the product with partial
-      // sums + their reduction, 2 dispatches either way. Backward: the composition's broadcast of
-      // the penalty's gradient to [B, F], add, reluGrad and sum become one pass and the reduction:
-      // 2 fewer, and the [B, F] buffers of the broadcast and the add are not needed, nor one for
-      // dPre (written over dF, which the backward pass hands over); the partial column sums
-      // (B / 16 rows of F here, B / 8 at most, twice) take their place. Measured: 276 rows of F
-      // fewer handed out per step = 3·96 − 2·6.
+      // sums + their reduction, 2 dispatches either way, and x̂'s + b_dec moves into the decoder
+      // product's epilogue: 1 fewer, and no [B, d] temporary. Backward: the composition's
+      // broadcast of the penalty's gradient to [B, F], add, reluGrad and sum become one pass and
+      // the reduction: 2 fewer, and that pass moves into the dF product's epilogue, which writes
+      // dPre over f (f is read there, element by element, first): 1 fewer, and neither dF nor
+      // the broadcast's and the add's [B, F] buffers are needed; the partial column sums (B / 16
+      // rows of F here, B / 8 at most, twice) take their place. Measured: 4 dispatches and
+      // 405.9 rows of F fewer handed out per step = 4·96 + 96·24/68 − 2·6.
       const last = (a: number[]) => a[a.length - 1];
-      expect(last(composed.dispatches) - last(fused.dispatches)).toBe(2);
+      expect(last(composed.dispatches) - last(fused.dispatches)).toBe(4);
       const rowsOfF = (last(composed.handedOut) - last(fused.handedOut)) / (4 * F);
-      expect(rowsOfF).toBeGreaterThan(3 * B - 2 * Math.ceil(B / 8));
-      expect(rowsOfF).toBeLessThanOrEqual(3 * B + 1);
+      const fewer = 4 * B + (B * d) / F;
+      expect(rowsOfF).toBeGreaterThan(fewer - 2 * Math.ceil(B / 8));
+      expect(rowsOfF).toBeLessThanOrEqual(fewer + 1);
+    });
+  },
+);
+
+// The SAE's encode–decode op and its backward (linearBiasReluSumDecode, reluDecodeGrad): the
+// products' epilogues (+ b_dec; (· + row)·[f > 0] read from f before dPre is written over it)
+// give the bits of the ops they replace on the same backend, the column sums their values.
+describe.skipIf(skip !== undefined)(
+  `the encode–decode kernels on WebGPU${skip ? ` (skipped: ${skip})` : ''}`,
+  () => {
+    it.each(BACKENDS.flatMap((b) => [5, 64, 65, 3001].map((n) => [b, n] as const)))(
+      'on %s over %i elements: sumSquaredDifference and scaledDifference give the bits of their compositions',
+      async (backend, n) => {
+        const t = (v: ArrayLike<number>) => tensor(Array.from(v), [n], { backend });
+        const [a, b] = [t(values(n, 8)), t(values(n, 9))];
+        const s = tensor([0.37], [], { backend });
+        const [got, want] = [await sumSquaredDifference(a, b).data(), await sum(square(sub(a, b))).data()];
+        expect(Array.from(got)).toEqual(Array.from(want));
+        expect(Array.from(await scaledDifference(a, b, s).data())).toEqual(
+          Array.from(await mul(sub(a, b), s).data()),
+        );
+        // a NaN anywhere makes the sum NaN
+        const withNan = values(n, 8);
+        withNan[n >> 1] = Number.NaN;
+        expect(Number.isNaN((await sumSquaredDifference(t(withNan), b).data())[0])).toBe(true);
+      },
+    );
+
+    // [B, F, d]: vec4 loads and not (d odd), several workgroup rows
+    it.each(
+      BACKENDS.flatMap((b) => [
+        [b, 70, 36, 8],
+        [b, 33, 20, 5],
+      ]),
+    )('on %s at B %i, F %i, d %i: the bits of the composition', async (backend, B, F, d) => {
+      expect(getKernel('reluDecodeGrad', backend)).toBeDefined();
+      const t = (v: ArrayLike<number>, shape: number[]) => tensor(Array.from(v), shape, { backend });
+      const x = t(values(B * d, 1), [B, d]);
+      const w = t(values(d * F, 2), [d, F]);
+      const b = t(values(F, 3), [F]);
+      const wDec = t(values(F * d, 4), [F, d]);
+      const bDec = t(values(d, 5), [d]);
+      const [f, sums, xhat] = linearBiasReluSumDecode(x, w, b, wDec, bDec);
+      const [f0, sums0] = linearBiasReluSum(x, w, b);
+      const xhat0 = add(matmul(f0, wDec), bDec);
+      expect(Array.from(await f.data())).toEqual(Array.from(await f0.data()));
+      expect(Array.from(await sums.data())).toEqual(Array.from(await sums0.data()));
+      expect(Array.from(await xhat.data())).toEqual(Array.from(await xhat0.data()));
+
+      const dXv = values(B * d, 6);
+      dXv[3] = Number.NaN; // row 0: NaN where f > 0, 0 where it is masked off
+      const dX = t(dXv, [B, d]);
+      const row = t(values(F, 7), [F]);
+      const fv = Array.from(await f.data());
+      fv[5] = Number.NaN; // a NaN feature masks its element off
+      const [want, wantSums] = reluGradRowSum(matmul(dX, wDec, { transB: true }), row, t(fv, [B, F]));
+      const wantBits = Array.from(await want.data());
+      for (const inPlace of [false, true]) {
+        const fi = t(fv, [B, F]);
+        const [got, gotSums] = reluDecodeGrad(dX, wDec, row, fi, { inPlace });
+        expect(got.storage === fi.storage, 'written over f').toBe(inPlace);
+        expect(Array.from(await got.data()), `dPre (inPlace ${inPlace})`).toEqual(wantBits);
+        expect(
+          compareValues(await gotSums.data(), await wantSums.data(), { rtol: 1e-5, atol: 1e-5 }, 'sums'),
+        ).toBeNull();
+      }
     });
   },
 );

@@ -106,7 +106,10 @@ export const PARTIAL_ROWS_SUM = kernel1d(
   ADD_NAN,
 );
 
-/** Registers `linearBiasReluSum` and `reluGradRowSum` on a WebGPU backend instance. */
+/**
+ * Registers `linearBiasReluSum`, `reluGradRowSum`, `linearBiasReluSumDecode` and `reluDecodeGrad`
+ * on a WebGPU backend instance.
+ */
 export function registerFusedKernels(backend: Backend, gpu: () => GpuDevice): void {
   const reg = <Op extends OpName>(op: Op, k: Kernel<Op>) => registerKernel(op, backend, k);
 
@@ -118,7 +121,12 @@ export function registerFusedKernels(backend: Backend, gpu: () => GpuDevice): vo
     return { data: out, shape: [N], dtype: 'float32' };
   };
 
-  reg('linearBiasReluSum', ([x, w, bias], attrs) => {
+  const encode = (
+    x: KernelTensor,
+    w: KernelTensor,
+    bias: KernelTensor,
+    attrs: { shape: number[]; transB: boolean },
+  ): KernelOutput[] => {
     const { shape, transB } = attrs;
     const [M, N] = shape;
     const K = x.shape[1];
@@ -140,9 +148,60 @@ export function registerFusedKernels(backend: Backend, gpu: () => GpuDevice): vo
       p.groups,
     );
     return [{ data: f, shape: [M, N], dtype: 'float32' }, sumPartials(part, P, N, 'linearBiasReluSum')];
+  };
+  reg('linearBiasReluSum', ([x, w, bias], attrs) => encode(x, w, bias, attrs));
+
+  // The encoder, then x̂ = f·W_dec + b_dec (the bias in the product's epilogue).
+  reg('linearBiasReluSumDecode', ([x, w, bias, wDec, bDec], attrs) => {
+    const [f, sums] = encode(x, w, bias, attrs);
+    const [M, K] = attrs.shape;
+    const N = wDec.shape[1];
+    const xhat = gpu().alloc(M * N, 'linearBiasReluSumDecode');
+    const p = matmulProgram(
+      { M, N, K, transA: false, transB: false },
+      1,
+      gpu().subgroupSize,
+      'bias',
+      K === 0 ? 'tiled' : undefined,
+    );
+    gpu().dispatch(
+      p.code,
+      [(f.data as GpuData).buffer, buf(wDec), buf(bDec), xhat.buffer],
+      [M, N, K, 0, 0, 0, 0],
+      p.groups,
+    );
+    return [f, sums, { data: xhat, shape: [M, N], dtype: 'float32' }];
   });
 
-  reg('reluGradRowSum', ([dF, row, f], attrs) => {
+  // dPre = (dX̂·W_decᵀ + row)·[f > 0] with its column sums: in place, the product's epilogue reads
+  // each element of f before it writes dPre there; else the product, then reluGradRowSum over it.
+  reg('reluDecodeGrad', ([dX, wDec, row, f], attrs) => {
+    const [B, F] = f.shape;
+    const K = dX.shape[1];
+    const dims = { M: B, N: F, K, transA: false, transB: true };
+    const kernel = K === 0 ? 'tiled' : undefined;
+    if (!attrs.inPlace) {
+      const dF = gpu().alloc(B * F, 'reluDecodeGrad');
+      const p = matmulProgram(dims, 1, gpu().subgroupSize, 'none', kernel);
+      gpu().dispatch(p.code, [buf(dX), buf(wDec), dF.buffer], [B, F, K, 0, 1, 0, 0], p.groups);
+      const dFt = { data: dF, shape: [B, F], dtype: 'float32' as const, size: B * F };
+      return registeredGrad([dFt, row, f]);
+    }
+    const p = matmulProgram(dims, 1, gpu().subgroupSize, 'reluGradColsum', kernel);
+    const P = B === 0 ? 0 : p.groups[1];
+    const part = gpu().alloc(P * F, 'reluDecodeGrad');
+    gpu().dispatch(
+      p.code,
+      [buf(dX), buf(wDec), buf(row), buf(f), part.buffer],
+      [B, F, K, 0, 1, 0, 0],
+      p.groups,
+    );
+    return [{ data: f.data, shape: [B, F], dtype: 'float32' }, sumPartials(part, P, F, 'reluDecodeGrad')];
+  });
+
+  // reluGradRowSum in place over a fresh dF (reluDecodeGrad's product)
+  const registeredGrad = (inputs: KernelTensor[]) => reluGradRowSum(inputs, { inPlace: true });
+  const reluGradRowSum = ([dF, row, f]: KernelTensor[], attrs: { inPlace: boolean }): KernelOutput[] => {
     const [B, F] = dF.shape;
     const width = F % 4 === 0 ? 4 : 1;
     const W = F / width;
@@ -167,5 +226,6 @@ export function registerFusedKernels(backend: Backend, gpu: () => GpuDevice): vo
       groupsFor(P * W),
     );
     return [{ data: dPre, shape: [B, F], dtype: 'float32' }, sumPartials(part, P, F, 'reluGradRowSum')];
-  });
+  };
+  reg('reluGradRowSum', (inputs, attrs) => reluGradRowSum(inputs, attrs));
 }

@@ -246,12 +246,6 @@ export function registerWebGPUKernels(backend: Backend, gpu: () => GpuDevice): v
       const step =
         kind === 'sum' ? 'acc = acc + v;' : kind === 'max' ? 'acc = max(acc, v);' : 'acc = min(acc, v);';
       const nanCheck = isF ? 'if (isnan_(v)) { sawNan = true; }' : '';
-      // Offsets: the output element's base over the kept axes, then each reduced element's.
-      const baseOf = (o: string) => `let kr = prm[1]; let rr = prm[2]; let rs = prm[3];
-  var base = 0u; var rem = ${o};
-  for (var q = 0u; q < kr; q++) { let ax = kr - 1u - q; let d = prm[4u + ax]; base += (rem % d) * prm[4u + kr + ax]; rem = rem / d; }`;
-      const offsetOf = `var off = base; var rem2 = r;
-    for (var q = 0u; q < rr; q++) { let ax = rr - 1u - q; let d = prm[4u + 2u * kr + ax]; off += (rem2 % d) * prm[4u + 2u * kr + rr + ax]; rem2 = rem2 / d; }`;
       const meta = [
         nOut,
         kept.length,
@@ -290,6 +284,54 @@ export function registerWebGPUKernels(backend: Backend, gpu: () => GpuDevice): v
   reduce('sum');
   reduce('max');
   reduce('min');
+
+  // A squared error and its gradient without a [B, d] temporary: the bits of sum(square(sub(a,
+  // b))) (the sum kernel's workgroup reduction over the same elements in the same order) and of
+  // mul(sub(a, b), s).
+  reg('sumSquaredDifference', ([a, b]) => {
+    const n = a.size;
+    const out = output([], 'float32', 'sumSquaredDifference');
+    const nanCheck = 'if (isnan_(v)) { sawNan = true; }';
+    const inputs: [string, 'f32'][] = [
+      ['A', 'f32'],
+      ['B', 'f32'],
+    ];
+    const load = '(A[off] - B[off]) * (A[off] - B[off])';
+    const [init, step] = ['0.0', 'acc = acc + v;'];
+    const sg = gpu().subgroupSize;
+    // as the sum kernel: a workgroup over more than 64 elements, else one thread in order
+    const code =
+      n <= 64
+        ? kernel1d(
+            bindings(inputs, [['O', 'f32']]),
+            `var acc = 0.0; var sawNan = false;
+  for (var off = 0u; off < prm[3]; off++) { let v = ${load}; ${nanCheck} ${step} }
+  O[i] = select(acc, nan_(), sawNan);`,
+          )
+        : sg
+          ? subgroupReduceShader('sum', 'f32', sg, baseOf, offsetOf, init, step, nanCheck, inputs, load)
+          : treeReduceShader('sum', 'f32', baseOf, offsetOf, init, step, nanCheck, inputs, load);
+    gpu().dispatch(code, [buf(a), buf(b), out.data.buffer], [1, 0, 1, n, n, 1], 1);
+    return out;
+  });
+  reg('scaledDifference', ([a, b, sc]) => {
+    const out = output(a.shape, 'float32', 'scaledDifference');
+    const decls = bindings(
+      [
+        ['A', 'f32'],
+        ['B', 'f32'],
+        ['S', 'f32'],
+      ],
+      [['O', 'f32']],
+    );
+    gpu().dispatch(
+      kernel1d(decls, 'O[i] = (A[i] - B[i]) * S[0];'),
+      [buf(a), buf(b), buf(sc), out.data.buffer],
+      [a.size],
+      groupsFor(a.size),
+    );
+    return out;
+  });
 
   reg('argmax', ([x], attrs) => {
     const axis = attrs.axis as number;
@@ -708,6 +750,15 @@ export function registerWebGPUKernels(backend: Backend, gpu: () => GpuDevice): v
   }
 }
 
+// Offsets of a reduction (prm: outputs, kept axes kr, reduced axes rr, reduced size rs, then the
+// kept axes' sizes and strides, the reduced axes' sizes and strides): the output element's base
+// over the kept axes, then each reduced element's.
+const baseOf = (o: string) => `let kr = prm[1]; let rr = prm[2]; let rs = prm[3];
+  var base = 0u; var rem = ${o};
+  for (var q = 0u; q < kr; q++) { let ax = kr - 1u - q; let d = prm[4u + ax]; base += (rem % d) * prm[4u + kr + ax]; rem = rem / d; }`;
+const offsetOf = `var off = base; var rem2 = r;
+    for (var q = 0u; q < rr; q++) { let ax = rr - 1u - q; let d = prm[4u + 2u * kr + ax]; off += (rem2 % d) * prm[4u + 2u * kr + rr + ax]; rem2 = rem2 / d; }`;
+
 /** The NaN-aware combination of two partial results of a reduction. */
 function combineOf(kind: 'sum' | 'max' | 'min', t: 'f32' | 'i32'): string {
   if (kind === 'sum') return 'a + b';
@@ -726,9 +777,12 @@ function treeReduceShader(
   init: string,
   step: string,
   nanCheck: string,
+  // what is reduced: X's elements, or an expression of other inputs at `off`
+  inputs: [string, 'f32' | 'i32'][] = [['X', t]],
+  load = 'X[off]',
 ): string {
   return `${PRELUDE}
-${bindings([['X', t]], [['O', t]])}
+${bindings(inputs, [['O', t]])}
 var<workgroup> part: array<${t}, 64>;
 fn comb(a: ${t}, b: ${t}) -> ${t} { return ${combineOf(kind, t)}; }
 @compute @workgroup_size(64)
@@ -740,7 +794,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
   if (live) {
     for (var r = lid.x; r < rs; r += 64u) {
       ${offsetOf}
-      let v = X[off]; ${nanCheck} ${step}
+      let v = ${load}; ${nanCheck} ${step}
     }
   }
   ${t === 'f32' ? 'part[lid.x] = select(acc, nan_(), sawNan);' : 'part[lid.x] = acc;'}
@@ -768,11 +822,14 @@ function subgroupReduceShader(
   init: string,
   step: string,
   nanCheck: string,
+  // what is reduced: X's elements, or an expression of other inputs at `off`
+  inputs: [string, 'f32' | 'i32'][] = [['X', t]],
+  load = 'X[off]',
 ): string {
   const op = kind === 'sum' ? 'subgroupAdd' : kind === 'max' ? 'subgroupMax' : 'subgroupMin';
   return `enable subgroups;
 ${PRELUDE}
-${bindings([['X', t]], [['O', t]])}
+${bindings(inputs, [['O', t]])}
 @compute @workgroup_size(${SG})
 fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let o = wid.x + wid.y * nwg.x;
@@ -782,7 +839,7 @@ fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: 
   if (live) {
     for (var r = lane; r < rs; r += ${SG}u) {
       ${offsetOf}
-      let v = X[off]; ${nanCheck} ${step}
+      let v = ${load}; ${nanCheck} ${step}
     }
   }
   let total = ${op}(acc);

@@ -41,11 +41,18 @@ export interface MatmulDims {
 }
 
 /**
- * What the kernel does with each element of the product before storing it: nothing, relu(· +
- * bias[col]), or that and a column sum of the workgroup's rows into `PART[workgroup row, col]`
- * (NaN if any summed value is NaN; rows past M add nothing).
+ * What the kernel does with each element of the product before storing it: nothing, · +
+ * bias[col], relu(· + bias[col]), or that and a column sum of the workgroup's rows into
+ * `PART[workgroup row, col]` (NaN if any summed value is NaN; rows past M add nothing).
+ * `reluGradColsum` reads C first: C ← (· + bias[col]) where the old C > 0 (not NaN), else 0 —
+ * the ReLU's backward written over f, each element read and written by one thread — with the
+ * column sums (BIAS is then the row added to every row).
  */
-export type MatmulEpilogue = 'none' | 'biasRelu' | 'biasReluColsum';
+export type MatmulEpilogue = 'none' | 'bias' | 'biasRelu' | 'biasReluColsum' | 'reluGradColsum';
+
+/** Whether an epilogue writes column sums into PART. */
+const hasColsum = (epilogue: MatmulEpilogue) =>
+  epilogue === 'biasReluColsum' || epilogue === 'reluGradColsum';
 
 /** A compiled-to-be program: its WGSL and the workgroups to dispatch for `batch` products. */
 export interface MatmulProgram {
@@ -93,7 +100,7 @@ const matmulBindings = (epilogue: MatmulEpilogue, t: 'f32' | 'vec4f') =>
           ['B', t],
           ['BIAS', 'f32'],
         ],
-    epilogue === 'biasReluColsum'
+    hasColsum(epilogue)
       ? [
           ['C', 'f32'],
           ['PART', 'f32'],
@@ -107,16 +114,21 @@ const matmulBindings = (epilogue: MatmulEpilogue, t: 'f32' | 'vec4f') =>
  * compilers assume finite math, so NaN is tracked from the bits rather than trusted to the adds).
  */
 const storeC = (epilogue: MatmulEpilogue, acc: string, sum = '') => {
-  if (epilogue === 'none') return `C[z * M * N + row * N + col] = ${acc};`;
-  const store = `let v = ${acc} + BIAS[col]; let y = select(max(v, 0.0), v, isnan_(v)); C[z * M * N + row * N + col] = y;`;
-  return epilogue === 'biasReluColsum'
-    ? `${store} s${sum} = s${sum} + y; n${sum} = n${sum} || isnan_(y);`
-    : store;
+  const at = 'z * M * N + row * N + col';
+  if (epilogue === 'none') return `C[${at}] = ${acc};`;
+  const y =
+    epilogue === 'bias'
+      ? `let y = ${acc} + BIAS[col];`
+      : epilogue === 'reluGradColsum'
+        ? `let fo = C[${at}]; let y = select(0.0, ${acc} + BIAS[col], fo > 0.0 && !isnan_(fo));`
+        : `let v = ${acc} + BIAS[col]; let y = select(max(v, 0.0), v, isnan_(v));`;
+  const store = `${y} C[${at}] = y;`;
+  return hasColsum(epilogue) ? `${store} s${sum} = s${sum} + y; n${sum} = n${sum} || isnan_(y);` : store;
 };
 
 /** Column-sum registers s{c} / NaN flags n{c} of the `biasReluColsum` epilogue, for `cols` columns. */
 const colsumVars = (epilogue: MatmulEpilogue, cols: number) =>
-  epilogue === 'biasReluColsum'
+  hasColsum(epilogue)
     ? range(cols)
         .map((c) => `var s${c} = 0.0; var n${c} = false;`)
         .join(' ')
@@ -137,7 +149,7 @@ const storeBlock = (epilogue: MatmulEpilogue, rows: number, quads: number) =>
     .join('\n  ');
 
 /** WGSL helpers an epilogue needs (the NaN-aware adds of the column sums). */
-const colsumHelpers = (epilogue: MatmulEpilogue) => (epilogue === 'biasReluColsum' ? ADD_NAN : '');
+const colsumHelpers = (epilogue: MatmulEpilogue) => (hasColsum(epilogue) ? ADD_NAN : '');
 
 /** Adds NaN-aware: NaN if either side is (see {@link storeC}); vec4 or scalar. */
 const ADD_NAN = /* wgsl */ `
@@ -235,7 +247,7 @@ fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: 
   ${storeBlock(epilogue, R, 1)}
   ${
     // Each lane owns its 4 columns over the workgroup's R rows: its sums are the partial row.
-    epilogue === 'biasReluColsum'
+    hasColsum(epilogue)
       ? range(4)
           .map((c) => `{ let col = col0 + ${c}u; if (col < N) { PART[wid.y * N + col] = ${partial(c)}; } }`)
           .join(' ')
@@ -271,7 +283,7 @@ function vec4Shader(d: MatmulDims, epilogue: MatmulEpilogue): string {
         .map((r) => `let ar${r} = min(row0 + ${r}u, M - 1u) * Kq;`)
         .join(' ');
   // The WY threads of a column quad each hold TM rows' sums: added in workgroup memory, in order.
-  const colsum = epilogue === 'biasReluColsum';
+  const colsum = hasColsum(epilogue);
   return `${PRELUDE}${colsumHelpers(epilogue)}
 ${matmulBindings(epilogue, 'vec4f')}
 ${colsum ? `var<workgroup> red: array<vec4f, ${WX * WY}>;` : ''}
@@ -333,7 +345,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
   }
   ${
     // The 16 rows of a column, through As (free again after the last barrier), added in order.
-    epilogue === 'biasReluColsum'
+    hasColsum(epilogue)
       ? `As[lid.y][lid.x] = ${partial(0)};
   workgroupBarrier();
   if (lid.y == 0u && col < N) {
@@ -385,7 +397,7 @@ fn main(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: 
       ${storeC(epilogue, 'acc[r]', '0')}
     }
   }
-  ${epilogue === 'biasReluColsum' ? `if (col < N) { PART[wid.y * N + col] = ${partial(0)}; }` : ''}
+  ${hasColsum(epilogue) ? `if (col < N) { PART[wid.y * N + col] = ${partial(0)}; }` : ''}
 }`;
 }
 
