@@ -8,7 +8,6 @@ import {
   type LossOutput,
   l2Norm,
   linearBiasRelu,
-  linearBiasReluSum,
   linearBiasReluSumDecode,
   matmul,
   mul,
@@ -58,25 +57,10 @@ function encoderShift(bDec: Tensor, bEnc: Tensor, w: Tensor, transB: boolean): T
 
 /**
  * {@link encodeRelu} with the features' column sums Σ_b f (what the L1 penalty of a ReLU SAE
- * and its firing activity need), through {@link linearBiasReluSum}: the same values, with the
- * backward pass of encoder and penalty fused.
- */
-export function encodeReluWithSums(
-  x: Tensor,
-  bDec: Tensor,
-  bEnc: Tensor,
-  enc: { W_enc: Tensor } | { W_dec: Tensor },
-): { features: Tensor; sums: Tensor } {
-  const [w, transB] = 'W_enc' in enc ? [enc.W_enc, false] : [enc.W_dec, true];
-  const [features, sums] = linearBiasReluSum(x, w, encoderShift(bDec, bEnc, w, transB), { transB });
-  return { features, sums };
-}
-
-/**
- * {@link encodeReluWithSums} and the reconstruction x̂ = f·W_dec + b_dec in one op
- * ({@link linearBiasReluSumDecode}): the same values, but the backward pass forms f's gradient
- * from the decoder where it applies the ReLU's mask, over f's own memory, so a training step
- * holds one [B, F] array instead of two.
+ * and its firing activity need) and the reconstruction x̂ = f·W_dec + b_dec, in one op
+ * ({@link linearBiasReluSumDecode}): the same values as those computed one after the other,
+ * but the backward pass forms f's gradient from the decoder where it applies the ReLU's mask,
+ * over f's own memory, so a training step holds one [B, F] array instead of two.
  */
 export function encodeDecodeRelu(
   x: Tensor,
@@ -212,18 +196,17 @@ export function resampleLinear(p: Params, features: DeadFeatures, inputs: Tensor
 /**
  * The standard SAE loss from features f ≥ 0: mean‖x − x̂‖² + λ·s(t)·mean‖f‖₁, with x̂ decoded by
  * W_dec. The per-feature sums of f (needed for ‖f‖₁ anyway) double as the firing activity;
- * `enc` is the features, or the features with those sums ({@link encodeReluWithSums}), or with
- * those sums and x̂ ({@link encodeDecodeRelu}).
+ * `enc` is the features, or the features with those sums and x̂ ({@link encodeDecodeRelu}).
  */
 export function reluL1Loss(
   p: Params,
   x: Tensor,
-  enc: Tensor | { features: Tensor; sums: Tensor; reconstruction?: Tensor },
+  enc: Tensor | { features: Tensor; sums: Tensor; reconstruction: Tensor },
   l1Penalty: number,
   ctx: LossContext,
 ): LossOutput {
   const f = 'features' in enc ? enc.features : enc;
-  const xhat = ('features' in enc && enc.reconstruction) || decodeLinear(f, p.W_dec, p.b_dec);
+  const xhat = 'features' in enc ? enc.reconstruction : decodeLinear(f, p.W_dec, p.b_dec);
   const mse = meanSquaredError(x, xhat);
   const activity = 'features' in enc ? enc.sums : sum(f, 0);
   const l1 = div(sum(activity), x.shape[0]);

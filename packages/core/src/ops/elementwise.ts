@@ -209,7 +209,7 @@ export function scaledDifference(a: Tensor, b: Tensor, s: Tensor): Tensor {
   const op = 'scaledDifference';
   requireSameShape(op, a, b);
   requireFloat(op, s, 's');
-  check(s.size === 1, op, () => `s must hold one value, got shape [${s.shape.join(', ')}]`);
+  check(s.size === 1, op, () => `s must hold one value, got shape ${fmtShape(s.shape)}`);
   return runOp(op, [a, b, s], {}, { composition: () => mul(sub(a, b), reshape(s, [])) })[0];
 }
 /** a · b elementwise (broadcasting). */
