@@ -7,11 +7,20 @@
  * | --- | --- |
  * | {@link ZIG_X_AT} … | the ziggurat's X[0 … 127] (float64) |
  * | {@link ZIG_K_AT} … | its integer fast-test bounds K[0 … 127] (int32) |
+ * | {@link STREAM_AT} … | the state of the stream that the module reads by itself (`reset`, `next`) |
  * | {@link WORDS_AT} … | {@link WORD_COUNT} Philox words (a stream's chunk of blocks) |
  * | {@link SCRATCH_AT} … | {@link SCRATCH_FLOATS} float32: normals added to arrays outside this memory pass through here |
+ * | {@link ZIG_F_AT} … | the ziggurat's F[0 … 128] = exp(−X[i]²/2) (float64) |
  * | {@link HEAP_AT} … | free for the owner (the synthetic sums' rows and batch) |
  *
  * so a stream's words and the rows its noise is added to can share it, and no word is copied.
+ *
+ * Besides the fast paths that `PhiloxStream` (random.ts) drives word by word, the module reads a
+ * stream by itself: `reset` starts one, `next` gives its words in order (computing blocks as it
+ * runs out), `normalSlow` is the ziggurat's rare path and `noise` adds whole rows of normals, each
+ * row from its own stream, in one call. They compute what `PhiloxStream` computes, operation for
+ * operation; the logarithms and exponentials they need are the host's own `Math.log` and
+ * `Math.exp`, imported, so even those bits are the TypeScript path's.
  * Where WebAssembly SIMD is unavailable {@link bufferWasm} returns null and callers keep their
  * TypeScript loops, which compute the same values bit for bit.
  *
@@ -19,7 +28,10 @@
  */
 import {
   addTo,
+  BR,
   BR_IF,
+  call,
+  ELSE,
   END,
   F32_DEMOTE_F64,
   F32_LOAD,
@@ -28,9 +40,14 @@ import {
   F64_ADD,
   F64_CONVERT_I32_S,
   F64_CONVERT_I32_U,
+  F64_DIV,
+  F64_GT,
   F64_LOAD,
+  F64_LT,
   F64_MUL,
+  F64_NEG,
   F64_PROMOTE_F32,
+  F64_SUB,
   f64c,
   funcBody,
   funcType,
@@ -38,8 +55,11 @@ import {
   I32,
   I32_ADD,
   I32_AND,
+  I32_EQ,
+  I32_EQZ,
   I32_GE_U,
   I32_LOAD,
+  I32_LT_U,
   I32_SHL,
   I32_SHR_U,
   I32_SUB,
@@ -48,13 +68,16 @@ import {
   I32X4_SPLAT,
   I64X2_EXTMUL_HIGH_I32X4_U,
   I64X2_EXTMUL_LOW_I32X4_U,
+  IF,
   i32c,
   i32x4c,
   LOOP,
   memAligned,
   moduleBytes,
+  RETURN,
   set,
   shuffle32,
+  UNREACHABLE,
   V128,
   V128_STORE,
   V128_XOR,
@@ -63,23 +86,47 @@ import {
   wasmApi,
   whileLtU,
 } from '@dictlearn/core/wasm';
-import { sumsBody } from './synthetic-wasm.js';
-import { ZIG_K, ZIG_X } from './ziggurat.js';
+import { codesBody, sumsBody } from './synthetic-wasm.js';
+import {
+  FN,
+  HEAP_AT,
+  ifThen,
+  load32,
+  minU,
+  NOISE_TAG,
+  STREAM_C0,
+  STREAM_C1,
+  STREAM_C2,
+  STREAM_C3,
+  STREAM_CHUNK,
+  STREAM_END,
+  STREAM_KEY_AT,
+  STREAM_POS,
+  sampleCounter,
+  store32,
+  uniformNext,
+  uniformPositiveNext,
+  WORD_COUNT,
+  WORDS_AT,
+  ZIG_F_AT,
+  ZIG_K_AT,
+  ZIG_X_AT,
+} from './wasm-layout.js';
 
-/** Byte address of the ziggurat's X table (128 float64). */
-export const ZIG_X_AT = 0;
-/** Byte address of the ziggurat's K table (128 int32). */
-export const ZIG_K_AT = 1024;
-/** Byte address of the Philox words. */
-export const WORDS_AT = 2048;
-/** How many Philox words the words region holds (4096 blocks). */
-export const WORD_COUNT = 16384;
-/** Byte address of the scratch rows for normals added to arrays outside the memory. */
-export const SCRATCH_AT = WORDS_AT + 4 * WORD_COUNT;
-/** Float32 capacity of the scratch rows. */
-export const SCRATCH_FLOATS = 4096;
-/** First byte free for the instance's owner (16-byte aligned). */
-export const HEAP_AT = SCRATCH_AT + 4 * SCRATCH_FLOATS;
+export {
+  HEAP_AT,
+  SCRATCH_AT,
+  SCRATCH_FLOATS,
+  STREAM_AT,
+  STREAM_KEY_AT,
+  WORD_COUNT,
+  WORDS_AT,
+  ZIG_F_AT,
+  ZIG_K_AT,
+  ZIG_X_AT,
+} from './wasm-layout.js';
+
+import { ZIG_F, ZIG_K, ZIG_TAIL, ZIG_X } from './ziggurat.js';
 
 /** Philox-4x32-10's multipliers and Weyl key increments (Salmon et al., SC 2011). */
 const PHILOX_M0 = 0xd2511f53;
@@ -119,6 +166,37 @@ export interface BufferWasm {
   normals(words: number, end: number, out: number, scale: number): number;
   /** The synthetic source's sums (see `sumsBody` in synthetic-wasm.ts); byte addresses. */
   sums(rows: number, d: number, offs: number, idx: number, coef: number, g: number, out: number): void;
+  /** Sets the key (int32 words of core's `philoxKey`) of the module's own stream. */
+  setKey(k0: number, k1: number): void;
+  /** Restarts the module's own stream at block 0 of counter (·, c1, c2, c3); see `resetBody`. */
+  reset(c1: number, c2: number, c3: number, blocks: number): void;
+  /** The module's stream's next word, as an int32. */
+  next(): number;
+  /** The ziggurat's rare path for word w, reading more words of the module's stream. */
+  normalSlow(w: number): number;
+  /**
+   * Adds `scale` times normal noise to `rows` rows of d float32 at byte address `out`, row r from
+   * the noise stream of sample hi·2³² + lo + r (see `noiseBody`).
+   */
+  noise(rows: number, lo: number, hi: number, d: number, scale: number, out: number): void;
+  /** The synthetic source's independent sparse codes (see `codesBody` in synthetic-wasm.ts). */
+  codes(
+    rows: number,
+    lo: number,
+    hi: number,
+    offs: number,
+    idx: number,
+    coef: number,
+    capacity: number,
+    p: number,
+    starts: number,
+    bounds: number,
+    logMiss: number,
+    blocks: number,
+    numFeatures: number,
+    product: number,
+    chunk: number,
+  ): number;
   /** Grows the memory to at least `bytes` bytes. */
   reserve(bytes: number): void;
 }
@@ -257,6 +335,33 @@ function philoxBody(): number[] {
 }
 
 /**
+ * The ziggurat's fast-path value of word w (locals: w, m = w >>> 8, i = w & 127):
+ * (1 − ((w >>> 6) & 2))·(m·2⁻²⁴)·X[i], the sign from bit 7 and u = m·2⁻²⁴ exact, in
+ * `PhiloxStream.normal`'s order.
+ */
+const zigguratValue = (w: number, m: number, i: number) => [
+  ...i32c(1),
+  ...get(w),
+  ...i32c(6),
+  I32_SHR_U,
+  ...i32c(2),
+  I32_AND,
+  I32_SUB,
+  F64_CONVERT_I32_S,
+  ...get(m),
+  F64_CONVERT_I32_U,
+  ...f64c(2 ** -24),
+  F64_MUL,
+  F64_MUL,
+  ...get(i),
+  ...i32c(3),
+  I32_SHL,
+  F64_LOAD,
+  ...memAligned(3, ZIG_X_AT),
+  F64_MUL,
+];
+
+/**
  * normals(words, end, out, scale) → address of the first word missing the fast test, or end.
  * Per word w: i = w & 127, m = w >>> 8; fast when m < K[i]; then
  * out ← f32(f64(out) + scale·((1 − ((w >>> 6) & 2))·(m·2⁻²⁴)·X[i])), the TypeScript's
@@ -295,27 +400,7 @@ function normalsBody(): number[] {
       ...memAligned(2),
       F64_PROMOTE_F32,
       ...get(SCALE),
-      // sign = 1 − ((w >>> 6) & 2)
-      ...i32c(1),
-      ...get(W),
-      ...i32c(6),
-      I32_SHR_U,
-      ...i32c(2),
-      I32_AND,
-      I32_SUB,
-      F64_CONVERT_I32_S,
-      // u = m·2⁻²⁴ (exact)
-      ...get(M),
-      F64_CONVERT_I32_U,
-      ...f64c(2 ** -24),
-      F64_MUL,
-      F64_MUL,
-      ...get(I),
-      ...i32c(3),
-      I32_SHL,
-      F64_LOAD,
-      ...memAligned(3, ZIG_X_AT),
-      F64_MUL,
+      ...zigguratValue(W, M, I),
       F64_MUL,
       F64_ADD,
       F32_DEMOTE_F64,
@@ -329,15 +414,333 @@ function normalsBody(): number[] {
   return funcBody([[3, I32]], code);
 }
 
-/** The module: memory `mem`, and `philox`, `normals`, `sums`. */
+/**
+ * reset(c1, c2, c3, blocks): the module's stream restarts at block 0 of counter (·, c1, c2, c3),
+ * its first refill computing `blocks` blocks (rounded up to whole steps, at most the words
+ * region), as `PhiloxStream.reset`; the key stays.
+ */
+function resetBody(): number[] {
+  const [C1, C2, C3, BLOCKS] = [0, 1, 2, 3];
+  const step = PHILOX_BLOCKS_PER_STEP;
+  return funcBody(
+    [],
+    [
+      ...store32(STREAM_C0, i32c(0)),
+      ...store32(STREAM_C1, get(C1)),
+      ...store32(STREAM_C2, get(C2)),
+      ...store32(STREAM_C3, get(C3)),
+      ...store32(STREAM_POS, i32c(0)),
+      ...store32(STREAM_END, i32c(0)),
+      ...get(BLOCKS),
+      ...i32c(step - 1),
+      I32_ADD,
+      ...i32c(-step),
+      I32_AND,
+      ...set(BLOCKS),
+      ...store32(STREAM_CHUNK, minU(get(BLOCKS), i32c(MAX_BLOCKS))),
+    ],
+  );
+}
+
+/** Most blocks one refill computes: the words region's. */
+const MAX_BLOCKS = WORD_COUNT / 4;
+
+/**
+ * refill(): computes the stream's next chunk of blocks into the words region (from its index 0)
+ * and doubles the chunk for the next refill, as `PhiloxStream`'s refill (the chunk sizes never
+ * change the words).
+ */
+function refillBody(): number[] {
+  const N = 0;
+  return funcBody(
+    [[1, I32]],
+    [
+      ...load32(STREAM_CHUNK),
+      ...set(N),
+      ...i32c(WORDS_AT),
+      ...get(N),
+      ...load32(STREAM_C0),
+      ...load32(STREAM_C1),
+      ...load32(STREAM_C2),
+      ...load32(STREAM_C3),
+      ...load32(STREAM_KEY_AT),
+      ...load32(STREAM_KEY_AT + 4),
+      ...call(FN.philox),
+      ...store32(STREAM_C0, [...load32(STREAM_C0), ...get(N), I32_ADD]),
+      ...store32(STREAM_POS, i32c(0)),
+      ...store32(STREAM_END, [...get(N), ...i32c(2), I32_SHL]),
+      ...store32(STREAM_CHUNK, minU([...get(N), ...i32c(1), I32_SHL], i32c(MAX_BLOCKS))),
+    ],
+  );
+}
+
+/** next() → the stream's next word (int32), refilling first when none is left. */
+function nextBody(): number[] {
+  const P = 0;
+  return funcBody(
+    [[1, I32]],
+    [
+      ...load32(STREAM_POS),
+      ...set(P),
+      ...ifThen([...get(P), ...load32(STREAM_END), I32_EQ], [...call(FN.refill), ...i32c(0), ...set(P)]),
+      ...store32(STREAM_POS, [...get(P), ...i32c(1), I32_ADD]),
+      ...get(P),
+      ...i32c(2),
+      I32_SHL,
+      I32_LOAD,
+      ...memAligned(2, WORDS_AT),
+    ],
+  );
+}
+
+/**
+ * normalSlow(w) → the normal value of a word w that missed the ziggurat's fast test, reading more
+ * words with `next`: `PhiloxStream`'s normalSlow, the same operations in the same order (tail by
+ * Marsaglia's method with the imported `log`, wedge test with the imported `exp`, else a new word).
+ */
+function normalSlowBody(): number[] {
+  const W = 0;
+  const [I, M] = [1, 2];
+  const [U, X, SIGN, A, B] = [3, 4, 5, 6, 7];
+  const xOf = (i: number) => [...get(i), ...i32c(3), I32_SHL, F64_LOAD, ...memAligned(3, ZIG_X_AT)];
+  const fOf = (i: number[], plus: number) => [
+    ...i,
+    ...i32c(3),
+    I32_SHL,
+    F64_LOAD,
+    ...memAligned(3, ZIG_F_AT + 8 * plus),
+  ];
+  const tail = [
+    LOOP,
+    VOID,
+    // a = −log(u₁) / r; b = −log(u₂); done when 2b > a²
+    ...uniformPositiveNext,
+    ...call(FN.log),
+    F64_NEG,
+    ...f64c(ZIG_TAIL),
+    F64_DIV,
+    ...set(A),
+    ...uniformPositiveNext,
+    ...call(FN.log),
+    F64_NEG,
+    ...set(B),
+    ...ifThen(
+      [...get(B), ...get(B), F64_ADD, ...get(A), ...get(A), F64_MUL, F64_GT],
+      [...get(SIGN), ...f64c(ZIG_TAIL), ...get(A), F64_ADD, F64_MUL, RETURN],
+    ),
+    BR,
+    0,
+    END,
+  ];
+  const code = [
+    LOOP,
+    VOID,
+    ...get(W),
+    ...i32c(127),
+    I32_AND,
+    ...set(I),
+    ...get(W),
+    ...i32c(8),
+    I32_SHR_U,
+    ...set(M),
+    ...get(M),
+    F64_CONVERT_I32_U,
+    ...f64c(2 ** -24),
+    F64_MUL,
+    ...set(U),
+    ...get(U),
+    ...xOf(I),
+    F64_MUL,
+    ...set(X),
+    ...i32c(1),
+    ...get(W),
+    ...i32c(6),
+    I32_SHR_U,
+    ...i32c(2),
+    I32_AND,
+    I32_SUB,
+    F64_CONVERT_I32_S,
+    ...set(SIGN),
+    // inside the layer's rectangle (a retry's new word may land there): sign·u·X[i]
+    ...ifThen(
+      [...get(M), ...get(I), ...i32c(2), I32_SHL, I32_LOAD, ...memAligned(2, ZIG_K_AT), I32_LT_U],
+      [...get(SIGN), ...get(U), F64_MUL, ...xOf(I), F64_MUL, RETURN],
+    ),
+    ...ifThen([...get(I), I32_EQZ], tail),
+    // the wedge: y = F[i] + u'·(F[i+1] − F[i]) below exp(−x²/2)
+    ...fOf(get(I), 0),
+    ...uniformNext,
+    ...fOf(get(I), 1),
+    ...fOf(get(I), 0),
+    F64_SUB,
+    F64_MUL,
+    F64_ADD,
+    ...f64c(-0.5),
+    ...get(X),
+    F64_MUL,
+    ...get(X),
+    F64_MUL,
+    ...call(FN.exp),
+    F64_LT,
+    ...ifThen([], [...get(SIGN), ...get(X), F64_MUL, RETURN]),
+    ...call(FN.next),
+    ...set(W),
+    BR,
+    0,
+    END,
+    UNREACHABLE,
+  ];
+  return funcBody(
+    [
+      [2, I32],
+      [5, F64],
+    ],
+    code,
+  );
+}
+
+/**
+ * noise(rows, lo, hi, d, scale, out): for each row r, the stream of sample n = hi·2³² + lo + r
+ * (counter (·, n mod 2³², ⌊n / 2³²⌋, 2)) adds `scale` times its first normals to the d float32
+ * at out + 4·d·r: `PhiloxStream.reset` then `addNormals`, each value f32(f64(x) + scale·z). The
+ * fast path is `normals`' test and arithmetic, inline; a word that misses it goes to
+ * `normalSlow`, which may read (and refill) words, after which the loop reads on from there.
+ */
+function noiseBody(): number[] {
+  const [ROWS, LO0, HI0, D, SCALE, OUT] = [0, 1, 2, 3, 4, 5];
+  const [R, LO, POS, END_W, W, I, M, AT, O_END] = [6, 7, 8, 9, 10, 11, 12, 13, 14];
+  const Z = 15;
+  const addToOut = (z: number[]) => [
+    ...get(AT),
+    ...get(AT),
+    F32_LOAD,
+    ...memAligned(2),
+    F64_PROMOTE_F32,
+    ...get(SCALE),
+    ...z,
+    F64_MUL,
+    F64_ADD,
+    F32_DEMOTE_F64,
+    F32_STORE,
+    ...memAligned(2),
+  ];
+  const slow = [
+    ...store32(STREAM_POS, get(POS)),
+    ...get(W),
+    ...call(FN.normalSlow),
+    ...set(Z),
+    ...load32(STREAM_POS),
+    ...set(POS),
+    ...load32(STREAM_END),
+    ...set(END_W),
+  ];
+  const word = [
+    ...ifThen(
+      [...get(POS), ...get(END_W), I32_EQ],
+      [...call(FN.refill), ...i32c(0), ...set(POS), ...load32(STREAM_END), ...set(END_W)],
+    ),
+    ...get(POS),
+    ...i32c(2),
+    I32_SHL,
+    I32_LOAD,
+    ...memAligned(2, WORDS_AT),
+    ...set(W),
+    ...addTo(POS, 1),
+    ...get(W),
+    ...i32c(127),
+    I32_AND,
+    ...set(I),
+    ...get(W),
+    ...i32c(8),
+    I32_SHR_U,
+    ...set(M),
+    ...get(M),
+    ...get(I),
+    ...i32c(2),
+    I32_SHL,
+    I32_LOAD,
+    ...memAligned(2, ZIG_K_AT),
+    I32_LT_U,
+    IF,
+    VOID,
+    ...addToOut(zigguratValue(W, M, I)),
+    ELSE,
+    // the slow path computes z first (it moves the stream), then adds it as the fast path does
+    ...slow,
+    ...addToOut(get(Z)),
+    END,
+    ...addTo(AT, 4),
+  ];
+  const row = [
+    ...sampleCounter(LO0, HI0, R, LO, NOISE_TAG),
+    // the first chunk as PhiloxStream.reset(…, d + 8) sizes it: ⌈(d + 8) / 4⌉ + 1 blocks
+    ...get(D),
+    ...i32c(11),
+    I32_ADD,
+    ...i32c(2),
+    I32_SHR_U,
+    ...i32c(1),
+    I32_ADD,
+    ...call(FN.reset),
+    ...i32c(0),
+    ...set(POS),
+    ...i32c(0),
+    ...set(END_W),
+    ...get(AT),
+    ...get(D),
+    ...i32c(2),
+    I32_SHL,
+    I32_ADD,
+    ...set(O_END),
+    ...whileLtU(get(AT), get(O_END), word),
+    ...store32(STREAM_POS, get(POS)),
+    ...addTo(R, 1),
+  ];
+  return funcBody(
+    [
+      [9, I32],
+      [1, F64],
+    ],
+    [...get(OUT), ...set(AT), ...i32c(0), ...set(R), ...whileLtU(get(R), get(ROWS), row)],
+  );
+}
+
+/**
+ * The module: memory `mem`, and `philox`, `normals`, `sums`, `reset`, `next`, `normalSlow`,
+ * `noise`, `codes`; it imports `math.log` and `math.exp` (the host's `Math.log`, `Math.exp`).
+ */
 export function bufferWasmBytes(): Uint8Array {
   const ints = (n: number) => new Array<number>(n).fill(I32);
+  const types = [
+    funcType(ints(8), []),
+    funcType([I32, I32, I32, F64], [I32]),
+    funcType(ints(7), []),
+    funcType([F64], [F64]),
+    funcType(ints(4), []),
+    funcType([], []),
+    funcType([], [I32]),
+    funcType([I32], [F64]),
+    funcType([I32, I32, I32, I32, F64, I32], []),
+    funcType(ints(15), [I32]),
+  ];
+  // in FN's order: the imports, then the module's functions
   return moduleBytes(
-    [funcType(ints(8), []), funcType([I32, I32, I32, F64], [I32]), funcType(ints(7), [])],
+    types,
     [
       { type: 0, body: philoxBody(), export: 'philox' },
       { type: 1, body: normalsBody(), export: 'normals' },
       { type: 2, body: sumsBody(), export: 'sums' },
+      { type: 4, body: resetBody(), export: 'reset' },
+      { type: 5, body: refillBody() },
+      { type: 6, body: nextBody(), export: 'next' },
+      { type: 7, body: normalSlowBody(), export: 'normalSlow' },
+      { type: 8, body: noiseBody(), export: 'noise' },
+      { type: 9, body: codesBody(), export: 'codes' },
+    ],
+    undefined,
+    [
+      { module: 'math', name: 'log', type: 3 },
+      { module: 'math', name: 'exp', type: 3 },
     ],
   );
 }
@@ -360,12 +763,10 @@ export function bufferWasm(): BufferWasm | null {
     }
   }
   if (!compiled || !api) return null;
-  const ex = new api.Instance(compiled, {}).exports as {
-    mem: WasmMemory;
-    philox: PhiloxFill;
-    normals: BufferWasm['normals'];
-    sums: BufferWasm['sums'];
-  };
+  const ex = new api.Instance(compiled, { math: { log: Math.log, exp: Math.exp } }).exports as Omit<
+    BufferWasm,
+    'memory' | 'reserve' | 'setKey'
+  > & { mem: WasmMemory };
   const memory = ex.mem;
   const reserve = (bytes: number) => {
     const have = memory.buffer.byteLength;
@@ -374,5 +775,8 @@ export function bufferWasm(): BufferWasm | null {
   reserve(HEAP_AT);
   new Float64Array(memory.buffer, ZIG_X_AT, 128).set(ZIG_X.subarray(0, 128));
   new Int32Array(memory.buffer, ZIG_K_AT, 128).set(ZIG_K);
-  return { memory, philox: ex.philox, normals: ex.normals, sums: ex.sums, reserve };
+  new Float64Array(memory.buffer, ZIG_F_AT, 129).set(ZIG_F);
+  const { philox, normals, sums, reset, next, normalSlow, noise, codes } = ex;
+  const setKey = (k0: number, k1: number) => new Int32Array(memory.buffer, STREAM_KEY_AT, 2).set([k0, k1]);
+  return { memory, philox, normals, sums, reset, next, normalSlow, noise, codes, setKey, reserve };
 }

@@ -2,6 +2,7 @@ import {
   type BatchOptions,
   DictlearnError,
   type GroundTruthSource,
+  philoxKey,
   philoxNormal,
   seedFor,
   type Tensor,
@@ -16,7 +17,12 @@ import {
   normalQuantile,
   PhiloxStream,
 } from './random.js';
-import { type SyntheticSums, syntheticSums } from './synthetic-wasm.js';
+import {
+  type CodeLists,
+  type FiringTables,
+  type SyntheticKernels,
+  syntheticKernels,
+} from './synthetic-wasm.js';
 
 /** Options of {@link SyntheticSource}; every field has the default of the sparse_coding experiments. */
 export interface SyntheticSourceOptions {
@@ -127,6 +133,33 @@ export function firingProbabilities(numFeatures: number, meanActive: number, dec
   return p;
 }
 
+/** The blocks over which independent firing decisions are drawn (see {@link firingBlocks}). */
+export interface FiringBlocks {
+  /** First feature of each block, then the number of features. */
+  blockStart: Int32Array;
+  /** Each block's largest (first) probability: the bound its decisions are thinned against. */
+  blockBound: Float64Array;
+  /** log(1 − bound) of each block, the scale of its geometric skips. */
+  blockLogMiss: Float64Array;
+}
+
+/**
+ * Blocks for thinning non-increasing firing probabilities p: a new block starts where p falls
+ * below half the block's first p, or after 64 features.
+ */
+export function firingBlocks(p: Float64Array): FiringBlocks {
+  const starts: number[] = [];
+  for (let i = 0; i < p.length; i++) {
+    const s = starts[starts.length - 1];
+    if (starts.length === 0 || p[i] < 0.5 * p[s] || i - s >= 64) starts.push(i);
+  }
+  return {
+    blockStart: Int32Array.from([...starts, p.length]),
+    blockBound: Float64Array.from(starts, (s) => p[s]),
+    blockLogMiss: Float64Array.from(starts, (s) => Math.log1p(-p[s])),
+  };
+}
+
 /**
  * Synthetic activations with known ground-truth features, after the generator of the
  * sparse_coding experiments (`RandomDatasetGenerator`), with the definitions made exact:
@@ -193,9 +226,13 @@ export class SyntheticSource implements GroundTruthSource {
   readonly #blockBound: Float64Array;
   readonly #blockLogMiss: Float64Array;
   readonly #codeStream: PhiloxStream;
+  /** Words a sample's code stream usually needs: ~2 per candidate, 1 per block, 1–2 per coefficient. */
+  readonly #codeWords: number;
   readonly #useWasm: boolean;
-  /** The noise stream and the batch sums, made on first use by `#makeSamplers`. */
-  #samplers: { noise: PhiloxStream; sums: SyntheticSums | null } | undefined;
+  /** The WebAssembly kernels (null: none), made on first use by `#wasmKernels`. */
+  #kernels: SyntheticKernels | null | undefined;
+  /** The TypeScript path's noise stream, made on first use. */
+  #noise: PhiloxStream | undefined;
 
   constructor(options: SyntheticSourceOptions = {}) {
     const o = options ?? {};
@@ -252,17 +289,14 @@ export class SyntheticSource implements GroundTruthSource {
       this.#thresholds = this.featureProbabilities.map(normalQuantile);
     }
 
-    // Blocks for thinning: a new block starts where p falls below half the block's first p
-    // (p is non-increasing), or after 64 features.
-    const starts: number[] = [];
-    const p = this.featureProbabilities;
-    for (let i = 0; i < this.numFeatures; i++) {
-      const s = starts[starts.length - 1];
-      if (starts.length === 0 || p[i] < 0.5 * p[s] || i - s >= 64) starts.push(i);
-    }
-    this.#blockStart = Int32Array.from([...starts, this.numFeatures]);
-    this.#blockBound = Float64Array.from(starts, (s) => p[s]);
-    this.#blockLogMiss = Float64Array.from(starts, (s) => Math.log1p(-p[s]));
+    const blocks = firingBlocks(this.featureProbabilities);
+    this.#blockStart = blocks.blockStart;
+    this.#blockBound = blocks.blockBound;
+    this.#blockLogMiss = blocks.blockLogMiss;
+    this.#codeWords =
+      Math.ceil(4 * this.meanActive) +
+      2 * this.#blockBound.length +
+      (this.#loadings ? this.correlationRank + 16 : 0);
     this.#useWasm = o.wasm !== false;
     this.#codeStream = new PhiloxStream(seedFor('data', this.seed), { wasm: this.#useWasm });
   }
@@ -279,26 +313,45 @@ export class SyntheticSource implements GroundTruthSource {
 
   /** Samples `start` … `start + count − 1` as a new [count, dim] tensor. */
   sample(start: number, count: number, backend?: string): Tensor {
-    return tensor(this.sampleHost(start, count), [count, this.dim], { backend });
+    this.#checkRange(start, count);
+    // the tensor copies the rows out of the WebAssembly memory: no host array of its own
+    const rows = this.#wasmRows(start, count);
+    return tensor(rows ?? this.sampleHost(start, count), [count, this.dim], { backend });
   }
 
   /** Samples `start` … `start + count − 1` on the host, row-major [count, dim]. */
   sampleHost(start: number, count: number): Float32Array {
     this.#checkRange(start, count);
-    const out = new Float32Array(count * this.dim);
-    this.#generate(start, count, out, undefined);
+    const rows = this.#wasmRows(start, count);
+    if (rows) return rows.slice();
+    const d = this.dim;
+    const out = new Float32Array(count * d);
+    if (count === 0) return out;
+    const sigma = this.noise / Math.sqrt(d);
+    const g = this.#features;
+    const noise = sigma > 0 ? this.#noiseStream() : undefined;
+    this.#forEachCode(start, count, (r, active, coef, n) => {
+      const base = r * d;
+      for (let a = 0; a < n; a++) axpy(out, base, g, active[a] * d, coef[a], d);
+      if (noise) {
+        const sample = start + r;
+        noise.reset(sample >>> 0, Math.floor(sample / 2 ** 32), TAG_NOISE, d + 8);
+        noise.addNormals(out, base, d, sigma);
+      }
+    });
     return out;
   }
 
   /** The ground-truth sparse codes of samples `start` … `start + count − 1`. */
   sparseCodes(start: number, count: number): SparseCodes {
     this.#checkRange(start, count);
-    const codes = { offsets: new Int32Array(count + 1), indices: [] as number[], values: [] as number[] };
-    this.#generate(start, count, undefined, codes);
+    const kernels = this.#loadings || count === 0 ? null : this.#wasmKernels();
+    const lists = kernels ? kernels.codes(start, count) : this.#codeLists(start, count);
+    const n = lists.offs[count];
     return {
-      offsets: codes.offsets,
-      indices: Int32Array.from(codes.indices),
-      values: Float32Array.from(codes.values),
+      offsets: lists.offs,
+      indices: lists.idx.slice(0, n),
+      values: Float32Array.from(lists.coef.subarray(0, n)),
     };
   }
 
@@ -326,83 +379,85 @@ export class SyntheticSource implements GroundTruthSource {
     if (start + count > 2 ** 52) throw new DictlearnError(OP, `sample index ${start + count} is beyond 2^52`);
   }
 
-  #generate(
-    start: number,
-    count: number,
-    out: Float32Array | undefined,
-    codes: { offsets: Int32Array; indices: number[]; values: number[] } | undefined,
-  ): void {
-    const d = this.dim;
-    const g = this.#features;
-    const product = this.coefficients === 'uniform-product';
-    const active = new Int32Array(this.numFeatures);
-    const coef = new Float64Array(this.numFeatures);
-    const sigma = this.noise / Math.sqrt(d);
-    const cs = this.#codeStream;
-    const m = this.#loadings ? new Float64Array(this.numFeatures) : undefined;
-    const eta = this.#loadings ? new Float64Array(this.correlationRank) : undefined;
-    // words a sample's code stream usually needs: ~2 per candidate, 1 per block, 1–2 per coefficient
-    const codeWords =
-      Math.ceil(4 * this.meanActive) + 2 * this.#blockBound.length + (eta ? eta.length + 16 : 0);
-    const samplers = out && count > 0 ? this.#makeSamplers() : undefined;
-    const simd = samplers?.sums ?? null;
-    const batch = simd ? new ActiveLists(count, Math.ceil(2 * this.meanActive * count) + 16) : undefined;
-    for (let r = 0; r < count; r++) {
-      const n = start + r;
-      const lo = n >>> 0;
-      const hi = Math.floor(n / 2 ** 32);
-      cs.reset(lo, hi, TAG_CODE, codeWords);
-      const count = m && eta ? this.#drawCorrelated(cs, active, m, eta) : this.#drawIndependent(cs, active);
-      for (let a = 0; a < count; a++) coef[a] = product ? cs.uniform() * cs.uniform() : cs.uniform();
-      if (codes) {
-        for (let a = 0; a < count; a++) {
-          codes.indices.push(active[a]);
-          codes.values.push(coef[a]);
-        }
-        codes.offsets[r + 1] = codes.indices.length;
-      }
-      if (!out) continue;
-      if (batch) {
-        // gathered for one WebAssembly call over the batch; noise follows it, row by row
-        batch.add(active, coef, count);
-        continue;
-      }
-      const base = r * d;
-      for (let a = 0; a < count; a++) axpy(out, base, g, active[a] * d, coef[a], d);
-      if (sigma > 0 && samplers) {
-        samplers.noise.reset(lo, hi, TAG_NOISE, d + 8);
-        samplers.noise.addNormals(out, base, d, sigma);
-      }
-    }
-    if (!out || !batch || !simd || !samplers) return;
-    // the sums stay in the instance's memory, where the noise stream adds its normals in place
-    const rows = simd.sums(count, batch.offs, batch.idx, batch.coef);
-    const ns = samplers.noise;
-    if (sigma > 0) {
-      for (let r = 0; r < count; r++) {
-        const n = start + r;
-        ns.reset(n >>> 0, Math.floor(n / 2 ** 32), TAG_NOISE, d + 8);
-        ns.addNormals(rows, r * d, d, sigma);
-      }
-    }
-    out.set(rows);
+  /**
+   * Samples `start` … `start + count − 1` computed in WebAssembly (a view of its memory, valid
+   * until the next call), or undefined where the TypeScript loop computes them.
+   */
+  #wasmRows(start: number, count: number): Float32Array | undefined {
+    const kernels = count > 0 ? this.#wasmKernels() : null;
+    if (!kernels) return undefined;
+    const sigma = this.noise / Math.sqrt(this.dim);
+    // correlated codes come from TypeScript; independent ones are drawn in WebAssembly too
+    return kernels.rows(start, count, sigma, this.#loadings ? this.#codeLists(start, count) : undefined);
   }
 
   /**
-   * The noise stream and the WebAssembly sums (null: the TypeScript loop), made on first use.
-   * They share one WebAssembly instance, so the normals are added to the sums in its memory.
+   * Draws the sparse code of each sample `start` … `start + count − 1` in TypeScript and hands
+   * it to `visit` (row index, active features, coefficients, how many; the arrays are reused).
    */
-  #makeSamplers(): { noise: PhiloxStream; sums: SyntheticSums | null } {
-    if (!this.#samplers) {
-      const w = this.#useWasm ? bufferWasm() : null;
-      const sums = w ? syntheticSums(w, HEAP_AT, this.#features, this.dim) : null;
-      const noise = new PhiloxStream(seedFor('data', this.seed), {
-        wasm: this.#useWasm,
-        instance: w ?? undefined,
-      });
-      this.#samplers = { noise, sums };
+  #forEachCode(
+    start: number,
+    count: number,
+    visit: (r: number, active: Int32Array, coef: Float64Array, n: number) => void,
+  ): void {
+    const product = this.coefficients === 'uniform-product';
+    const active = new Int32Array(this.numFeatures);
+    const coef = new Float64Array(this.numFeatures);
+    const cs = this.#codeStream;
+    const m = this.#loadings ? new Float64Array(this.numFeatures) : undefined;
+    const eta = this.#loadings ? new Float64Array(this.correlationRank) : undefined;
+    for (let r = 0; r < count; r++) {
+      const n = start + r;
+      cs.reset(n >>> 0, Math.floor(n / 2 ** 32), TAG_CODE, this.#codeWords);
+      const k = m && eta ? this.#drawCorrelated(cs, active, m, eta) : this.#drawIndependent(cs, active);
+      for (let a = 0; a < k; a++) coef[a] = product ? cs.uniform() * cs.uniform() : cs.uniform();
+      visit(r, active, coef, k);
     }
-    return this.#samplers;
+  }
+
+  /** The sparse codes of a range, drawn in TypeScript, as compressed rows. */
+  #codeLists(start: number, count: number): CodeLists {
+    const lists = new ActiveLists(count, Math.ceil(2 * this.meanActive * count) + 16);
+    this.#forEachCode(start, count, (_r, active, coef, n) => lists.add(active, coef, n));
+    return lists;
+  }
+
+  /**
+   * The WebAssembly kernels (made on first use), or null: WebAssembly off or unavailable, d not a
+   * multiple of 4, or features too large for its memory.
+   */
+  #wasmKernels(): SyntheticKernels | null {
+    if (this.#kernels === undefined) {
+      const w = this.#useWasm ? bufferWasm() : null;
+      const firing: FiringTables | undefined = this.#loadings
+        ? undefined
+        : {
+            p: this.featureProbabilities,
+            blockStart: this.#blockStart,
+            blockBound: this.#blockBound,
+            blockLogMiss: this.#blockLogMiss,
+            product: this.coefficients === 'uniform-product',
+            chunk: Math.ceil(this.#codeWords / 4) + 1,
+            meanActive: this.meanActive,
+          };
+      this.#kernels = w
+        ? syntheticKernels(
+            w,
+            HEAP_AT,
+            this.#features,
+            this.dim,
+            philoxKey(seedFor('data', this.seed)),
+            firing,
+          )
+        : null;
+    }
+    return this.#kernels;
+  }
+
+  /** The noise stream of the TypeScript path (its normals' fast path still in WebAssembly where it can). */
+  #noiseStream(): PhiloxStream {
+    this.#noise ??= new PhiloxStream(seedFor('data', this.seed), { wasm: this.#useWasm });
+    return this.#noise;
   }
 
   /** Independent Bernoulli(pᵢ) decisions: geometric skips per block, thinned by pᵢ / bound. */
@@ -488,7 +543,7 @@ export class SyntheticSource implements GroundTruthSource {
 }
 
 /** The active features and coefficients of a batch's rows, one list after another (CSR). */
-class ActiveLists {
+class ActiveLists implements CodeLists {
   offs: Int32Array;
   idx: Int32Array;
   coef: Float64Array;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  call,
   F64,
   F64_ADD,
   F64_MUL,
@@ -99,6 +100,42 @@ describe('@dictlearn/core/wasm', () => {
           expect(ex[`hi${k}`](b | 0) >>> 0).toBe(want);
         }
       }
+    },
+  );
+
+  it.skipIf(!wasmApi())(
+    'imported functions come first in the index space: calls and exports name the right ones',
+    () => {
+      const api = wasmApi()!;
+      const types = [funcType([F64], [F64])];
+      // import 0: log; import 1: a JS function; function 2 = 0.1·x − 2.5; function 3 calls 0, 1 and 2
+      const bytes = moduleBytes(
+        types,
+        [
+          {
+            type: 0,
+            body: funcBody([], [...get(0), ...f64c(0.1), F64_MUL, ...f64c(-2.5), F64_ADD]),
+            export: 'affine',
+          },
+          {
+            type: 0,
+            body: funcBody([], [...get(0), ...call(0), ...get(0), ...call(1), F64_ADD, ...call(2)]),
+            export: 'both',
+          },
+        ],
+        undefined,
+        [
+          { module: 'math', name: 'log', type: 0 },
+          { module: 'js', name: 'twice', type: 0 },
+        ],
+      );
+      expect(api.validate(bytes)).toBe(true);
+      const ex = new api.Instance(new api.Module(bytes), {
+        math: { log: Math.log },
+        js: { twice: (x: number) => 2 * x },
+      }).exports as Record<string, (x: number) => number>;
+      expect(ex.affine(3)).toBe(3 * 0.1 + -2.5);
+      expect(ex.both(7)).toBe((Math.log(7) + 14) * 0.1 + -2.5);
     },
   );
 });

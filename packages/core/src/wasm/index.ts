@@ -3,7 +3,9 @@
  * modules byte by byte (no toolchain and no binary blob: every instruction is spelled out where it
  * is used). Opcode numbers are the core specification's and the fixed-width SIMD proposal's final
  * ones. backend-cpu's kernels and buffer's random streams and synthetic sums are built with it;
- * it has no imports and touches no host API but `globalThis.WebAssembly` (browser-safe).
+ * it touches no host API but `globalThis.WebAssembly` (browser-safe); a module may import
+ * functions its instantiator passes (buffer's imports `Math.log` and `Math.exp`, so its
+ * values are the host's own, bit for bit).
  *
  * @packageDocumentation
  */
@@ -15,6 +17,7 @@ export const F64 = 0x7c;
 export const V128 = 0x7b;
 
 /** Control. */
+export const UNREACHABLE = 0x00;
 export const BLOCK = 0x02;
 export const LOOP = 0x03;
 export const IF = 0x04;
@@ -76,8 +79,18 @@ export const F32_SUB = 0x93;
 export const F32_MUL = 0x94;
 export const F32_DIV = 0x95;
 export const F32_MAX = 0x97;
+export const F64_EQ = 0x61;
+export const F64_LT = 0x63;
+export const F64_GT = 0x64;
+export const F64_LE = 0x65;
+export const F64_GE = 0x66;
+export const F64_NEG = 0x9a;
+export const F64_FLOOR = 0x9c;
 export const F64_ADD = 0xa0;
+export const F64_SUB = 0xa1;
 export const F64_MUL = 0xa2;
+export const F64_DIV = 0xa3;
+export const I32_TRUNC_F64_S = 0xaa;
 export const F32_DEMOTE_F64 = 0xb6;
 export const F64_CONVERT_I32_S = 0xb7;
 export const F64_CONVERT_I32_U = 0xb8;
@@ -228,26 +241,44 @@ export const funcType = (params: number[], results: number[]): number[] => [
   ...vec(results.map((r) => [r])),
 ];
 
+/** A function a module imports: `module`.`name`, of the module's function type `type`. */
+export interface FuncImport {
+  module: string;
+  name: string;
+  type: number;
+}
+
+/** `call f`: f indexes the module's functions, its imports first (see {@link moduleBytes}). */
+export const call = (f: number): number[] => [CALL, ...uleb(f)];
+
 /**
  * A whole module of one memory, the given function types and functions (each naming its type by
  * index), exporting functions by name. The memory is its own (exported as `mem`, 1 page to
  * start, growable), or with `sharedMaxPages` imported as `env.mem`: a shared memory of at most
- * that many pages, which worker threads instantiate the same module on.
+ * that many pages, which worker threads instantiate the same module on. `funcImports` come first
+ * in the function index space: with k of them, `funcs[i]` is function k + i.
  */
 export function moduleBytes(
   types: number[][],
   funcs: { type: number; body: number[]; export?: string }[],
   sharedMaxPages?: number,
+  funcImports: FuncImport[] = [],
 ): Uint8Array {
+  const first = funcImports.length;
   const exports = [
     ...(sharedMaxPages === undefined ? [[...name('mem'), 0x02, 0]] : []),
-    ...funcs.flatMap((f, i) => (f.export ? [[...name(f.export), 0x00, ...uleb(i)]] : [])),
+    ...funcs.flatMap((f, i) => (f.export ? [[...name(f.export), 0x00, ...uleb(first + i)]] : [])),
   ];
-  const memory =
+  const sharedMemory =
     sharedMaxPages === undefined
-      ? section(5, vec([[0x00, 1]]))
-      : section(2, vec([[...name('env'), ...name('mem'), 0x02, 0x03, 1, ...uleb(sharedMaxPages)]]));
-  const [imports, memories] = sharedMaxPages === undefined ? [[], memory] : [memory, []];
+      ? []
+      : [[...name('env'), ...name('mem'), 0x02, 0x03, 1, ...uleb(sharedMaxPages)]];
+  const importEntries = [
+    ...funcImports.map((f) => [...name(f.module), ...name(f.name), 0x00, ...uleb(f.type)]),
+    ...sharedMemory,
+  ];
+  const imports = importEntries.length > 0 ? section(2, vec(importEntries)) : [];
+  const memories = sharedMaxPages === undefined ? section(5, vec([[0x00, 1]])) : [];
   return Uint8Array.from([
     0x00,
     0x61,
