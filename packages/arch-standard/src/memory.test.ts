@@ -22,10 +22,14 @@ describe('Standard step memory', () => {
     ['standard', standard],
     ['tied', tied],
   ] as const) {
-    // F > B: the weight gradients outgrow x̂ and its gradient; B > F: the other way round
+    // F > B: the weight gradients outgrow x̂ and its gradient; B > F: the other way round; d 128:
+    // the [d, F] arrays are large next to f, so the optimizer step would show any [d, F]
+    // temporary it made (Adam's new p, m, v, ConstrainedAdam's projection and renormalisation:
+    // all written over their inputs)
     it.each([
       [256, 16, 512],
       [512, 16, 256],
+      [256, 128, 512],
     ])(`${name} at B %i, d %i, F %i: the step's peak holds one [B, F] array, not two`, async (B, d, F) => {
       const trainer = new Trainer(
         {

@@ -667,32 +667,41 @@ export function registerWebGPUKernels(backend: Backend, gpu: () => GpuDevice): v
     gpu().dispatch(code, [buf(x), buf(b), out.data.buffer], [x.size, cols], groupsFor(x.size));
     return out;
   });
-  reg('adamUpdate', ([p, g, m, v], attrs) => {
-    const p2 = output(p.shape, 'float32', 'adamUpdate');
-    const m2 = output(p.shape, 'float32', 'adamUpdate');
-    const v2 = output(p.shape, 'float32', 'adamUpdate');
+  // In place (attrs.inPlace: the caller owns p, m, v) the shader binds them read_write and writes
+  // each element after reading it; otherwise into three new buffers.
+  const adamShader = (inPlace: boolean) => {
+    const [p, m, v] = inPlace ? ['P', 'M', 'V'] : ['P2', 'M2', 'V2'];
     const body = `let b1 = f_(prm[1]); let b2 = f_(prm[2]); let stepSize = f_(prm[3]); let sqrtBc2 = f_(prm[4]); let eps = f_(prm[5]);
   let gi = G[i];
   let mi = b1 * M[i] + (1.0 - b1) * gi;
   let vi = b2 * V[i] + (1.0 - b2) * gi * gi;
-  M2[i] = mi; V2[i] = vi;
-  P2[i] = P[i] - (stepSize * mi) / (sqrt(vi) / sqrtBc2 + eps);`;
-    const code = kernel1d(
-      bindings(
-        [
-          ['P', 'f32'],
-          ['G', 'f32'],
-          ['M', 'f32'],
-          ['V', 'f32'],
-        ],
-        [
-          ['P2', 'f32'],
-          ['M2', 'f32'],
-          ['V2', 'f32'],
-        ],
-      ),
-      body,
-    );
+  let pi = P[i] - (stepSize * mi) / (sqrt(vi) / sqrtBc2 + eps);
+  ${m}[i] = mi; ${v}[i] = vi; ${p}[i] = pi;`;
+    const [ins, outs]: [string, string][][] = inPlace
+      ? [
+          [['G', 'f32']],
+          [
+            ['P', 'f32'],
+            ['M', 'f32'],
+            ['V', 'f32'],
+          ],
+        ]
+      : [
+          [
+            ['P', 'f32'],
+            ['G', 'f32'],
+            ['M', 'f32'],
+            ['V', 'f32'],
+          ],
+          [
+            ['P2', 'f32'],
+            ['M2', 'f32'],
+            ['V2', 'f32'],
+          ],
+        ];
+    return kernel1d(bindings(ins, outs), body);
+  };
+  reg('adamUpdate', ([p, g, m, v], attrs) => {
     const meta = [
       p.size,
       f32bits(attrs.beta1 as number),
@@ -701,14 +710,63 @@ export function registerWebGPUKernels(backend: Backend, gpu: () => GpuDevice): v
       f32bits(Math.sqrt(attrs.bc2 as number)),
       f32bits(attrs.eps as number),
     ];
+    if (attrs.inPlace) {
+      gpu().dispatch(adamShader(true), [buf(g), buf(p), buf(m), buf(v)], meta, groupsFor(p.size));
+      return [p, m, v].map((t) => ({ data: t.data, shape: p.shape, dtype: 'float32' as const }));
+    }
+    const p2 = output(p.shape, 'float32', 'adamUpdate');
+    const m2 = output(p.shape, 'float32', 'adamUpdate');
+    const v2 = output(p.shape, 'float32', 'adamUpdate');
     gpu().dispatch(
-      code,
+      adamShader(false),
       [buf(p), buf(g), buf(m), buf(v), p2.data.buffer, m2.data.buffer, v2.data.buffer],
       meta,
       groupsFor(p.size),
     );
     return [p2, m2, v2];
   });
+
+  // ConstrainedAdam's row kernels, one thread per row (run once per step on [F, d]): the norm in
+  // one pass, then the row written, over its input where attrs.inPlace says the caller owns it.
+  // Same formulas as core's compositions (w / (‖w‖ + 1e-12); g − (g·n)·n), float32 sums in order.
+  const rowsShader = (project: boolean, inPlace: boolean) => {
+    const target = inPlace ? (project ? 'G' : 'W') : 'O';
+    const ins: [string, string][] = project ? [['W', 'f32']] : [];
+    const outs: [string, string][] = [];
+    if (project) (inPlace ? outs : ins).push(['G', 'f32']);
+    else (inPlace ? outs : ins).push(['W', 'f32']);
+    if (!inPlace) outs.push(['O', 'f32']);
+    const body = `let c = prm[1]; let base = i * c;
+  var ss = 0.0;
+  for (var j = 0u; j < c; j++) { let x = W[base + j]; ss = ss + x * x; }
+  let norm = sqrt(ss) + 1e-12;
+  ${
+    project
+      ? `var dot = 0.0;
+  for (var j = 0u; j < c; j++) { dot = dot + G[base + j] * (W[base + j] / norm); }
+  for (var j = 0u; j < c; j++) { ${target}[base + j] = G[base + j] - dot * (W[base + j] / norm); }`
+      : `for (var j = 0u; j < c; j++) { ${target}[base + j] = W[base + j] / norm; }`
+  }`;
+    return kernel1d(bindings(ins, outs), body);
+  };
+  const rowKernel = (project: boolean) => (inputs: KernelTensor[], attrs: { inPlace?: boolean }) => {
+    const [w] = inputs;
+    const cols = w.shape[w.shape.length - 1];
+    const rows = cols === 0 ? 0 : w.size / cols;
+    const over = project ? inputs[1] : w;
+    if (attrs.inPlace) {
+      if (rows > 0) gpu().dispatch(rowsShader(project, true), inputs.map(buf), [rows, cols], groupsFor(rows));
+      return [{ data: over.data, shape: w.shape, dtype: 'float32' as const }];
+    }
+    const out = output(w.shape, 'float32', project ? 'removeParallelComponent' : 'normalizeRows');
+    if (rows > 0) {
+      const code = rowsShader(project, false);
+      gpu().dispatch(code, [...inputs.map(buf), out.data.buffer], [rows, cols], groupsFor(rows));
+    }
+    return [out];
+  };
+  reg('normalizeRows', rowKernel(false));
+  reg('removeParallelComponent', rowKernel(true));
 
   const fillBuffer = (d: GpuData, bits: number, dtype: DType = 'float32') => {
     const t = wgslType(dtype);

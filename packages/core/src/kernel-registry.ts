@@ -370,11 +370,19 @@ export interface OpAttrs {
     bc1: number;
     /** Bias correction 1 − β₂ᵗ. */
     bc2: number;
+    /** The kernel may write p, m, v over the inputs' memory (the caller owns them). */
+    inPlace?: boolean;
   };
   /** Rows to unit L2 norm (composite). */
-  normalizeRows: NoAttrs;
+  normalizeRows: {
+    /** The kernel may write the rows over w's memory (the caller owns w). */
+    inPlace?: boolean;
+  };
   /** ConstrainedAdam's projection (composite). */
-  removeParallelComponent: NoAttrs;
+  removeParallelComponent: {
+    /** The kernel may write the result over g's memory (the caller owns g). */
+    inPlace?: boolean;
+  };
 }
 
 /** The name of an op a kernel can be registered for: core's ops and those plugins add to {@link OpAttrs}. */

@@ -24,6 +24,9 @@ export interface AdamHyper {
  * One Adam update of a parameter, as torch.optim.Adam computes it:
  * m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², p ← p − (lr / (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε).
  * Returns `[p, m, v]`. Backends may register a fused kernel `adamUpdate` (one pass over memory).
+ * With `inPlace` the kernel may write the new p, m and v over the old ones' memory (each element
+ * is read before it is written), so the caller must own them: nothing may read the old values
+ * afterwards, and no other tensor may share their storage.
  */
 export function adamUpdate(
   p: Tensor,
@@ -31,6 +34,7 @@ export function adamUpdate(
   m: Tensor,
   v: Tensor,
   h: AdamHyper,
+  options: { inPlace?: boolean } = {},
 ): [Tensor, Tensor, Tensor] {
   for (const [what, t] of [
     ['gradient', g],
@@ -49,7 +53,7 @@ export function adamUpdate(
   const outs = runOp(
     'adamUpdate',
     [p, g, m, v],
-    { ...h, bc1, bc2 },
+    { ...h, bc1, bc2, inPlace: options.inPlace ?? false },
     {
       composition: () => {
         const m2 = add(mul(m, h.beta1), mul(g, 1 - h.beta1));
@@ -63,17 +67,28 @@ export function adamUpdate(
   return [outs[0], outs[1], outs[2]];
 }
 
-/** Rows of a 2-D tensor scaled to unit L2 norm (zero rows stay zero). */
-export function normalizeRows(w: Tensor): Tensor {
-  return runOp('normalizeRows', [w], {}, { composition: () => div(w, add(l2Norm(w, -1, true), 1e-12)) })[0];
+/**
+ * Rows of a 2-D tensor scaled to unit L2 norm (zero rows stay zero). With `inPlace` the kernel
+ * may write them over w (which the caller must own, as for {@link adamUpdate}).
+ */
+export function normalizeRows(w: Tensor, options: { inPlace?: boolean } = {}): Tensor {
+  return runOp(
+    'normalizeRows',
+    [w],
+    { inPlace: options.inPlace ?? false },
+    { composition: () => div(w, add(l2Norm(w, -1, true), 1e-12)) },
+  )[0];
 }
 
-/** Removes from each row of `g` its component along the matching row of `w` (ConstrainedAdam). */
-export function removeParallelComponent(w: Tensor, g: Tensor): Tensor {
+/**
+ * Removes from each row of `g` its component along the matching row of `w` (ConstrainedAdam).
+ * With `inPlace` the kernel may write the result over g (which the caller must own).
+ */
+export function removeParallelComponent(w: Tensor, g: Tensor, options: { inPlace?: boolean } = {}): Tensor {
   return runOp(
     'removeParallelComponent',
     [w, g],
-    {},
+    { inPlace: options.inPlace ?? false },
     {
       composition: () => {
         const n = normalizeRows(w);
@@ -82,6 +97,9 @@ export function removeParallelComponent(w: Tensor, g: Tensor): Tensor {
     },
   )[0];
 }
+
+/** Whether no other tensor shares t's storage (a view would see an in-place write). */
+const alone = (t: Tensor) => t.storage.refs === 1;
 
 /** Options of {@link Adam}. */
 export interface AdamOptions {
@@ -157,16 +175,22 @@ export class Adam {
       for (const p of this.#params) {
         const g0 = grads.get(p);
         if (!g0) throw new DictlearnError('Adam.step', `no gradient for parameter '${p.name}'`);
+        const [m0, v0] = [this.#m.get(p)!, this.#v.get(p)!];
+        // The step writes over the parameter, its moments and its gradient where nothing else
+        // shares their memory (a view would see the new values): no [rows, cols] temporary.
+        const inPlace = alone(p.value) && alone(m0) && alone(v0);
         const [next, m, v] = scope(() => {
-          const g = project && this.#unit.has(p) ? removeParallelComponent(p.value, g0) : g0;
-          const [p2, m2, v2] = adamUpdate(p.value, g, this.#m.get(p)!, this.#v.get(p)!, {
-            lr,
-            beta1: this.#beta1,
-            beta2: this.#beta2,
-            eps: this.#eps,
-            step: this.#step,
-          });
-          return [this.#unit.has(p) ? normalizeRows(p2) : p2, m2, v2];
+          const g =
+            project && this.#unit.has(p) ? removeParallelComponent(p.value, g0, { inPlace: alone(g0) }) : g0;
+          const [p2, m2, v2] = adamUpdate(
+            p.value,
+            g,
+            m0,
+            v0,
+            { lr, beta1: this.#beta1, beta2: this.#beta2, eps: this.#eps, step: this.#step },
+            { inPlace },
+          );
+          return [this.#unit.has(p) ? normalizeRows(p2, { inPlace: true }) : p2, m2, v2];
         });
         g0.dispose();
         this.#m.get(p)!.dispose();

@@ -10,10 +10,11 @@ import { DENSE_MIN_ELEMENTS, denseFor } from './dense-wasm.js';
  */
 export function registerOptim(ctx: CpuContext): void {
   // Rows to unit L2 norm: one pass for the norms, one to scale (the composition takes five).
-  ctx.kernel('normalizeRows', ([w]) => {
+  // In place (dst = W, or dst = G below) is safe: each row is read whole before it is written.
+  ctx.kernel('normalizeRows', ([w], attrs) => {
     const W = arr(w);
     const cols = w.shape[w.shape.length - 1];
-    const dst = ctx.alloc('float32', w.size, false);
+    const dst = attrs.inPlace ? W : ctx.alloc('float32', w.size, false);
     if (
       w.size >= DENSE_MIN_ELEMENTS &&
       ctx.dense(W, dst)?.rows(W as Float32Array, undefined, dst as Float32Array, w.size / cols, cols)
@@ -28,11 +29,11 @@ export function registerOptim(ctx: CpuContext): void {
     return out(dst, w.shape, 'float32');
   });
   // ConstrainedAdam's projection: g − (g·n) n per row, n = w/‖w‖, in two passes per row.
-  ctx.kernel('removeParallelComponent', ([w, g]) => {
+  ctx.kernel('removeParallelComponent', ([w, g], attrs) => {
     const W = arr(w);
     const G = arr(g);
     const cols = w.shape[w.shape.length - 1];
-    const dst = ctx.alloc('float32', w.size, false);
+    const dst = attrs.inPlace ? G : ctx.alloc('float32', w.size, false);
     if (
       w.size >= DENSE_MIN_ELEMENTS &&
       ctx
@@ -91,9 +92,10 @@ export function registerOptim(ctx: CpuContext): void {
     const G = arr(g);
     const M = arr(m);
     const V = arr(v);
-    const p2 = ctx.alloc('float32', n, false);
-    const m2 = ctx.alloc('float32', n, false);
-    const v2 = ctx.alloc('float32', n, false);
+    // in place: every element of p, m, v is read before it is written, in both loops
+    const [p2, m2, v2] = attrs.inPlace
+      ? [P, M, V]
+      : [ctx.alloc('float32', n, false), ctx.alloc('float32', n, false), ctx.alloc('float32', n, false)];
     const b1 = attrs.beta1 as number;
     const b2 = attrs.beta2 as number;
     const step = (attrs.lr as number) / (attrs.bc1 as number);

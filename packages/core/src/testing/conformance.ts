@@ -3,6 +3,7 @@ import { findBackend, initBackend, useBackend } from '../backend.js';
 import { fromHost, keep, scope, Variable, valueAndGrad } from '../engine.js';
 import { getKernel, type Kernel, type OpName, registerKernel, unregisterKernel } from '../kernel-registry.js';
 import * as ops from '../ops/index.js';
+import { type AdamHyper, adamUpdate, normalizeRows, removeParallelComponent } from '../optim.js';
 import { philoxUniform } from '../random.js';
 import { memory, type Tensor } from '../tensor.js';
 import { compareValues, type Tolerance } from './compare.js';
@@ -340,6 +341,57 @@ export function conformanceSuite(options: ConformanceOptions): void {
       const b = { backend: name };
       const t = (values: number[] | Float32Array, shape: number[]) => ops.tensor(values, shape, b);
       const read = async (x: Tensor) => Array.from(await x.data());
+
+      it('ops told they may write over an input (inPlace) give the same values, over that input alone', async () => {
+        // op → which input each output may overwrite (the op's contract), and how to call it in place
+        const inPlace: Record<
+          string,
+          { over: number[]; run: (xs: Tensor[], a: Record<string, unknown>) => Tensor[] }
+        > = {
+          adamUpdate: {
+            over: [0, 2, 3],
+            run: ([p, g, m, v], a) => adamUpdate(p, g, m, v, a as unknown as AdamHyper, { inPlace: true }),
+          },
+          normalizeRows: { over: [0], run: ([w]) => [normalizeRows(w, { inPlace: true })] },
+          removeParallelComponent: {
+            over: [1],
+            run: ([w, g]) => [removeParallelComponent(w, g, { inPlace: true })],
+          },
+          reluGradRowSum: {
+            over: [0, -1],
+            run: ([dF, row, f]) => ops.reluGradRowSum(dF, row, f, { inPlace: true }),
+          },
+        };
+        let cases = 0;
+        for (const c of OP_FIXTURES.filter((f) => f.op in inPlace)) {
+          const { over, run } = inPlace[c.op];
+          const fresh = await runCase(c, name);
+          const inputs = c.inputs.map((x) => upload(x, name));
+          const outs = run(inputs, c.attrs);
+          for (let k = 0; k < outs.length; k++) {
+            const got = Array.from(await outs[k].data());
+            expect(got.map((v) => (Number.isNaN(v) ? 'NaN' : Object.is(v, -0) ? '-0' : v))).toEqual(
+              fresh[k].values.map((v) => (Number.isNaN(v) ? 'NaN' : Object.is(v, -0) ? '-0' : v)),
+            );
+            // an output shares storage with no input but the one it may overwrite
+            inputs.forEach((x, j) => {
+              if (j !== over[k])
+                expect(outs[k].storage === x.storage, `${c.name}: output ${k} over input ${j}`).toBe(false);
+            });
+          }
+          // inputs nobody may overwrite keep their values
+          for (let j = 0; j < inputs.length; j++) {
+            if (over.includes(j)) continue;
+            expect(Array.from(await inputs[j].data())).toEqual(
+              Array.from(Float32Array.from(c.inputs[j].values)),
+            );
+          }
+          for (const o of outs) o.dispose();
+          for (const x of inputs) if (!x.isDisposed) x.dispose();
+          cases++;
+        }
+        expect(cases).toBeGreaterThanOrEqual(4);
+      });
 
       it('empty axes: elementwise, sums, matmul with k = 0, top-k with k = 0, concat', async () => {
         const e = t([], [0, 3]);

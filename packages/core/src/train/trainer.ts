@@ -248,7 +248,8 @@ export class Trainer {
         // Adam would change nothing but rounding, so Adam is told to skip it).
         list = list.map((g, i) => {
           if (!this.settings.unitNormRows.includes(vars[i].name)) return g;
-          const projected = scope(() => noGrad(() => removeParallelComponent(vars[i].value, g)));
+          const inPlace = g.storage.refs === 1; // the gradient is ours: project it over itself
+          const projected = scope(() => noGrad(() => removeParallelComponent(vars[i].value, g, { inPlace })));
           g.dispose();
           return projected;
         });
