@@ -1,6 +1,5 @@
 import {
   add,
-  customGrad,
   type DeadFeatures,
   type DictionarySizes,
   div,
@@ -10,16 +9,15 @@ import {
   linearBiasRelu,
   linearBiasReluSumDecode,
   matmul,
+  meanSquaredError,
   mul,
   type Params,
   randomUniform,
   randomUnitRows,
   reshape,
-  scaledDifference,
   scatterAddRows,
   sub,
   sum,
-  sumSquaredDifference,
   type Tensor,
   tensor,
   transpose,
@@ -128,20 +126,8 @@ export function initBiases(
   return { b_enc, b_dec: zeros([sizes.activationDim], { backend }) };
 }
 
-/**
- * mean_b ‖x − x̂‖² (squared error summed over d, averaged over the batch), with its gradient
- * written out: d/dx̂ = (x̂ − x)·(2/B), two passes over [B, d] where autograd of the expression
- * takes four (broadcast, 2·r, the product, the negation), bit for bit the same values. x is
- * data (a batch): no gradient flows into it.
- */
-export function meanSquaredError(x: Tensor, xhat: Tensor): Tensor {
-  const B = x.shape[0];
-  return customGrad((x: Tensor, xhat: Tensor) => ({
-    value: div(sumSquaredDifference(x, xhat), B),
-    // (dy/B)·2 first, as autograd of div, then square, rounds it
-    grad: (dy) => [null, scaledDifference(xhat, x, mul(div(dy, B), 2))],
-  }))(x, xhat);
-}
+/** mean_b ‖x − x̂‖² (DL's l2_loss): core's fused {@link meanSquaredError}, re-exported. */
+export { meanSquaredError };
 
 /** mean_b ‖x − x̂‖₂ (DL's l2_loss, logged). */
 export function meanL2(x: Tensor, xhat: Tensor): Tensor {

@@ -136,10 +136,11 @@ export function decodeLinear(p: Params, f: Tensor): Tensor {
   return add(matmul(f, p.W_dec), p.b_dec);
 }
 
-/** mean_b ‖x − x̂‖² (squared error summed over d, averaged over the batch; DL's `l2_loss`). */
-export function meanSquaredError(x: Tensor, xhat: Tensor): Tensor {
-  return div(sum(square(sub(x, xhat))), x.shape[0]);
-}
+/**
+ * mean_b ‖x − x̂‖² (squared error summed over d, averaged over the batch; DL's `l2_loss`): core's
+ * fused {@link meanSquaredError} (no [B, d] temporary), re-exported.
+ */
+export { meanSquaredError } from '@dictlearn/core';
 
 /** mean_b ‖x − x̂‖₂ (DL `evaluate`'s l2_loss, logged). */
 export function meanL2(x: Tensor, xhat: Tensor): Tensor {
@@ -201,13 +202,16 @@ export function auxKLoss(
   });
   const { values, indices } = topk(mul(post, deadNow), kAux);
   const eHat = sparseDecode(values, indices, gatherRows(p.W_dec, cand));
-  const [e, scale, dead] = noGrad(() => {
-    const e = sub(x, xhat);
-    const denom = div(sum(square(sub(e, mean(e, 0, true)))), B);
-    const dead = sum(deadNow);
-    const ok = mul(greater(denom, 0), greater(dead, 0));
-    return [e, where(ok, div(1, maximum(denom, 1e-30)), 0), dead];
-  });
+  // scope: the [B, d] temporaries of the denominator go now, not when the loss's scope ends
+  const [e, scale, dead] = noGrad(() =>
+    scope(() => {
+      const e = sub(x, xhat);
+      const denom = div(sum(square(sub(e, mean(e, 0, true)))), B);
+      const dead = sum(deadNow);
+      const ok = mul(greater(denom, 0), greater(dead, 0));
+      return [e, where(ok, div(1, maximum(denom, 1e-30)), 0), dead];
+    }),
+  );
   return { loss: mul(div(sum(square(sub(e, eHat))), B), scale), dead };
 }
 

@@ -140,8 +140,19 @@ export function registerWebGPUKernels(backend: Backend, gpu: () => GpuDevice): v
       const expr = (t === 'i32' ? BINARY_I32 : BINARY_F32)[op];
       if (!expr) throw new Error(`${op}: no ${a.dtype} kernel on WebGPU`);
       const outDtype: DType = COMPARISONS.has(op) ? 'float32' : a.dtype;
-      const out = output(shape, outDtype, op);
       const n = sizeOf(shape);
+      const ib0 = directIndex(b.shape, shape, 1);
+      if ((attrs as { inPlace?: boolean }).inPlace && a.size === n && a.dtype === outDtype && ib0) {
+        // add's inPlace (the backward pass summing gradients): a, of the output's shape, is
+        // read and written by the same thread
+        const code = kernel1d(
+          bindings([['B', t]], [['A', t]]),
+          `let a = A[i]; let b = B[${ib0.index}]; A[i] = ${expr};`,
+        );
+        gpu().dispatch(code, [buf(b), buf(a)], [n, ib0.param], groupsFor(n));
+        return { data: a.data, shape, dtype: outDtype };
+      }
+      const out = output(shape, outDtype, op);
       const decls = bindings(
         [
           ['A', t],

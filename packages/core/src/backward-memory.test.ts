@@ -114,4 +114,49 @@ describe('backward pass memory', () => {
     expect(Array.from(outside.dataSync())).toEqual(new Array(8).fill(1));
     for (const t of [r.value, ...r.grads.values(), outside, x]) t.dispose();
   });
+
+  it("sums a tensor's gradients over the first one it got, never over one from outside the walk", () => {
+    const N = 1000;
+    const K = 4;
+    const x = ops.randomNormal([N], { seed: 4 });
+    const base = mem().bytes;
+    resetPeakMemory(NAME);
+    // x enters one node K times; the node's rule returns K fresh [N] gradients (k + 1 each)
+    const fan = customGrad((...us: Tensor[]) => ({
+      value: ops.sum(us[0]),
+      grad: () => us.map((u, k) => ops.fill(u.shape, k + 1)), // no [N] temporaries of its own
+    }));
+    const r = valueAndGrad(() => fan(...new Array<Tensor>(K).fill(x)), [x]);
+    expect(Array.from(r.grads.get(x)!.dataSync())).toEqual(new Array(N).fill((K * (K + 1)) / 2));
+    // the K gradients at once, and the running sum written over the first: a new [N] array per
+    // sum would make K + 1
+    expect(mem().peakBytes - base).toBeLessThan(4 * (K + 1) * N);
+    for (const t of [r.value, ...r.grads.values()]) t.dispose();
+    expect(mem().bytes).toBe(base);
+
+    // the first gradient from outside the walk (a tensor the rule captured): summed into a new array
+    const outside = ops.ones([N]);
+    const pair = customGrad((u: Tensor, v: Tensor) => ({
+      value: ops.add(ops.sum(u), ops.sum(v)),
+      grad: (dy) => [outside, ops.mul(ops.onesLike(v), dy)],
+    }));
+    const q = valueAndGrad(() => pair(x, x), [x]);
+    expect(Array.from(q.grads.get(x)!.dataSync())).toEqual(new Array(N).fill(2));
+    expect(Array.from(outside.dataSync())).toEqual(new Array(N).fill(1));
+    for (const t of [q.value, ...q.grads.values()]) t.dispose();
+
+    // nor over a gradient the node also gives a later input: y's stays g, x's is g + h
+    const y = ops.randomNormal([N], { seed: 5 });
+    const shared = customGrad((u: Tensor, v: Tensor, w: Tensor) => ({
+      value: ops.add(ops.add(ops.sum(u), ops.sum(v)), ops.sum(w)),
+      grad: () => {
+        const g = ops.fill([N], 1);
+        return [g, ops.fill([N], 2), g];
+      },
+    }));
+    const s = valueAndGrad(() => shared(x, x, y), [x, y]);
+    expect(Array.from(s.grads.get(x)!.dataSync())).toEqual(new Array(N).fill(3));
+    expect(Array.from(s.grads.get(y)!.dataSync())).toEqual(new Array(N).fill(1));
+    for (const t of [s.value, ...s.grads.values(), outside, x, y]) t.dispose();
+  });
 });

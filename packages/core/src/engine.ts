@@ -490,8 +490,21 @@ function backward(t: Tape, value: Tensor, params: Tensor[], keepSet: Set<Tensor>
         hold(x, dx);
         return;
       }
-      const sum = addFn(prev, dx);
-      if (unhold(prev) && made(prev) && !returned.has(prev)) prev.dispose();
+      // The running sum is written over prev where it is the walk's own (made here, held for x
+      // alone, no view of it, not this node's gradient for a later input): no second
+      // gradient-sized array.
+      const over =
+        made(prev) &&
+        (holders.get(prev) ?? 0) <= 1 &&
+        prev.storage.refs === 1 &&
+        !dxs.includes(prev, j + 1) &&
+        prev.dtype === dx.dtype &&
+        prev.shape.length === dx.shape.length &&
+        prev.shape.every((d, k) => d === dx.shape[k]);
+      const sum = addFn(prev, dx, over);
+      // (written over, prev is only a second name for the sum's storage: let it go now, even if
+      // this node returned it, so the next sum may write over the storage too)
+      if (unhold(prev) && made(prev) && (over || !returned.has(prev))) prev.dispose();
       hold(x, sum);
     });
     // The outputs' gradients are used up (unless handed on as an input's). Params are leaves, never
@@ -527,8 +540,8 @@ function onesLike(t: Tensor): Tensor {
 function zerosLikeFn(t: Tensor): Tensor {
   return fillLike(t, 0);
 }
-function addFn(a: Tensor, b: Tensor): Tensor {
-  return runOp('add', [a, b], { shape: [...a.shape] })[0];
+function addFn(a: Tensor, b: Tensor, inPlace = false): Tensor {
+  return runOp('add', [a, b], { shape: [...a.shape], inPlace })[0];
 }
 
 let idProbe = 0;

@@ -155,11 +155,20 @@ export interface OpAttrs {
     dtype: DType;
   };
   /** a + b. */
-  add: ShapeAttrs;
+  add: ShapeAttrs & {
+    /**
+     * The kernel may write the sum over a, which has the output's shape and dtype and which the
+     * caller owns (the backward pass summing gradients); ignored otherwise.
+     */
+    inPlace?: boolean;
+  };
   /** a − b. */
   sub: ShapeAttrs;
   /** a · b. */
-  mul: ShapeAttrs;
+  mul: ShapeAttrs & {
+    /** As add's: the kernel may write the product over a (the caller owns it). */
+    inPlace?: boolean;
+  };
   /** a / b. */
   div: ShapeAttrs;
   /** Elementwise maximum. */
@@ -353,6 +362,8 @@ export interface OpAttrs {
   clipByGlobalNorm: {
     /** Largest global L2 norm allowed. */
     maxNorm: number;
+    /** The kernel may write the scaled tensors over the inputs (the caller owns them). */
+    inPlace?: boolean;
   };
   /** One Adam step (composite). */
   adamUpdate: {

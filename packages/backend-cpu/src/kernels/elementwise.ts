@@ -254,7 +254,10 @@ export function registerElementwise(ctx: CpuContext): void {
       const shape = attrs.shape;
       const dtype: DType = isCmp ? 'float32' : a.dtype;
       const size = shape.reduce((p, d) => p * d, 1);
-      const dst = ctx.alloc(dtype, size, false);
+      // in place over a (add's inPlace): a has the output's shape, so each element is read before
+      // it is written, by the SIMD loop and the TypeScript one alike
+      const over = (attrs as { inPlace?: boolean }).inPlace && a.size === size && a.dtype === dtype;
+      const dst = over ? arr(a) : ctx.alloc(dtype, size, false);
       if (simd && size >= DENSE_MIN_ELEMENTS) {
         const [A, B] = [arr(a), arr(b)];
         const mode = modeOf(a.shape, A.length, b.shape, B.length, shape, size);

@@ -71,7 +71,8 @@ export function registerOptim(ctx: CpuContext): void {
     const coef = Math.min(round(round(attrs.maxNorm) / round(norm + round(1e-6))), 1);
     const outs = inputs.map((t) => {
       const a = arr(t);
-      const dst = ctx.alloc('float32', t.size, false);
+      // in place: element i is read before it is written
+      const dst = attrs.inPlace ? a : ctx.alloc('float32', t.size, false);
       const c = Float32Array.of(coef);
       if (
         !(

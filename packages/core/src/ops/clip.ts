@@ -15,9 +15,15 @@ export interface ClipResult {
 /**
  * Scales a list of tensors (gradients) so their joint L2 norm is at most `maxNorm`, as
  * torch.nn.utils.clip_grad_norm_ does (coefficient maxNorm / (norm + 1e-6), capped at 1).
- * Not differentiable (it runs without recording).
+ * Not differentiable (it runs without recording). With `inPlace` the scaled tensors may be
+ * written over the inputs, which the caller must own (nothing reads them afterwards, no view
+ * shares them).
  */
-export function clipByGlobalNorm(tensors: readonly Tensor[], maxNorm: number): ClipResult {
+export function clipByGlobalNorm(
+  tensors: readonly Tensor[],
+  maxNorm: number,
+  options: { inPlace?: boolean } = {},
+): ClipResult {
   check(tensors.length > 0, 'clipByGlobalNorm', () => 'needs at least one tensor');
   check(
     maxNorm > 0 && Number.isFinite(maxNorm),
@@ -28,7 +34,7 @@ export function clipByGlobalNorm(tensors: readonly Tensor[], maxNorm: number): C
     const outs = runOp(
       'clipByGlobalNorm',
       [...tensors],
-      { maxNorm },
+      { maxNorm, inPlace: options.inPlace ?? false },
       {
         composition: () => {
           let total = sum(square(tensors[0]));
@@ -36,7 +42,11 @@ export function clipByGlobalNorm(tensors: readonly Tensor[], maxNorm: number): C
           const norm = sqrt(total);
           const coef = div(maxNorm, add(norm, 1e-6));
           const capped = minimum(coef, 1);
-          return [...tensors.map((t) => mul(t, capped)), norm];
+          const scale = (t: Tensor) =>
+            options.inPlace
+              ? runOp('mul', [t, capped], { shape: [...t.shape], inPlace: true })[0]
+              : mul(t, capped);
+          return [...tensors.map(scale), norm];
         },
       },
     );

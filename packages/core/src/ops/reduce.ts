@@ -1,4 +1,4 @@
-import { runOp, scope } from '../engine.js';
+import { noGrad, recordNode, runOp, scope } from '../engine.js';
 import { check, DictlearnError } from '../errors.js';
 import { normalizeAxes, reducedShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
@@ -10,6 +10,7 @@ import {
   notEqual,
   requireFloat,
   requireSameShape,
+  scaledDifference,
   sqrt,
   square,
   sub,
@@ -129,6 +130,25 @@ export function l2Norm(x: Tensor, axes: Axes = -1, keepDims = false): Tensor {
 export function sumSquaredDifference(a: Tensor, b: Tensor): Tensor {
   requireSameShape('sumSquaredDifference', a, b);
   return runOp('sumSquaredDifference', [a, b], {}, { composition: () => sum(square(sub(a, b))) })[0];
+}
+
+/**
+ * mean_b ‖x − x̂‖²: the squared error over all elements divided by the batch size x.shape[0]
+ * (a reconstruction loss). Its value is `div(sum(square(sub(x, xhat))), B)` bit for bit, and so
+ * is its gradient (x̂'s: (x̂ − x)·((dy / B)·2), as autograd rounds it; x's: the negation), but
+ * neither pass holds a [B, d] temporary where the backend has kernels for
+ * {@link sumSquaredDifference} and {@link scaledDifference}.
+ */
+export function meanSquaredError(x: Tensor, xhat: Tensor): Tensor {
+  requireSameShape('meanSquaredError', x, xhat);
+  check(x.rank >= 1, 'meanSquaredError', () => 'x and xhat need a batch axis, got 0-d tensors');
+  const B = x.shape[0];
+  const value = noGrad(() => div(sumSquaredDifference(x, xhat), B));
+  recordNode([x, xhat], [value], (dys, needs) => {
+    const s = mul(div(dys[0], B), 2);
+    return [needs[0] ? scaledDifference(x, xhat, s) : null, needs[1] ? scaledDifference(xhat, x, s) : null];
+  });
+  return value;
 }
 
 /** Number of NaN or ±Inf elements (a float32 scalar). Runs on the tensor's backend. */

@@ -1,10 +1,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { findBackend, initBackend, useBackend } from '../backend.js';
-import { fromHost, keep, scope, Variable, valueAndGrad } from '../engine.js';
+import { fromHost, keep, runOp, scope, Variable, valueAndGrad } from '../engine.js';
 import { getKernel, type Kernel, type OpName, registerKernel, unregisterKernel } from '../kernel-registry.js';
 import * as ops from '../ops/index.js';
 import { type AdamHyper, adamUpdate, normalizeRows, removeParallelComponent } from '../optim.js';
 import { philoxUniform } from '../random.js';
+import { broadcastShapes } from '../shape.js';
 import { memory, type Tensor } from '../tensor.js';
 import { compareValues, type Tolerance } from './compare.js';
 import fixtures from './fixtures/ops.json' with { type: 'json' };
@@ -361,7 +362,18 @@ export function conformanceSuite(options: ConformanceOptions): void {
             over: [0, -1],
             run: ([dF, row, f]) => ops.reluGradRowSum(dF, row, f, { inPlace: true }),
           },
+          // where a has the output's shape (a broadcast a is left alone)
+          add: { over: [0], run: ([a, b]) => runOp('add', [a, b], { shape: outShape(a, b), inPlace: true }) },
+          mul: { over: [0], run: ([a, b]) => runOp('mul', [a, b], { shape: outShape(a, b), inPlace: true }) },
+          clipByGlobalNorm: {
+            over: Array.from({ length: 64 }, (_, k) => k), // output k over input k; then the norm
+            run: (xs, a) => {
+              const r = ops.clipByGlobalNorm(xs, a.maxNorm as number, { inPlace: true });
+              return [...r.tensors, r.norm];
+            },
+          },
         };
+        const outShape = (a: Tensor, b: Tensor) => broadcastShapes('inPlace', a.shape, b.shape);
         let cases = 0;
         for (const c of OP_FIXTURES.filter((f) => f.op in inPlace)) {
           const { over, run } = inPlace[c.op];
@@ -390,7 +402,7 @@ export function conformanceSuite(options: ConformanceOptions): void {
           for (const x of inputs) if (!x.isDisposed) x.dispose();
           cases++;
         }
-        expect(cases).toBeGreaterThanOrEqual(4);
+        expect(cases).toBeGreaterThanOrEqual(15);
       });
 
       it('empty axes: elementwise, sums, matmul with k = 0, top-k with k = 0, concat', async () => {

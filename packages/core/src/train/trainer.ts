@@ -255,7 +255,9 @@ export class Trainer {
         });
       }
       if (this.settings.clipGradNorm !== undefined) {
-        const clipped = clipByGlobalNorm(list, this.settings.clipGradNorm);
+        // the gradients are ours (unless a view shares one): scale them over themselves
+        const inPlace = list.every((g) => g.storage.refs === 1);
+        const clipped = clipByGlobalNorm(list, this.settings.clipGradNorm, { inPlace });
         for (const g of list) g.dispose();
         clipped.norm.dispose();
         list = clipped.tensors;
