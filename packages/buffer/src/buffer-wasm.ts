@@ -335,6 +335,27 @@ function philoxBody(): number[] {
 }
 
 /**
+ * The ziggurat's fast test of word w, up to the comparison: i = w & 127 and m = w >>> 8 into
+ * their locals, then m and K[i] on the stack (fast when m < K[i], unsigned).
+ */
+const zigguratTest = (w: number, i: number, m: number) => [
+  ...get(w),
+  ...i32c(127),
+  I32_AND,
+  ...set(i),
+  ...get(w),
+  ...i32c(8),
+  I32_SHR_U,
+  ...set(m),
+  ...get(m),
+  ...get(i),
+  ...i32c(2),
+  I32_SHL,
+  I32_LOAD,
+  ...memAligned(2, ZIG_K_AT),
+];
+
+/**
  * The ziggurat's fast-path value of word w (locals: w, m = w >>> 8, i = w & 127):
  * (1 − ((w >>> 6) & 2))·(m·2⁻²⁴)·X[i], the sign from bit 7 and u = m·2⁻²⁴ exact, in
  * `PhiloxStream.normal`'s order.
@@ -376,21 +397,8 @@ function normalsBody(): number[] {
       I32_LOAD,
       ...memAligned(2),
       ...set(W),
-      ...get(W),
-      ...i32c(127),
-      I32_AND,
-      ...set(I),
-      ...get(W),
-      ...i32c(8),
-      I32_SHR_U,
-      ...set(M),
       // a miss leaves the loop (depth 1: the enclosing block) with P at the word
-      ...get(M),
-      ...get(I),
-      ...i32c(2),
-      I32_SHL,
-      I32_LOAD,
-      ...memAligned(2, ZIG_K_AT),
+      ...zigguratTest(W, I, M),
       I32_GE_U,
       BR_IF,
       1,
@@ -646,20 +654,7 @@ function noiseBody(): number[] {
     ...memAligned(2, WORDS_AT),
     ...set(W),
     ...addTo(POS, 1),
-    ...get(W),
-    ...i32c(127),
-    I32_AND,
-    ...set(I),
-    ...get(W),
-    ...i32c(8),
-    I32_SHR_U,
-    ...set(M),
-    ...get(M),
-    ...get(I),
-    ...i32c(2),
-    I32_SHL,
-    I32_LOAD,
-    ...memAligned(2, ZIG_K_AT),
+    ...zigguratTest(W, I, M),
     I32_LT_U,
     IF,
     VOID,
