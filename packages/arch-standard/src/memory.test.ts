@@ -51,11 +51,11 @@ describe('Standard step memory', () => {
       await trainer.update(x, false);
       const extra = memory().backends[NAME]!.peakBytes - live;
       const [bf, bd, df] = [4 * B * F, 4 * B * d, 4 * d * F];
-      // f (then dPre over it), and the larger of: x̂ with its gradient (the squared error's
-      // backward), or two [d, F] arrays (the weight gradients; tied: W_dec's two, summed over
-      // the first) once x̂'s gradient is freed; and vectors. The squared error and its gradient
-      // hold no [B, d] temporary (fused ops).
-      const most = Math.max(2 * bd, 2 * df);
+      // f (then dPre over it), and the larger of: x̂'s gradient (written over x̂ by the squared
+      // error's backward) with W_dec's gradient, or two [d, F] arrays (the weight gradients;
+      // tied: W_dec's two, summed over the first) once x̂'s gradient is freed; and vectors. The
+      // squared error and its gradient hold no [B, d] temporary (fused ops).
+      const most = Math.max(bd + df, 2 * df);
       const vectors = 3 * 4096;
       expect(extra).toBeGreaterThanOrEqual(bf + most);
       expect(extra).toBeLessThan(bf + most + vectors);

@@ -325,7 +325,22 @@ export function registerWebGPUKernels(backend: Backend, gpu: () => GpuDevice): v
     gpu().dispatch(code, [buf(a), buf(b), out.data.buffer], [1, 0, 1, n, n, 1], 1);
     return out;
   });
-  reg('scaledDifference', ([a, b, sc]) => {
+  reg('scaledDifference', ([a, b, sc], attrs) => {
+    if (attrs.inPlace) {
+      // over a (the caller owns it): each thread reads its element of a, then writes it
+      const code = kernel1d(
+        bindings(
+          [
+            ['B', 'f32'],
+            ['S', 'f32'],
+          ],
+          [['A', 'f32']],
+        ),
+        'A[i] = (A[i] - B[i]) * S[0];',
+      );
+      gpu().dispatch(code, [buf(b), buf(sc), buf(a)], [a.size], groupsFor(a.size));
+      return { data: a.data, shape: a.shape, dtype: 'float32' as const };
+    }
     const out = output(a.shape, 'float32', 'scaledDifference');
     const decls = bindings(
       [

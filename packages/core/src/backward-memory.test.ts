@@ -5,7 +5,7 @@
 import { createCpuBackend } from '@dictlearn/backend-cpu';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { registerBackend, useBackend } from './backend.js';
-import { customGrad, valueAndGrad } from './engine.js';
+import { customGrad, noGrad, recordNode, valueAndGrad } from './engine.js';
 import * as ops from './ops/index.js';
 import { memory, resetPeakMemory, type Tensor } from './tensor.js';
 
@@ -158,5 +158,59 @@ describe('backward pass memory', () => {
     expect(Array.from(s.grads.get(x)!.dataSync())).toEqual(new Array(N).fill(3));
     expect(Array.from(s.grads.get(y)!.dataSync())).toEqual(new Array(N).fill(1));
     for (const t of [s.value, ...s.grads.values(), outside, x, y]) t.dispose();
+  });
+
+  it("hands an input over (ownInputs) only when this node is its one reader and its producer's rule will not read it", () => {
+    const [B, d, F] = [8, 4, 6];
+    const x = ops.randomNormal([B, d], { seed: 6 });
+    const w = ops.randomNormal([d, F], { seed: 7 });
+    const b = ops.zeros([F]);
+    const wDec = ops.randomNormal([F, d], { seed: 8 });
+    const bDec = ops.zeros([d]);
+    /** A loss Σ y over a node that records the ownInputs flag it gets for y. */
+    const spyOn = (y: Tensor, seen: boolean[]) => {
+      const value = noGrad(() => ops.sum(y));
+      recordNode([y], [value], (dys, _needs, _own, _ownOut, ownIn) => {
+        seen.push(ownIn?.[0] ?? false);
+        return [ops.mul(ops.onesLike(y), dys[0])];
+      });
+      return value;
+    };
+    const run = (body: (xhat: Tensor, seen: boolean[]) => Tensor | { value: Tensor; aux: unknown }) => {
+      const seen: boolean[] = [];
+      const r = valueAndGrad(() => {
+        // x̂: an output of linearBiasReluSumDecode, whose rule reads only f
+        const [, , xhat] = ops.linearBiasReluSumDecode(x, w, b, wDec, bDec);
+        return body(xhat, seen);
+      }, [w]);
+      for (const t of [r.value, ...r.grads.values()]) t.dispose();
+      if (r.aux) for (const t of Object.values(r.aux as Record<string, Tensor>)) t.dispose();
+      return seen;
+    };
+    // the node is x̂'s only reader: handed over
+    expect(run((xhat, seen) => spyOn(xhat, seen))).toEqual([true]);
+    // another recorded op reads x̂ too: not handed over
+    expect(run((xhat, seen) => ops.add(spyOn(xhat, seen), ops.sum(ops.mul(xhat, 2))))).toEqual([false]);
+    // returned to the caller: not handed over
+    expect(run((xhat, seen) => ({ value: spyOn(xhat, seen), aux: { xhat } }))).toEqual([false]);
+    // a view of x̂ still alive: not handed over
+    let view: Tensor | undefined;
+    expect(
+      run((xhat, seen) => {
+        view = ops.reshape(xhat, [d, B]);
+        return spyOn(xhat, seen);
+      }),
+    ).toEqual([false]);
+    view?.dispose();
+    // f, the output linearBiasReluSumDecode's rule does read: not handed over
+    const seenF: boolean[] = [];
+    const rf = valueAndGrad(() => spyOn(ops.linearBiasReluSumDecode(x, w, b, wDec, bDec)[0], seenF), [w]);
+    expect(seenF).toEqual([false]);
+    for (const t of [rf.value, ...rf.grads.values()]) t.dispose();
+    // from a producer whose rule reads its output (exp: dy·y): not handed over
+    const seen: boolean[] = [];
+    const r = valueAndGrad(() => spyOn(ops.exp(ops.matmul(x, w)), seen), [w]);
+    expect(seen).toEqual([false]);
+    for (const t of [r.value, ...r.grads.values(), x, w, b, wDec, bDec]) t.dispose();
   });
 });

@@ -97,14 +97,19 @@ export function keep<T extends Tensor>(t: T): T {
  * dispose it once it has read it for the last time (to free it before its own temporaries).
  * `ownOutputs[k]` says the same of the node's forward output k: nothing reads it after this call
  * (no caller kept it, no view shares its storage), so the function may write over it once it
- * has read what it needs. An output no gradient reached gets zeros in `dys`, or `undefined` for
- * an op whose spec says {@link OpSpec.missingGrads} (so a large one is never filled with zeros).
+ * has read what it needs. `ownInputs[j]` says it of input j: an earlier node's output that no
+ * other node reads, whose producer's gradient function does not read it either (its
+ * {@link OpSpec.gradReadsOutputs} leave it out), that no caller kept and no view shares: the
+ * function may write over it (a squared error's gradient over the reconstruction). An output no
+ * gradient reached gets zeros in `dys`, or `undefined` for an op whose spec says
+ * {@link OpSpec.missingGrads} (so a large one is never filled with zeros).
  */
 export type GradFn = (
   dys: Tensor[],
   needs: boolean[],
   own?: readonly boolean[],
   ownOutputs?: readonly boolean[],
+  ownInputs?: readonly boolean[],
 ) => (Tensor | null | undefined)[];
 
 interface TapeNode {
@@ -447,6 +452,15 @@ function backward(t: Tape, value: Tensor, params: Tensor[], keepSet: Set<Tensor>
     return n <= 0;
   };
   hold(value, onesLike(value));
+  // Who made each tensor on the tape (node, output slot), and how many input slots read it.
+  const producer = new Map<Tensor, [TapeNode, number]>();
+  const reads = new Map<Tensor, number>();
+  for (const n of t.nodes) {
+    n.outputs.forEach((o, k) => {
+      producer.set(o, [n, k]);
+    });
+    for (const x of n.inputs) reads.set(x, (reads.get(x) ?? 0) + 1);
+  }
   for (let i = t.nodes.length - 1; i >= 0; i--) {
     const node = t.nodes[i];
     if (!node.outputs.some((o) => grads.has(o))) continue;
@@ -474,7 +488,30 @@ function backward(t: Tape, value: Tensor, params: Tensor[], keepSet: Set<Tensor>
         if (ownOutputs[k] && !reads.includes(k)) o.dispose();
       });
     }
-    const dxs = scope(() => node.grad(dys as Tensor[], needs, own, ownOutputs));
+    // An input is the node's to overwrite when this node is its only reader and its producer's
+    // gradient function will not read it (see GradFn).
+    const ownInputs = node.inputs.map((x) => {
+      const made = producer.get(x);
+      const reading = made?.[0].gradReadsOutputs;
+      return (
+        made !== undefined &&
+        reading !== undefined &&
+        !reading.includes(made[1]) &&
+        reads.get(x) === 1 &&
+        !keepSet.has(x) &&
+        !x.kept &&
+        !holders.has(x) &&
+        x.storage.refs === 1 &&
+        !dys.includes(x)
+      );
+    });
+    const dxs = scope(() => node.grad(dys as Tensor[], needs, own, ownOutputs, ownInputs));
+    // An input written over is a second name for its gradient's storage now: let it go, so the
+    // gradient is the storage's only holder (and its consumer may in turn write over it).
+    node.inputs.forEach((x, j) => {
+      if (ownInputs[j] && dxs.some((d) => d instanceof Tensor && d !== x && d.storage === x.storage))
+        x.dispose();
+    });
     const returned = new Set(dxs.filter((d): d is Tensor => d instanceof Tensor));
     node.inputs.forEach((x, j) => {
       const dx = dxs[j];

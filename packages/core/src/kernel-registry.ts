@@ -215,7 +215,10 @@ export interface OpAttrs {
     shape: number[];
   };
   /** (a − b)·s for same-shape a, b and a one-element s (composite). */
-  scaledDifference: NoAttrs;
+  scaledDifference: {
+    /** The kernel may write the result over a (the caller owns it). */
+    inPlace?: boolean;
+  };
   /** Σ (a − b)² over all elements (composite). */
   sumSquaredDifference: NoAttrs;
   /** Count of NaN and ±Inf (composite). */

@@ -273,10 +273,11 @@ export function registerElementwise(ctx: CpuContext): void {
   }
   // mul(sub(a, b), s) in one output: the difference goes into dst, then dst·s over it, each
   // rounded as the sub and mul kernels round it
-  ctx.kernel('scaledDifference', ([a, b, s]) => {
+  ctx.kernel('scaledDifference', ([a, b, s], attrs) => {
     const [A, B, S] = [arr(a), arr(b), arr(s)];
     const n = a.size;
-    const dst = ctx.alloc(a.dtype, n, false);
+    // in place over a: element i of a is read before it is written, in both loops
+    const dst = attrs.inPlace ? A : ctx.alloc(a.dtype, n, false);
     const f = n >= DENSE_MIN_ELEMENTS ? ctx.dense(A, B, S, dst) : undefined;
     const [a32, d32] = [A as Float32Array, dst as Float32Array];
     if (

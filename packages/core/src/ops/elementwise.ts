@@ -203,14 +203,25 @@ export function requireSameShape(op: string, a: Tensor, b: Tensor): void {
 /**
  * (a − b)·s for same-shape a and b and a one-element s: what `mul(sub(a, b), s)` computes
  * (each result rounded as those ops round it), where a backend's kernel holds no temporary for
- * a − b (a reconstruction error's gradient over a whole batch).
+ * a − b (a reconstruction error's gradient over a whole batch). With `inPlace` the kernel may
+ * write the result over a, which the caller must own.
  */
-export function scaledDifference(a: Tensor, b: Tensor, s: Tensor): Tensor {
+export function scaledDifference(
+  a: Tensor,
+  b: Tensor,
+  s: Tensor,
+  options: { inPlace?: boolean } = {},
+): Tensor {
   const op = 'scaledDifference';
   requireSameShape(op, a, b);
   requireFloat(op, s, 's');
   check(s.size === 1, op, () => `s must hold one value, got shape ${fmtShape(s.shape)}`);
-  return runOp(op, [a, b, s], {}, { composition: () => mul(sub(a, b), reshape(s, [])) })[0];
+  return runOp(
+    op,
+    [a, b, s],
+    { inPlace: options.inPlace ?? false },
+    { composition: () => mul(sub(a, b), reshape(s, [])) },
+  )[0];
 }
 /** a · b elementwise (broadcasting). */
 export function mul(a: TensorLike, b: TensorLike): Tensor {

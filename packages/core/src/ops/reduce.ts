@@ -137,16 +137,23 @@ export function sumSquaredDifference(a: Tensor, b: Tensor): Tensor {
  * (a reconstruction loss). Its value is `div(sum(square(sub(x, xhat))), B)` bit for bit, and so
  * is its gradient (x̂'s: (x̂ − x)·((dy / B)·2), as autograd rounds it; x's: the negation), but
  * neither pass holds a [B, d] temporary where the backend has kernels for
- * {@link sumSquaredDifference} and {@link scaledDifference}.
+ * {@link sumSquaredDifference} and {@link scaledDifference}, and the gradient is written over x̂
+ * where the backward pass says nothing reads x̂ afterwards.
  */
 export function meanSquaredError(x: Tensor, xhat: Tensor): Tensor {
   requireSameShape('meanSquaredError', x, xhat);
   check(x.rank >= 1, 'meanSquaredError', () => 'x and xhat need a batch axis, got 0-d tensors');
   const B = x.shape[0];
   const value = noGrad(() => div(sumSquaredDifference(x, xhat), B));
-  recordNode([x, xhat], [value], (dys, needs) => {
+  recordNode([x, xhat], [value], (dys, needs, _own, _ownOutputs, ownInputs) => {
     const s = mul(div(dys[0], B), 2);
-    return [needs[0] ? scaledDifference(x, xhat, s) : null, needs[1] ? scaledDifference(xhat, x, s) : null];
+    // x̂'s gradient over x̂ itself where nothing reads x̂ afterwards (the backward pass says so):
+    // then the step holds x̂ or its gradient, never both
+    const over = (k: number) => ({ inPlace: (ownInputs?.[k] ?? false) && !needs[1 - k] });
+    return [
+      needs[0] ? scaledDifference(x, xhat, s, over(0)) : null,
+      needs[1] ? scaledDifference(xhat, x, s, over(1)) : null,
+    ];
   });
   return value;
 }
