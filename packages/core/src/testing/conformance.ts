@@ -403,6 +403,16 @@ export function conformanceSuite(options: ConformanceOptions): void {
           cases++;
         }
         expect(cases).toBeGreaterThanOrEqual(15);
+        // scaledDifference (no numpy fixture): over a, the same bits as the fresh result
+        const a = ops.randomNormal([37, 24], { seed: 11, backend: name });
+        const bb = ops.randomNormal([37, 24], { seed: 12, backend: name });
+        const sc = ops.tensor([0.37], [1], { backend: name });
+        const made = ops.scaledDifference(a, bb, sc);
+        const fresh = Array.from(await made.data());
+        const over = ops.scaledDifference(a, bb, sc, { inPlace: true });
+        expect(Array.from(await over.data())).toEqual(fresh);
+        expect(over.storage === bb.storage || over.storage === sc.storage).toBe(false);
+        for (const t of [made, over, a, bb, sc]) t.dispose();
       });
 
       it('empty axes: elementwise, sums, matmul with k = 0, top-k with k = 0, concat', async () => {
