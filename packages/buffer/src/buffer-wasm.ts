@@ -543,14 +543,8 @@ function normalSlowBody(): number[] {
   const code = [
     LOOP,
     VOID,
-    ...get(W),
-    ...i32c(127),
-    I32_AND,
-    ...set(I),
-    ...get(W),
-    ...i32c(8),
-    I32_SHR_U,
-    ...set(M),
+    // inside the layer's rectangle (a retry's new word may land there): the fast path's value
+    ...ifThen([...zigguratTest(W, I, M), I32_LT_U], [...zigguratValue(W, M, I), RETURN]),
     ...get(M),
     F64_CONVERT_I32_U,
     ...f64c(2 ** -24),
@@ -569,11 +563,6 @@ function normalSlowBody(): number[] {
     I32_SUB,
     F64_CONVERT_I32_S,
     ...set(SIGN),
-    // inside the layer's rectangle (a retry's new word may land there): sign·u·X[i]
-    ...ifThen(
-      [...get(M), ...get(I), ...i32c(2), I32_SHL, I32_LOAD, ...memAligned(2, ZIG_K_AT), I32_LT_U],
-      [...get(SIGN), ...get(U), F64_MUL, ...xOf(I), F64_MUL, RETURN],
-    ),
     ...ifThen([...get(I), I32_EQZ], tail),
     // the wedge: y = F[i] + u'·(F[i+1] − F[i]) below exp(−x²/2)
     ...fOf(get(I), 0),
