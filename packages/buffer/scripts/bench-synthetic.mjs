@@ -6,6 +6,8 @@
 // - `host`: `sampleHost()`, a new Float32Array per batch, and its minor page faults: its pages are
 //   fresh unless a garbage collection freed an earlier array first, and on some (virtual)
 //   machines a fault costs ~15 µs, 1024 of them 15 ms, so this figure swings with the collector.
+// Each setting runs on this thread alone (`threads: 1`), then with the default threads (worker
+// threads drawing ranges of each batch).
 // Run after `pnpm build`: node packages/buffer/scripts/bench-synthetic.mjs
 import { createCpuBackend } from '@dictlearn/backend-cpu';
 import { registerBackend, useBackend } from '@dictlearn/core';
@@ -41,18 +43,21 @@ function measure(run) {
 }
 
 const results = [];
-for (const { name, options } of settings) {
-  const source = new SyntheticSource(options);
-  const tensor = measure((b) => source.sample(b * batch, batch, 'cpu').dispose());
-  const host = measure((b) => source.sampleHost(b * batch, batch));
-  results.push({
-    setting: name,
-    batch,
-    msPerBatch: tensor.ms,
-    minMs: tensor.minMs,
-    hostMsPerBatch: host.ms,
-    hostMinMs: host.minMs,
-    hostPageFaultsPerBatch: host.pageFaults,
-  });
-}
+for (const { name, options } of settings)
+  for (const threads of [1, undefined]) {
+    const source = new SyntheticSource({ ...options, threads });
+    const used = await source.startThreads();
+    const tensor = measure((b) => source.sample(b * batch, batch, 'cpu').dispose());
+    const host = measure((b) => source.sampleHost(b * batch, batch));
+    results.push({
+      setting: name,
+      threads: used,
+      batch,
+      msPerBatch: tensor.ms,
+      minMs: tensor.minMs,
+      hostMsPerBatch: host.ms,
+      hostMinMs: host.minMs,
+      hostPageFaultsPerBatch: host.pageFaults,
+    });
+  }
 console.log(JSON.stringify({ bench: 'synthetic-source', node: process.version, results }, null, 2));

@@ -732,20 +732,30 @@ export function bufferWasmBytes(): Uint8Array {
 let compiled: object | null | undefined;
 
 /**
- * A new instance with its own memory (the tables written, the words region and scratch in
- * place), or null where WebAssembly SIMD is unavailable (no WebAssembly, no SIMD, or a policy
- * that forbids compiling).
+ * The compiled module (compiled once), or null where WebAssembly SIMD is unavailable. Worker
+ * threads get it by message and make instances of their own.
  */
-export function bufferWasm(): BufferWasm | null {
-  const api = wasmApi();
+export function bufferWasmModule(): object | null {
   if (compiled === undefined) {
     try {
+      const api = wasmApi();
       const bytes = bufferWasmBytes();
       compiled = api?.validate(bytes) ? new api.Module(bytes) : null;
     } catch {
       compiled = null;
     }
   }
+  return compiled;
+}
+
+/**
+ * A new instance with its own memory (the tables written, the words region and scratch in
+ * place), or null where WebAssembly SIMD is unavailable (no WebAssembly, no SIMD, or a policy
+ * that forbids compiling).
+ */
+export function bufferWasm(): BufferWasm | null {
+  const api = wasmApi();
+  const compiled = bufferWasmModule();
   if (!compiled || !api) return null;
   const ex = new api.Instance(compiled, { math: { log: Math.log, exp: Math.exp } }).exports as Omit<
     BufferWasm,

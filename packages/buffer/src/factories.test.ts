@@ -54,7 +54,7 @@ describe('registered source factories', () => {
 
   it('refuse bad options, naming the field', async () => {
     expect((await errorOf(() => factory('synthetic').create({ dimm: 3 }))).message).toBe(
-      "source 'synthetic': unknown option 'dimm' (did you mean 'dim'?); expected one of 'dim', 'numFeatures', 'meanActive', 'decay', 'noise', 'correlation', 'correlationRank', 'coefficients', 'seed'",
+      "source 'synthetic': unknown option 'dimm' (did you mean 'dim'?); expected one of 'dim', 'numFeatures', 'meanActive', 'decay', 'noise', 'correlation', 'correlationRank', 'coefficients', 'seed', 'threads'",
     );
     expect((await errorOf(() => factory('synthetic').create({ dim: 'wide' }))).message).toBe(
       "source 'synthetic': option 'dim' must be an integer, got \"wide\"",

@@ -10,7 +10,7 @@ import { SyntheticSource, type SyntheticSourceOptions } from './synthetic.js';
 export const syntheticSourceFactory: SourceFactory = {
   name: 'synthetic',
   description:
-    'synthetic activations with known ground-truth features (sparse_coding): dim, numFeatures, meanActive, decay, noise, correlation, correlationRank, coefficients, seed',
+    'synthetic activations with known ground-truth features (sparse_coding): dim, numFeatures, meanActive, decay, noise, correlation, correlationRank, coefficients, seed, threads',
   create(options: Record<string, unknown>): ActivationSource {
     const o = parseSourceOptions('synthetic', options, {
       dim: 'integer',
@@ -22,6 +22,7 @@ export const syntheticSourceFactory: SourceFactory = {
       correlationRank: 'integer',
       coefficients: 'string',
       seed: 'integer',
+      threads: 'integer',
     });
     return new SyntheticSource(o as SyntheticSourceOptions);
   },

@@ -398,6 +398,120 @@ export interface CodeLists {
   coef: Float64Array;
 }
 
+/** Above this many bytes of memory the source keeps its TypeScript loop. */
+const MAX_BYTES = 2 ** 30;
+const align = (n: number) => Math.ceil(n / 16) * 16;
+
+/**
+ * Where a source's tables lie in its instance's memory and how a batch is drawn there: plain
+ * numbers (byte addresses), so a worker thread given a copy of the memory up to `listsAt` draws
+ * the same rows with the same plan (synthetic-threads.ts).
+ */
+export interface DrawPlan {
+  /** Width of a sample (a multiple of 4). */
+  d: number;
+  numFeatures: number;
+  /** The ground-truth rows, [numFeatures, d] float32. */
+  gAt: number;
+  /** The firing tables (see {@link FiringTables}): p, block starts, bounds, log-misses. */
+  pAt: number;
+  startsAt: number;
+  boundsAt: number;
+  logMissAt: number;
+  blocks: number;
+  /** 1 where a coefficient is the product of two uniforms. */
+  product: number;
+  /** Blocks of a code stream's first refill. */
+  chunk: number;
+  /** List entries a call's codes hold per row (and a row's worth more). */
+  entriesPerRow: number;
+  /** First free byte after the tables: a batch's rows go here, its code lists after them. */
+  listsAt: number;
+  /** The most bytes the memory may grow to. */
+  maxBytes: number;
+}
+
+/** The instance's functions the draw below calls (on whichever thread holds the instance). */
+export interface DrawExports {
+  codes: BufferWasm['codes'];
+  sums: BufferWasm['sums'];
+  noise: BufferWasm['noise'];
+  reserve(bytes: number): void;
+}
+
+// The three functions below run on worker threads too, from their source text: they may use
+// their arguments, each other and the language's globals, nothing else of this module.
+
+/**
+ * Byte addresses of offs, idx and coef of the code lists of `rows` rows with `capacity` entries,
+ * placed after `rowBytes` bytes of rows at `plan.listsAt` (the memory grown to hold them).
+ */
+export function listsLayout(
+  ex: DrawExports,
+  plan: DrawPlan,
+  rows: number,
+  capacity: number,
+  rowBytes: number,
+): number[] {
+  const at = [plan.listsAt + Math.ceil(rowBytes / 16) * 16];
+  for (const b of [(rows + 1) * 4, capacity * 4, capacity * 8])
+    at.push(at[at.length - 1] + Math.ceil(b / 16) * 16);
+  if (at[3] > plan.maxBytes) throw new RangeError('synthetic batch too large for the WebAssembly kernels');
+  ex.reserve(at[3]);
+  return at;
+}
+
+/**
+ * The independent codes of up to `rows` samples from `start`, into lists after `rowBytes` bytes
+ * of rows: [offs, idx, coef, rows done] (a call does as many rows as its lists hold, at least one).
+ */
+export function drawCodes(
+  ex: DrawExports,
+  plan: DrawPlan,
+  start: number,
+  rows: number,
+  rowBytes: number,
+): number[] {
+  const capacity = Math.ceil(plan.entriesPerRow * rows) + plan.numFeatures + 16;
+  const at = listsLayout(ex, plan, rows, capacity, rowBytes);
+  const done = ex.codes(
+    rows,
+    start >>> 0,
+    Math.floor(start / 2 ** 32),
+    at[0],
+    at[1],
+    at[2],
+    capacity,
+    plan.pAt,
+    plan.startsAt,
+    plan.boundsAt,
+    plan.logMissAt,
+    plan.blocks,
+    plan.numFeatures,
+    plan.product,
+    plan.chunk,
+  );
+  // a row always fits (the lists hold numFeatures more entries than the estimate): no row is a bug
+  if (done < 1) throw new RangeError(`synthetic codes: no row fit in ${capacity} list entries`);
+  return [at[0], at[1], at[2], done];
+}
+
+/**
+ * Samples `start` … `start + count − 1` with independent codes drawn here, plus noise of scale
+ * `sigma` (none when 0), as [count, d] float32 rows at `plan.listsAt`.
+ */
+export function drawRows(ex: DrawExports, plan: DrawPlan, start: number, count: number, sigma: number): void {
+  const d = plan.d;
+  for (let done = 0; done < count; ) {
+    const [offs, idx, coef, rows] = drawCodes(ex, plan, start + done, count - done, count * d * 4);
+    const rowsAt = plan.listsAt + done * d * 4;
+    ex.sums(rows, d, offs, idx, coef, plan.gAt, rowsAt);
+    const first = start + done;
+    if (sigma > 0) ex.noise(rows, first >>> 0, Math.floor(first / 2 ** 32), d, sigma, rowsAt);
+    done += rows;
+  }
+}
+
 /** The independent firing tables of a source, as `SyntheticSource` keeps them. */
 export interface FiringTables {
   /** pᵢ per feature. */
@@ -427,11 +541,14 @@ export interface SyntheticKernels {
   rows(start: number, count: number, sigma: number, lists?: CodeLists): Float32Array;
   /** The independent codes of samples start … start + count − 1, drawn here. */
   codes(start: number, count: number): CodeLists;
+  /**
+   * Where the tables lie, for another instance given {@link image} (undefined without firing
+   * tables: correlated sources draw their codes in TypeScript).
+   */
+  readonly plan: DrawPlan | undefined;
+  /** A copy of the memory up to `plan.listsAt`: the tables, the stream's key, the ziggurat's. */
+  image(): Uint8Array;
 }
-
-/** Above this many bytes of memory the source keeps its TypeScript loop. */
-const MAX_BYTES = 2 ** 30;
-const align = (n: number) => Math.ceil(n / 16) * 16;
 
 /**
  * The kernels of a source with ground-truth rows g [numFeatures, d] and data stream key `key`
@@ -467,65 +584,37 @@ export function syntheticKernels(
     view.set(t);
   }
   w.setKey(key[0], key[1]);
-
-  /** Byte addresses of offs, idx, coef (for `capacity` entries) after `rowBytes` bytes of rows at `listsAt`. */
-  const layout = (rows: number, capacity: number, rowBytes: number) => {
-    const at = [listsAt + align(rowBytes)];
-    for (const b of [(rows + 1) * 4, capacity * 4, capacity * 8]) at.push(at[at.length - 1] + align(b));
-    if (at[3] > MAX_BYTES) throw new RangeError('synthetic batch too large for the WebAssembly kernels');
-    w.reserve(at[3]);
-    return at;
-  };
-  /** Codes of `rows` samples from `start` into the lists after `rowBytes`: [offs, idx, coef, rows done]. */
-  const draw = (start: number, rows: number, rowBytes: number): number[] => {
-    const f = firing!;
-    const capacity = Math.ceil(entriesPerRow(f) * rows) + numFeatures + 16;
-    const at = layout(rows, capacity, rowBytes);
-    const done = w.codes(
-      rows,
-      start >>> 0,
-      Math.floor(start / 2 ** 32),
-      at[0],
-      at[1],
-      at[2],
-      capacity,
-      tableAt[0],
-      tableAt[1],
-      tableAt[2],
-      tableAt[3],
-      f.blockBound.length,
-      numFeatures,
-      f.product ? 1 : 0,
-      f.chunk,
-    );
-    // a row always fits (the lists hold numFeatures more entries than the estimate): no row is a bug
-    if (done < 1) throw new RangeError(`synthetic codes: no row fit in ${capacity} list entries`);
-    return [at[0], at[1], at[2], done];
-  };
-  const addNoise = (start: number, rows: number, rowsAt: number, sigma: number) => {
-    if (sigma > 0) w.noise(rows, start >>> 0, Math.floor(start / 2 ** 32), d, sigma, rowsAt);
+  const plan: DrawPlan = {
+    d,
+    numFeatures,
+    gAt,
+    pAt: tableAt[0],
+    startsAt: tableAt[1] ?? 0,
+    boundsAt: tableAt[2] ?? 0,
+    logMissAt: tableAt[3] ?? 0,
+    blocks: firing?.blockBound.length ?? 0,
+    product: firing?.product ? 1 : 0,
+    chunk: firing?.chunk ?? 0,
+    entriesPerRow: firing ? entriesPerRow(firing) : 0,
+    listsAt,
+    maxBytes: MAX_BYTES,
   };
   return {
+    plan: firing ? plan : undefined,
+    image: () => new Uint8Array(w.memory.buffer, 0, listsAt).slice(),
     rows(start, count, sigma, lists) {
-      const rowBytes = count * d * 4;
       if (lists) {
         const n = lists.offs[count];
-        const [offs, idx, coef] = layout(count, n, rowBytes);
+        const [offs, idx, coef] = listsLayout(w, plan, count, n, count * d * 4);
         const buf = w.memory.buffer;
         new Int32Array(buf, offs, count + 1).set(lists.offs.subarray(0, count + 1));
         new Int32Array(buf, idx, n).set(lists.idx.subarray(0, n));
         new Float64Array(buf, coef, n).set(lists.coef.subarray(0, n));
         w.sums(count, d, offs, idx, coef, gAt, listsAt);
-        addNoise(start, count, listsAt, sigma);
-        return new Float32Array(w.memory.buffer, listsAt, count * d);
-      }
-      if (!firing) throw new RangeError('these kernels draw no codes (correlated source): pass the lists');
-      for (let done = 0; done < count; ) {
-        const [offs, idx, coef, rows] = draw(start + done, count - done, rowBytes);
-        const rowsAt = listsAt + done * d * 4;
-        w.sums(rows, d, offs, idx, coef, gAt, rowsAt);
-        addNoise(start + done, rows, rowsAt, sigma);
-        done += rows;
+        if (sigma > 0) w.noise(count, start >>> 0, Math.floor(start / 2 ** 32), d, sigma, listsAt);
+      } else {
+        if (!firing) throw new RangeError('these kernels draw no codes (correlated source): pass the lists');
+        drawRows(w, plan, start, count, sigma);
       }
       return new Float32Array(w.memory.buffer, listsAt, count * d);
     },
@@ -534,7 +623,7 @@ export function syntheticKernels(
       const parts: { idx: Int32Array; coef: Float64Array }[] = [];
       let total = 0;
       for (let done = 0; done < count; ) {
-        const [offsAt, idxAt, coefAt, rows] = draw(start + done, count - done, 0);
+        const [offsAt, idxAt, coefAt, rows] = drawCodes(w, plan, start + done, count - done, 0);
         const buf = w.memory.buffer;
         const rowOffs = new Int32Array(buf, offsAt, rows + 1);
         for (let r = 1; r <= rows; r++) offs[done + r] = total + rowOffs[r];

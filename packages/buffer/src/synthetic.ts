@@ -8,7 +8,7 @@ import {
   type Tensor,
   tensor,
 } from '@dictlearn/core';
-import { bufferWasm, HEAP_AT } from './buffer-wasm.js';
+import { bufferWasm, bufferWasmModule, HEAP_AT } from './buffer-wasm.js';
 import {
   belowNormalCdf,
   cdfBound,
@@ -17,6 +17,7 @@ import {
   normalQuantile,
   PhiloxStream,
 } from './random.js';
+import type { RowThreads } from './synthetic-threads.js';
 import {
   type CodeLists,
   type FiringTables,
@@ -53,6 +54,13 @@ export interface SyntheticSourceOptions {
    * TypeScript loops. Either gives the same values, bit for bit.
    */
   wasm?: boolean;
+  /**
+   * Threads that draw a batch's rows, this one included (Node only; default: the cores, at most
+   * 4). Sources with independent features split batches of 512 rows or more over worker threads
+   * once `batches()` or {@link SyntheticSource.startThreads} has started them; 1 draws on this
+   * thread alone. The values do not depend on it: every sample has its own random streams.
+   */
+  threads?: number;
 }
 
 /** Batches of a {@link SyntheticSource}: core's `BatchOptions` plus the index of the first sample. */
@@ -81,6 +89,15 @@ const STREAM_LOADINGS = 1;
 const CORRELATED_BLOCK = 8;
 /** Above this bound a block's features are tested one by one (cheaper than geometric skips). */
 const DIRECT_BOUND = 0.25;
+const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+
+/** A source's place in a pool of worker threads. */
+interface ThreadSlot {
+  pool: RowThreads;
+  id: number;
+}
+/** Drops a collected source's instances from its pool's workers. */
+const threadSlots = new FinalizationRegistry<ThreadSlot>(({ pool, id }) => pool.drop(id));
 
 function checkInt(name: string, v: number, min: number): number {
   if (!Number.isSafeInteger(v) || v < min) {
@@ -233,6 +250,10 @@ export class SyntheticSource implements GroundTruthSource {
   #kernels: SyntheticKernels | null | undefined;
   /** The TypeScript path's noise stream, made on first use. */
   #noise: PhiloxStream | undefined;
+  readonly #threadsOption: number | undefined;
+  /** Worker threads drawing ranges of rows (null: none), once `#startThreads` has settled. */
+  #threads: ThreadSlot | null | undefined;
+  #threadsStarting: Promise<ThreadSlot | null> | undefined;
 
   constructor(options: SyntheticSourceOptions = {}) {
     const o = options ?? {};
@@ -261,6 +282,7 @@ export class SyntheticSource implements GroundTruthSource {
       );
     }
     this.seed = checkInt('seed', o.seed ?? 0, 0);
+    this.#threadsOption = o.threads === undefined ? undefined : checkInt('threads', o.threads, 1);
     this.name =
       `synthetic(d=${this.dim}, features=${this.numFeatures}, meanActive=${this.meanActive}, decay=${this.decay}, ` +
       `noise=${this.noise}${this.correlation > 0 ? `, correlation=${this.correlation}` : ''}, seed=${this.seed})`;
@@ -363,10 +385,41 @@ export class SyntheticSource implements GroundTruthSource {
     }
     let next = options.start ?? 0;
     this.#checkRange(next, 0);
+    // workers take ranges of rows as soon as they are ready; until then this thread draws them
+    await this.#startThreads();
     for (;;) {
       yield this.sample(next, batchSize, options.backend);
       next += batchSize;
     }
+  }
+
+  /**
+   * Starts the worker threads that split batches (see the `threads` option) and resolves, once
+   * they are ready, with the threads that draw a batch now: 1 where there are none (not Node, a
+   * correlated source, the TypeScript loops, `threads: 1`, or workers refused).
+   */
+  async startThreads(): Promise<number> {
+    const slot = await this.#startThreads();
+    return slot ? 1 + (await slot.pool.whenReady()) : 1;
+  }
+
+  /** This source's slot in its thread pool, started on first call; null where it has none. */
+  #startThreads(): Promise<ThreadSlot | null> {
+    this.#threadsStarting ??= (async () => {
+      const kernels = this.#threadsOption === 1 || !isNode ? null : this.#wasmKernels();
+      const module = bufferWasmModule();
+      if (!kernels?.plan || !module) return null;
+      const { defaultSyntheticThreads, rowThreads } = await import('./synthetic-threads.js');
+      const pool = rowThreads(this.#threadsOption ?? defaultSyntheticThreads(), module);
+      if (typeof pool === 'string') return null;
+      const slot = { pool, id: pool.add(kernels.image(), kernels.plan) };
+      threadSlots.register(this, slot);
+      return slot;
+    })().then((slot) => {
+      this.#threads = slot;
+      return slot;
+    });
+    return this.#threadsStarting;
   }
 
   #checkRange(start: number, count: number): void {
@@ -387,8 +440,12 @@ export class SyntheticSource implements GroundTruthSource {
     const kernels = count > 0 ? this.#wasmKernels() : null;
     if (!kernels) return undefined;
     const sigma = this.noise / Math.sqrt(this.dim);
-    // correlated codes come from TypeScript; independent ones are drawn in WebAssembly too
-    return kernels.rows(start, count, sigma, this.#loadings ? this.#codeLists(start, count) : undefined);
+    // correlated codes come from TypeScript; independent ones are drawn in WebAssembly too,
+    // ranges of them on worker threads where they are started
+    if (this.#loadings) return kernels.rows(start, count, sigma, this.#codeLists(start, count));
+    const threads = this.#threads;
+    const here = (first: number, rows: number) => kernels.rows(first, rows, sigma);
+    return threads ? threads.pool.rows(threads.id, start, count, sigma, here) : here(start, count);
   }
 
   /**

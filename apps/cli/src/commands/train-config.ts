@@ -598,6 +598,13 @@ export const SOURCE_OPTIONS: Readonly<Record<string, readonly SourceOption[]>> =
       flag: 'data-seed',
       description: 'Seed of the features and the samples.',
     },
+    {
+      key: 'threads',
+      type: 'integer',
+      default: 'the cores, at most 4',
+      description:
+        'Threads that draw a batch (Node; independent features only). The samples do not depend on it.',
+    },
   ],
   npy: FILE_OPTIONS,
   safetensors: [
