@@ -13,8 +13,8 @@
  * @module
  */
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { DictlearnError } from '@dictlearn/core';
+import { type JobWorkers, startJobWorkers } from '@dictlearn/core/threads';
 import { growTo, type SplitEngine } from './engine.js';
 import {
   filterBody,
@@ -33,8 +33,6 @@ const MAX_PAGES = 32768;
 const MAX_BYTES = MAX_PAGES * 65536;
 /** The exported loops, by the index the control block names them with. */
 const FUNCTIONS = ['segsum', 'dot', 'selectRows'];
-/** Int32 words of a worker's control slot: sequence, done, ready, error. */
-const FLAG_WORDS = 4;
 /** Float64 words of a worker's argument slot: function index, count, arguments. */
 const ARG_WORDS = 48;
 /** How long this thread waits for a worker's part before it gives up on the pool. */
@@ -74,61 +72,24 @@ function poolBytes(): Uint8Array {
 }
 
 /**
- * Spins until `done()` or `ms` have passed. Self-contained: the workers run its source. (A thread
- * that stopped spinning once descheduled, to leave the cores to others, then waits for the
- * scheduler at each hand-over: on a loaded machine split products took 1.4–8 ms, not 0.6.)
+ * A worker's set-up (see core's `jobLoopSource`): the module instantiated over the shared
+ * memory; a job is a function index, its argument count, its arguments and, in the last word,
+ * how long to spin for the next job. Native functions are announced by message before their
+ * first call: each brings the source of its set-up, (data, require) => the function.
  */
-export function spin(done: () => boolean, ms: number): void {
-  const start = performance.now();
-  // the clock read every 64 turns: it costs more than a look at the flag
-  for (let i = 1; !done(); i++) if ((i & 63) === 0 && performance.now() - start > ms) return;
-}
-
-/**
- * A worker's loop (CommonJS, run with `eval`): instantiate, say ready, then wait for a new
- * sequence number, run that call, store the number as done and wake the caller; a negative
- * sequence ends it.
- */
-const WORKER_SOURCE = `
-const { workerData, parentPort, receiveMessageOnPort } = require('node:worker_threads');
-const { module, memory, flags, args, slot, functions } = workerData;
+const WORKER_SETUP = `
+const { module, memory, functions } = workerData;
 const ex = new WebAssembly.Instance(module, { env: { mem: memory } }).exports;
 const natives = [];
-const spin = ${spin.toString()};
-const F = new Int32Array(flags);
-const A = new Float64Array(args);
-const b = slot * ${FLAG_WORDS};
-const a = slot * ${ARG_WORDS};
-Atomics.store(F, b + 2, 1);
-let seen = 0;
-let spinMs = 0;
-for (;;) {
-  // a short spin first, when the last part asked for one: the next part often follows within
-  // microseconds, and waking a sleeping thread costs tens of them
-  spin(() => Atomics.load(F, b) !== seen, spinMs);
-  Atomics.wait(F, b, seen);
-  const seq = Atomics.load(F, b);
-  if (seq === seen) continue;
-  if (seq < 0) break;
-  seen = seq;
-  try {
-    // functions are announced by message before their first call: each brings the source of
-    // its set-up, (data, require) => the function
-    for (let m; (m = receiveMessageOnPort(parentPort)); ) {
-      const { index, setup, data } = m.message;
-      natives[index] = (0, eval)('(' + setup + ')')(data, require);
-    }
-    const list = [];
-    for (let i = 0; i < A[a + 1]; i++) list.push(A[a + 2 + i]);
-    const i = A[a];
-    spinMs = A[a + ${ARG_WORDS - 1}];
-    (i < functions.length ? ex[functions[i]] : natives[i])(...list);
-    F[b + 3] = 0;
-  } catch (e) {
-    F[b + 3] = 1;
-  }
-  Atomics.store(F, b + 1, seq);
-  Atomics.notify(F, b + 1);
+function onMessage({ index, setup, data }) {
+  natives[index] = (0, eval)('(' + setup + ')')(data, require);
+}
+function run(a) {
+  const list = [];
+  for (let i = 0; i < A[a + 1]; i++) list.push(A[a + 2 + i]);
+  const i = A[a];
+  (i < functions.length ? ex[functions[i]] : natives[i])(...list);
+  return A[a + ${ARG_WORDS - 1}];
 }
 `;
 /**
@@ -235,30 +196,13 @@ function createPool(threads: number): KernelPool | string {
       (...args: number[]) => void
     >;
     const nWorkers = threads - 1;
-    const flags = new SharedArrayBuffer(4 * FLAG_WORDS * nWorkers);
-    const args = new SharedArrayBuffer(8 * ARG_WORDS * nWorkers);
-    const F = new Int32Array(flags);
-    const A = new Float64Array(args);
-    const workers: (Worker | undefined)[] = [];
-    const seqs = new Array<number>(nWorkers).fill(0);
-    let broken = false;
-    for (let slot = 0; slot < nWorkers; slot++) {
-      const w = new Worker(WORKER_SOURCE, {
-        eval: true,
-        workerData: { module, memory, flags, args, slot, functions: FUNCTIONS },
-      });
-      w.unref();
-      // A worker that fails or exits takes no more parts (its flag says not ready).
-      const gone = () => {
-        workers[slot] = undefined;
-        Atomics.store(F, slot * FLAG_WORDS + 2, 0);
-      };
-      w.on('error', gone);
-      w.on('exit', gone);
-      workers.push(w);
-    }
-    const ready = (slot: number) =>
-      !broken && workers[slot] !== undefined && Atomics.load(F, slot * FLAG_WORDS + 2) === 1;
+    const workers: JobWorkers = startJobWorkers({
+      count: nWorkers,
+      setup: WORKER_SETUP,
+      argWords: ARG_WORDS,
+      data: { module, memory, functions: FUNCTIONS },
+    });
+    const A = workers.args;
     const natives = new Map<string, { index: number; here: (...args: number[]) => void }>();
     /** The function `fn` on this thread: a native one's stand-in, or the module's export. */
     const onThisThread = (fn: string) => natives.get(fn)?.here ?? ex[fn];
@@ -275,7 +219,7 @@ function createPool(threads: number): KernelPool | string {
             `a part of '${fn}' has ${parts[p].length} numbers; a worker's slot holds ${ARG_WORDS - 3}`,
           );
         }
-        if (slot >= nWorkers || !ready(slot)) {
+        if (slot >= nWorkers || !workers.ready(slot)) {
           here.push(parts[p]);
           continue;
         }
@@ -284,10 +228,7 @@ function createPool(threads: number): KernelPool | string {
         A[a + 1] = parts[p].length;
         A.set(parts[p], a + 2);
         A[a + ARG_WORDS - 1] = spinMs;
-        const seq = ++seqs[slot];
-        Atomics.store(F, slot * FLAG_WORDS, seq);
-        Atomics.notify(F, slot * FLAG_WORDS);
-        started.push([slot, seq]);
+        started.push([slot, workers.start(slot)]);
       }
       return () => {
         const f = onThisThread(fn);
@@ -296,18 +237,14 @@ function createPool(threads: number): KernelPool | string {
         // into memory the next call lays out.
         let failed = false;
         for (const [slot, seq] of started) {
-          const b = slot * FLAG_WORDS;
-          spin(() => Atomics.load(F, b + 1) === seq, WAIT_SPIN_MS);
-          for (let v = Atomics.load(F, b + 1); v !== seq; v = Atomics.load(F, b + 1)) {
-            if (Atomics.wait(F, b + 1, v, WAIT_MS) === 'timed-out') {
-              broken = true;
-              throw new DictlearnError(
-                'backend-cpu',
-                `a kernel worker did not finish its part of '${fn}' in ${WAIT_MS / 1000} s (kernelThreads: 1 runs without workers)`,
-              );
-            }
+          const status = workers.wait(slot, seq, WAIT_SPIN_MS, WAIT_MS);
+          if (status === 'timed-out') {
+            throw new DictlearnError(
+              'backend-cpu',
+              `a kernel worker did not finish its part of '${fn}' in ${WAIT_MS / 1000} s (kernelThreads: 1 runs without workers)`,
+            );
           }
-          if (F[b + 3] !== 0) failed = true;
+          if (status === 'failed') failed = true;
         }
         if (failed) throw new DictlearnError('backend-cpu', `a kernel worker failed its part of '${fn}'`);
       };
@@ -318,7 +255,7 @@ function createPool(threads: number): KernelPool | string {
         if (natives.has(name) || FUNCTIONS.includes(name)) return;
         const index = FUNCTIONS.length + natives.size;
         natives.set(name, { index, here });
-        for (const w of workers) w?.postMessage({ index, setup, data });
+        workers.post({ index, setup, data });
       },
       buffer: () => memory.buffer,
       layout: (sizes) => growTo(sizes, MAX_BYTES, memory),
@@ -331,18 +268,8 @@ function createPool(threads: number): KernelPool | string {
         }
       },
       begin,
-      readyWorkers() {
-        let n = 0;
-        for (let slot = 0; slot < nWorkers; slot++) if (ready(slot)) n++;
-        return n;
-      },
-      close() {
-        broken = true;
-        for (let slot = 0; slot < nWorkers; slot++) {
-          Atomics.store(F, slot * FLAG_WORDS, -1);
-          Atomics.notify(F, slot * FLAG_WORDS);
-        }
-      },
+      readyWorkers: () => workers.readyCount(),
+      close: () => workers.close(),
     };
   } catch (e) {
     return `kernel worker threads could not start: ${e instanceof Error ? e.message : String(e)}`;
