@@ -61,7 +61,8 @@ describe(`synthetic batches over worker threads${reason}`, () => {
     const one = new SyntheticSource({ ...o, threads: 1 }).batches({ batchSize: 2 * MIN_PART_ROWS, start: 3 });
     const pool = rowThreads(2, bufferWasmModule()!) as RowThreads;
     await pool.whenReady();
-    const before = pool.ranges().workers;
+    const handed = () => pool.ranges().workers + pool.ranges().taken;
+    const before = handed();
     for (let b = 0; b < 4; b++) {
       const x = (await threaded.next()).value!;
       const y = (await one.next()).value!;
@@ -69,8 +70,8 @@ describe(`synthetic batches over worker threads${reason}`, () => {
       x.dispose();
       y.dispose();
     }
-    // the pool of 2 threads was started by the first case: its worker took a range of each batch
-    expect(pool.ranges().workers - before).toBe(4);
+    // the pool's worker was handed a range of each batch (drawn there, or taken back)
+    expect(handed() - before).toBe(4);
   });
 
   it.skipIf(!simd)('the pool hands ranges to workers, and draws here a range a worker failed', async () => {
@@ -95,22 +96,30 @@ describe(`synthetic batches over worker threads${reason}`, () => {
     const expected = here(100, count).slice();
     const good = pool.add(kernels.image(), kernels.plan!);
     const before = pool.ranges();
-    expect(firstDifference(pool.rows(good, 100, count, sigma, here), expected)).toBe('');
-    expect(pool.ranges().workers - before.workers).toBe(3);
-    expect(pool.ranges().redone).toBe(before.redone);
+    // without taking ranges back, each worker draws its own
+    expect(firstDifference(pool.rows(good, 100, count, sigma, here, false), expected)).toBe('');
+    expect(pool.ranges()).toEqual({ ...before, workers: before.workers + 3 });
+    // other rows first, so that the shared array holds none of the expected ones
+    expect(firstDifference(pool.rows(good, 9000, count, sigma, here, false), expected)).not.toBe('');
     // a plan whose lists cannot fit: every worker's range throws, and is drawn here instead
     const bad = pool.add(kernels.image(), { ...kernels.plan!, maxBytes: kernels.plan!.listsAt });
-    expect(firstDifference(pool.rows(bad, 100, count, sigma, here), expected)).toBe('');
-    expect(pool.ranges().redone - before.redone).toBe(3);
+    expect(firstDifference(pool.rows(bad, 100, count, sigma, here, false), expected)).toBe('');
+    expect(pool.ranges()).toEqual({ ...before, workers: before.workers + 9, redone: before.redone + 3 });
+    // taking back ranges the workers have not begun: the same rows, whoever drew them
+    const mid = pool.ranges();
+    expect(firstDifference(pool.rows(good, 100, count, sigma, here), expected)).toBe('');
+    const after = pool.ranges();
+    expect(after.workers + after.taken - mid.workers - mid.taken).toBe(3);
+    expect(after.redone).toBe(mid.redone);
     // too few rows to split: this thread alone
-    const small = pool.ranges().workers;
+    const small = pool.ranges();
     expect(
       firstDifference(
         pool.rows(good, 100, MIN_PART_ROWS + 5, sigma, here),
         expected.subarray(0, (MIN_PART_ROWS + 5) * 16),
       ),
     ).toBe('');
-    expect(pool.ranges().workers).toBe(small);
+    expect(pool.ranges()).toEqual(small);
     pool.drop(good);
     pool.drop(bad);
     expect(() => pool.rows(good, 0, 1000, sigma, here)).toThrow(/not in the thread pool/);

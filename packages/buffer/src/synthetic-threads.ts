@@ -79,8 +79,9 @@ export interface RowThreads {
    * Samples `start` … `start + count − 1` of source `id` (its independent codes and noise of scale
    * `sigma`), [count, d] float32: ranges of at least {@link MIN_PART_ROWS} rows go to ready
    * workers, the first and every range a worker cannot take to `here` (this thread's draw: a
-   * view of its rows, copied at once). A view of the pool's shared array, valid until the next
-   * call.
+   * view of its rows, copied at once), and so does every range a worker has not begun by the
+   * time this thread's is done, unless `takeBack` is false. A view of the pool's shared array,
+   * valid until the next call.
    */
   rows(
     id: number,
@@ -88,11 +89,15 @@ export interface RowThreads {
     count: number,
     sigma: number,
     here: (start: number, count: number) => Float32Array,
+    takeBack?: boolean,
   ): Float32Array;
   /** Workers ready to take ranges now (they start asynchronously). */
   readyWorkers(): number;
-  /** Ranges workers have drawn so far, and those of them drawn again here after a worker failed. */
-  ranges(): { workers: number; redone: number };
+  /**
+   * Ranges so far: handed to workers (and drawn there, or failed), taken back before a worker
+   * began them, and failed ranges drawn again here.
+   */
+  ranges(): { workers: number; taken: number; redone: number };
   /** Resolves, with the ready workers, once every worker is ready or gone (or after 10 s). */
   whenReady(): Promise<number>;
   /** Ends the workers; later calls draw on this thread. */
@@ -138,7 +143,7 @@ function createPool(threads: number, module: object): RowThreads | string {
   const plans = new Map<number, DrawPlan>();
   let out = new Float32Array(new SharedArrayBuffer(0));
   let nextId = 1;
-  const counts = { workers: 0, redone: 0 };
+  const counts = { workers: 0, taken: 0, redone: 0 };
   return {
     threads,
     add(image, plan) {
@@ -150,7 +155,7 @@ function createPool(threads: number, module: object): RowThreads | string {
     drop(id) {
       if (plans.delete(id)) workers.post({ op: 'drop', id });
     },
-    rows(id, start, count, sigma, here) {
+    rows(id, start, count, sigma, here, takeBack = true) {
       const plan = plans.get(id);
       if (!plan) throw new DictlearnError('SyntheticSource', `source ${id} is not in the thread pool`);
       const d = plan.d;
@@ -187,6 +192,13 @@ function createPool(threads: number, module: object): RowThreads | string {
       }
       const redo: number[] = [];
       for (const [slot, seq, p] of started) {
+        // a range its worker has not begun (kept off its core, or still waking) is drawn here
+        if (takeBack && failure === undefined && workers.take(slot, seq)) {
+          counts.taken++;
+          redo.push(p);
+          continue;
+        }
+        counts.workers++;
         const status = workers.wait(slot, seq, WAIT_SPIN_MS, WAIT_MS);
         if (status === 'timed-out') {
           throw new DictlearnError(
@@ -194,12 +206,13 @@ function createPool(threads: number, module: object): RowThreads | string {
             `a worker thread did not finish its rows in ${WAIT_MS / 1000} s (threads: 1 draws without workers)`,
           );
         }
-        if (status === 'failed') redo.push(p);
+        if (status === 'failed') {
+          counts.redone++;
+          redo.push(p);
+        }
       }
-      counts.workers += started.length;
-      counts.redone += redo.length;
       if (failure !== undefined) throw failure;
-      // a range a worker failed is drawn here: its error, if any, is this thread's
+      // a range taken back or failed is drawn here: its error, if any, is this thread's
       for (const p of redo) out.set(here(start + bounds[p], bounds[p + 1] - bounds[p]), bounds[p] * d);
       return out.subarray(0, count * d);
     },

@@ -208,7 +208,7 @@ function createPool(threads: number): KernelPool | string {
     const onThisThread = (fn: string) => natives.get(fn)?.here ?? ex[fn];
     const begin = (fn: string, parts: number[][], spinMs = 0): (() => void) => {
       const index = natives.get(fn)?.index ?? FUNCTIONS.indexOf(fn);
-      const started: [number, number][] = [];
+      const started: [slot: number, seq: number, part: number][] = [];
       const here: number[][] = [];
       for (let p = 0; p < parts.length; p++) {
         const slot = p;
@@ -228,7 +228,7 @@ function createPool(threads: number): KernelPool | string {
         A[a + 1] = parts[p].length;
         A.set(parts[p], a + 2);
         A[a + ARG_WORDS - 1] = spinMs;
-        started.push([slot, workers.start(slot)]);
+        started.push([slot, workers.start(slot), p]);
       }
       return () => {
         const f = onThisThread(fn);
@@ -236,7 +236,16 @@ function createPool(threads: number): KernelPool | string {
         // Wait for every part before reporting a failure: a part still running would write
         // into memory the next call lays out.
         let failed = false;
-        for (const [slot, seq] of started) {
+        for (const [slot, seq, p] of started) {
+          // a part its worker has not begun (kept off its core, or still waking) is run here
+          if (workers.take(slot, seq)) {
+            try {
+              f(...parts[p]);
+            } catch {
+              failed = true;
+            }
+            continue;
+          }
           const status = workers.wait(slot, seq, WAIT_SPIN_MS, WAIT_MS);
           if (status === 'timed-out') {
             throw new DictlearnError(

@@ -7,9 +7,11 @@ import { jobLoopSource, spin, startJobWorkers } from './index.js';
 // timeout reported timed out (the pool then takes no more), and close.
 const SETUP = `
 const out = new Float64Array(workerData.out);
+const runs = workerData.runs ? new Int32Array(workerData.runs) : null;
 let factor = 1;
 function onMessage(m) { factor = m.factor; }
 function run(a) {
+  if (runs) runs[0]++;
   if (A[a] < 0) throw new Error('a negative job');
   if (A[a] === 999) { const t = performance.now(); while (performance.now() - t < 400) {} }
   out[workerData.slot] = factor * (A[a] + A[a + 1]);
@@ -42,6 +44,32 @@ describe('@dictlearn/core/threads', () => {
       workers.args.set([999, 0], 2 * 2);
       expect(workers.wait(2, workers.start(2), 0, 50)).toBe('timed-out');
       expect(workers.readyCount()).toBe(0);
+    } finally {
+      workers.close();
+    }
+  });
+
+  it('a job its worker has not claimed is taken back, and the worker leaves it', async () => {
+    const out = new SharedArrayBuffer(8);
+    const view = new Float64Array(out);
+    const runs = new SharedArrayBuffer(4);
+    const workers = startJobWorkers({ count: 1, setup: SETUP, argWords: 2, data: { out, runs } });
+    try {
+      // started before the worker runs at all: nobody has claimed it
+      workers.args.set([100, 0], 0);
+      const first = workers.start(0);
+      expect(workers.take(0, first)).toBe(true);
+      expect(await workers.whenReady()).toBe(1);
+      workers.args.set([1, 2], 0);
+      const second = workers.start(0);
+      expect(workers.wait(0, second, 1, 10_000)).toBe('done');
+      expect(view[0]).toBe(3);
+      expect(new Int32Array(runs)[0]).toBe(1); // the worker ran the second job only
+      // a job the worker has claimed (here: done) is not taken back
+      expect(workers.take(0, second)).toBe(false);
+      workers.args.set([5, 5], 0);
+      expect(workers.wait(0, workers.start(0), 1, 10_000)).toBe('done');
+      expect(view[0]).toBe(10);
     } finally {
       workers.close();
     }

@@ -4,12 +4,18 @@
  * `await import(…)` behind a Node check. backend-cpu's kernel pool and buffer's synthetic rows
  * run on it.
  *
- * Each worker has a control slot of four int32 words (the job's sequence number, the last one
- * done, ready, failed) and `argWords` float64 argument words. The caller writes a job's
- * arguments, {@link JobWorkers.start}s it (the number goes up and the worker wakes), does its own
- * share meanwhile, then {@link JobWorkers.wait}s: a short spin, then `Atomics.wait`. The worker
- * runs {@link jobLoopSource}: it waits for a new number, takes the messages posted before it,
- * runs the job, records whether it threw and wakes the caller. A negative number ends it.
+ * Each worker has a control slot of five int32 words (the job's sequence number, the last one
+ * done, ready, failed, the last one claimed) and `argWords` float64 argument words. The caller
+ * writes a job's arguments, {@link JobWorkers.start}s it (the number goes up and the worker
+ * wakes), does its own share meanwhile, then either {@link JobWorkers.take}s the job back, when
+ * the worker has not claimed it yet, and runs it itself, or {@link JobWorkers.wait}s: a short
+ * spin, then `Atomics.wait`. The worker runs {@link jobLoopSource}: it waits for a new number,
+ * claims the job (or leaves it, taken back), takes the messages posted before it, runs the job,
+ * records whether it threw and wakes the caller. A negative number ends it.
+ *
+ * Taking jobs back matters where the threads fill the cores: a worker that another thread (the
+ * runtime's own, or another process) keeps off its core for a scheduler slice would otherwise
+ * hold the caller for that long, every time.
  *
  * Workers are `unref`'d: they never keep the process alive, and they end with it.
  *
@@ -17,8 +23,8 @@
  */
 import { Worker } from 'node:worker_threads';
 
-/** Int32 words of a worker's control slot: sequence, done, ready, failed. */
-const FLAG_WORDS = 4;
+/** Int32 words of a worker's control slot: sequence, done, ready, failed, claimed. */
+const FLAG_WORDS = 5;
 
 /**
  * Spins until `done()` or `ms` have passed. Self-contained: the workers run its source. (A thread
@@ -59,6 +65,9 @@ for (;;) {
   if (seq === seen) continue;
   if (seq < 0) break;
   seen = seq;
+  // jobs of a slot come one at a time, so the last one was claimed as seq − 1; the caller may
+  // have taken this one back (then there is nothing to do, and nothing to report)
+  if (Atomics.compareExchange(F, b + 4, seq - 1, seq) !== seq - 1) continue;
   try {
     for (let m; (m = receiveMessageOnPort(parentPort)); ) onMessage(m.message);
     spinMs = run(a) || 0;
@@ -95,6 +104,11 @@ export interface JobWorkers {
   readyCount(): number;
   /** Starts the job whose arguments the caller wrote at worker `slot`'s words: its number, for {@link wait}. */
   start(slot: number): number;
+  /**
+   * Takes job `seq` of worker `slot` back where the worker has not claimed it yet: then the
+   * caller runs it (and does not wait for it); false where the worker has it.
+   */
+  take(slot: number, seq: number): boolean;
   /**
    * Waits for job `seq` of worker `slot`, spinning `spinMs` first: `'done'`, `'failed'` (it threw)
    * or `'timed-out'` (after `timeoutMs`; no worker takes jobs after that).
@@ -146,6 +160,9 @@ export function startJobWorkers({ count, setup, argWords, data = {} }: JobWorker
       Atomics.store(F, slot * FLAG_WORDS, seq);
       Atomics.notify(F, slot * FLAG_WORDS);
       return seq;
+    },
+    take(slot, seq) {
+      return Atomics.compareExchange(F, slot * FLAG_WORDS + 4, seq - 1, seq) === seq - 1;
     },
     wait(slot, seq, spinMs, timeoutMs) {
       const b = slot * FLAG_WORDS;
