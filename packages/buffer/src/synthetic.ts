@@ -564,19 +564,16 @@ export class SyntheticSource implements GroundTruthSource {
     const sr = Math.sqrt(this.correlation);
     const inv = 1 / Math.sqrt(1 - this.correlation);
     for (let k = 0; k < rank; k++) eta[k] = s.normal();
-    // m = L·η, column by column over the transposed loadings (contiguous, fast loops)
+    // m = L·η over the transposed loadings, each mᵢ summed in the order k = 0, 1, …, then the
+    // argument of Φ at once (one pass over the features, no second pass over m)
     const e0 = eta[0];
-    for (let i = 0; i < F; i++) m[i] = L[i] * e0;
-    for (let k = 1; k < rank; k++) {
-      const ek = eta[k];
-      const base = k * F;
-      for (let i = 0; i < F; i++) m[i] += L[base + i] * ek;
-    }
     for (let b = 0; b < F; b += CORRELATED_BLOCK) {
       const end = Math.min(F, b + CORRELATED_BLOCK);
       let top = Number.NEGATIVE_INFINITY;
       for (let i = b; i < end; i++) {
-        const a = (t[i] - sr * m[i]) * inv; // the argument of Φ
+        let li = L[i] * e0;
+        for (let k = 1, at = F + i; k < rank; k++, at += F) li += L[at] * eta[k];
+        const a = (t[i] - sr * li) * inv; // the argument of Φ
         m[i] = a;
         if (a > top) top = a;
       }
