@@ -86,7 +86,8 @@ import {
   wasmApi,
   whileLtU,
 } from '@dictlearn/core/wasm';
-import { codesBody, sumsBody } from './synthetic-wasm.js';
+import { erfc, normalCdf } from './normal-cdf.js';
+import { codesBody, correlatedCodesBody, sumsBody } from './synthetic-wasm.js';
 import {
   FN,
   HEAP_AT,
@@ -196,6 +197,28 @@ export interface BufferWasm {
     numFeatures: number,
     product: number,
     chunk: number,
+  ): number;
+  /** The synthetic source's correlated sparse codes (see `correlatedCodesBody` in synthetic-wasm.ts). */
+  correlatedCodes(
+    rows: number,
+    lo: number,
+    hi: number,
+    offs: number,
+    idx: number,
+    coef: number,
+    capacity: number,
+    loadings: number,
+    thresholds: number,
+    rank: number,
+    numFeatures: number,
+    sqrtRho: number,
+    invSqrtOneMinusRho: number,
+    product: number,
+    chunk: number,
+    m: number,
+    eta: number,
+    phi: number,
+    logMiss: number,
   ): number;
   /** Grows the memory to at least `bytes` bytes. */
   reserve(bytes: number): void;
@@ -691,7 +714,8 @@ function noiseBody(): number[] {
 
 /**
  * The module: memory `mem`, and `philox`, `normals`, `sums`, `reset`, `next`, `normalSlow`,
- * `noise`, `codes`; it imports `math.log` and `math.exp` (the host's `Math.log`, `Math.exp`).
+ * `noise`, `codes`, `correlatedCodes`; it imports `math.log`, `math.exp` and `math.cdf` (the
+ * host's `Math.log`, `Math.exp` and normal-cdf.ts's `normalCdf`: see {@link wasmImports}).
  */
 export function bufferWasmBytes(): Uint8Array {
   const ints = (n: number) => new Array<number>(n).fill(I32);
@@ -706,6 +730,7 @@ export function bufferWasmBytes(): Uint8Array {
     funcType([I32], [F64]),
     funcType([I32, I32, I32, I32, F64, I32], []),
     funcType(ints(15), [I32]),
+    funcType([...ints(11), F64, F64, ...ints(6)], [I32]),
   ];
   // in FN's order: the imports, then the module's functions
   return moduleBytes(
@@ -720,14 +745,30 @@ export function bufferWasmBytes(): Uint8Array {
       { type: 7, body: normalSlowBody(), export: 'normalSlow' },
       { type: 8, body: noiseBody(), export: 'noise' },
       { type: 9, body: codesBody(), export: 'codes' },
+      { type: 10, body: correlatedCodesBody(), export: 'correlatedCodes' },
     ],
     undefined,
     [
       { module: 'math', name: 'log', type: 3 },
       { module: 'math', name: 'exp', type: 3 },
+      { module: 'math', name: 'cdf', type: 3 },
     ],
   );
 }
+
+/** What the module imports: the host's own functions, so its values are theirs, bit for bit. */
+export function wasmImports(): Record<string, (x: number) => number> {
+  return { log: Math.log, exp: Math.exp, cdf: normalCdf };
+}
+
+/**
+ * {@link wasmImports} as source text, for worker threads (which instantiate the module too): an
+ * expression, after the declarations it needs.
+ */
+export const WASM_IMPORTS_SOURCE = {
+  declarations: `${erfc.toString()}\n${normalCdf.toString()}`,
+  expression: `{ log: Math.log, exp: Math.exp, cdf: ${normalCdf.name} }`,
+};
 
 let compiled: object | null | undefined;
 
@@ -757,7 +798,7 @@ export function bufferWasm(): BufferWasm | null {
   const api = wasmApi();
   const compiled = bufferWasmModule();
   if (!compiled || !api) return null;
-  const ex = new api.Instance(compiled, { math: { log: Math.log, exp: Math.exp } }).exports as Omit<
+  const ex = new api.Instance(compiled, { math: wasmImports() }).exports as Omit<
     BufferWasm,
     'memory' | 'reserve' | 'setKey'
   > & { mem: WasmMemory };
@@ -770,7 +811,20 @@ export function bufferWasm(): BufferWasm | null {
   new Float64Array(memory.buffer, ZIG_X_AT, 128).set(ZIG_X.subarray(0, 128));
   new Int32Array(memory.buffer, ZIG_K_AT, 128).set(ZIG_K);
   new Float64Array(memory.buffer, ZIG_F_AT, 129).set(ZIG_F);
-  const { philox, normals, sums, reset, next, normalSlow, noise, codes } = ex;
+  const { philox, normals, sums, reset, next, normalSlow, noise, codes, correlatedCodes } = ex;
   const setKey = (k0: number, k1: number) => new Int32Array(memory.buffer, STREAM_KEY_AT, 2).set([k0, k1]);
-  return { memory, philox, normals, sums, reset, next, normalSlow, noise, codes, setKey, reserve };
+  return {
+    memory,
+    philox,
+    normals,
+    sums,
+    reset,
+    next,
+    normalSlow,
+    noise,
+    codes,
+    correlatedCodes,
+    setKey,
+    reserve,
+  };
 }

@@ -197,6 +197,20 @@ describe.skipIf(!simd)(
       }
     });
 
+    it("goes on after the instance's owner grows its memory (reset, then the new memory's words)", () => {
+      const w = bufferWasm()!;
+      const stream = new PhiloxStream(17, { instance: w }).reset(7, 1, 2, 4);
+      const ts = new PhiloxStream(17, { wasm: false }).reset(7, 1, 2, 4);
+      for (let k = 0; k < 100; k++) expect(stream.word()).toBe(ts.word());
+      // growing detaches every view of the old memory, the stream's words view among them
+      const before = w.memory.buffer;
+      w.reserve(before.byteLength + 4 * 65536);
+      expect(w.memory.buffer).not.toBe(before);
+      stream.reset(9, 1, 2, 4);
+      ts.reset(9, 1, 2, 4);
+      for (let k = 0; k < 5000; k++) expect(stream.word()).toBe(ts.word());
+    });
+
     it('meets the tail (layer 0) and the wedges in these cases, which JavaScript completes', () => {
       // the words the first test's streams start with, classified by the fast test
       let tail = 0;

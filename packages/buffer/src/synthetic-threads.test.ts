@@ -8,9 +8,9 @@ import { syntheticKernels } from './synthetic-wasm.js';
 
 // Batches split over worker threads against one thread's (the oracle: `threads: 1`, itself
 // checked against the TypeScript loops in synthetic-wasm.test.ts): the same values bit for bit,
-// over uneven splits, the 2³² wrap of a sample's counter, product coefficients, no noise; and
-// the pool's fallbacks: a range a worker fails is drawn on this thread, sources without
-// WebAssembly draws or with correlated codes have no workers.
+// over uneven splits, the 2³² wrap of a sample's counter, product coefficients, no noise,
+// correlated codes; and the pool's fallbacks: a range a worker fails is drawn on this thread,
+// sources without WebAssembly draws have no workers.
 const simd = bufferWasm() !== null;
 const reason = simd ? '' : ' (skipped: no WebAssembly SIMD here)';
 
@@ -36,6 +36,12 @@ describe(`synthetic batches over worker threads${reason}`, () => {
       [1400],
     ],
     ['no noise, d 64', { seed: 5, dim: 64, numFeatures: 300, noise: 0, threads: 2 }, 7, [777]],
+    [
+      'correlated, 3 threads',
+      { seed: 6, dim: 32, numFeatures: 200, correlation: 0.6, threads: 3 },
+      50,
+      [1100],
+    ],
   ];
   it.skipIf(!simd).each(cases)('%s: the rows one thread draws', async (_name, o, start, counts) => {
     const threaded = new SyntheticSource(o);
@@ -126,7 +132,6 @@ describe(`synthetic batches over worker threads${reason}`, () => {
   });
 
   it('sources that draw on this thread alone, and a bad thread count', async () => {
-    expect(await new SyntheticSource({ correlation: 0.4, threads: 2 }).startThreads()).toBe(1);
     expect(await new SyntheticSource({ wasm: false, threads: 2 }).startThreads()).toBe(1);
     expect(await new SyntheticSource({ threads: 1 }).startThreads()).toBe(1);
     expect(() => new SyntheticSource({ threads: 0 })).toThrow(

@@ -16,6 +16,7 @@
 import { availableParallelism } from 'node:os';
 import { DictlearnError } from '@dictlearn/core';
 import { type JobWorkers, startJobWorkers } from '@dictlearn/core/threads';
+import { WASM_IMPORTS_SOURCE } from './buffer-wasm.js';
 import { type DrawPlan, drawCodes, drawRows, listsLayout } from './synthetic-wasm.js';
 
 /** Float64 words of a worker's argument slot: source id, first sample, rows, sigma, offset. */
@@ -37,6 +38,8 @@ const WAIT_SPIN_MS = 1;
  */
 const WORKER_SETUP = `
 const { module } = workerData;
+${WASM_IMPORTS_SOURCE.declarations}
+const imports = ${WASM_IMPORTS_SOURCE.expression};
 ${listsLayout.toString()}
 ${drawCodes.toString()}
 const draw = ${drawRows.toString()};
@@ -44,7 +47,7 @@ const sources = new Map();
 let out = null;
 function onMessage({ op, id, image, plan, buffer }) {
   if (op === 'add') {
-    const ex = new WebAssembly.Instance(module, { math: { log: Math.log, exp: Math.exp } }).exports;
+    const ex = new WebAssembly.Instance(module, { math: imports }).exports;
     const mem = ex.mem;
     const reserve = (bytes) => {
       const have = mem.buffer.byteLength;
@@ -52,7 +55,8 @@ function onMessage({ op, id, image, plan, buffer }) {
     };
     reserve(image.length);
     new Uint8Array(mem.buffer, 0, image.length).set(image);
-    sources.set(id, { ex: { codes: ex.codes, sums: ex.sums, noise: ex.noise, reserve }, mem, plan });
+    const { codes, correlatedCodes, sums, noise } = ex;
+    sources.set(id, { ex: { codes, correlatedCodes, sums, noise, reserve }, mem, plan });
   } else if (op === 'drop') sources.delete(id);
   else if (op === 'out') out = new Float32Array(buffer);
 }

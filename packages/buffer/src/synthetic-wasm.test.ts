@@ -1,6 +1,7 @@
 import { philoxKey, seedFor } from '@dictlearn/core';
+import { wasmApi } from '@dictlearn/core/wasm';
 import { describe, expect, it } from 'vitest';
-import { bufferWasm, HEAP_AT } from './buffer-wasm.js';
+import { bufferWasm, bufferWasmBytes, HEAP_AT } from './buffer-wasm.js';
 import { PhiloxStream } from './random.js';
 import { firingBlocks, SyntheticSource, type SyntheticSourceOptions } from './synthetic.js';
 import { syntheticKernels } from './synthetic-wasm.js';
@@ -9,7 +10,7 @@ import { ZIG_TAIL } from './ziggurat.js';
 // The synthetic source in WebAssembly (its Philox blocks, firing decisions, sums and noise, the
 // ziggurat's rare path included) against its TypeScript loops (the oracle, `wasm: false`): the
 // same samples and sparse codes bit for bit, over several seeds, widths, batch sizes and options
-// (noise levels, correlation, product coefficients, all features firing, probabilities that
+// (noise levels, correlated codes, product coefficients, all features firing, probabilities that
 // underflow), including widths that are not a multiple of 4 (their sums stay in TypeScript; the
 // noise's fast path still runs in WebAssembly, through its scratch rows). Then the module's own
 // stream, noise rows and early-returning code lists, one by one.
@@ -21,6 +22,12 @@ function firstDifference(a: Float32Array, b: Float32Array): string {
   for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return `[${i}]: ${a[i]} vs ${b[i]}`;
   return '';
 }
+
+it('the module validates in Node, which has WebAssembly SIMD (else every case below would skip)', () => {
+  expect(typeof process.versions.node).toBe('string');
+  expect(wasmApi()?.validate(bufferWasmBytes())).toBe(true);
+  expect(simd).toBe(true);
+});
 
 describe(`synthetic source in WebAssembly SIMD${simd ? '' : ' (skipped: no WebAssembly SIMD here)'}`, () => {
   const cases: [string, SyntheticSourceOptions, number, number][] = [
@@ -41,6 +48,39 @@ describe(`synthetic source in WebAssembly SIMD${simd ? '' : ' (skipped: no WebAs
     ['d 256, noise 1', { seed: 10, noise: 1 }, 4096, 100],
     ['probabilities that underflow to 0', { seed: 12, dim: 12, numFeatures: 1500, decay: 0.5 }, 77, 90],
     ['decay 1, many features', { seed: 13, dim: 16, numFeatures: 3000, decay: 1, meanActive: 9 }, 0, 64],
+    // correlated codes: thresholds +∞ (features that always fire) and −∞ (probabilities that
+    // underflow), rank 1 with ρ near 1, a last block of fewer than 8 features
+    [
+      'correlated, features that always fire',
+      { seed: 14, dim: 8, numFeatures: 12, meanActive: 10, correlation: 0.5 },
+      3,
+      200,
+    ],
+    [
+      'correlated, probabilities that underflow',
+      { seed: 15, dim: 12, numFeatures: 1500, decay: 0.5, correlation: 0.3 },
+      77,
+      90,
+    ],
+    [
+      'correlated, rank 1, ρ 0.95, product coefficients',
+      {
+        seed: 16,
+        dim: 16,
+        numFeatures: 100,
+        correlation: 0.95,
+        correlationRank: 1,
+        coefficients: 'uniform-product',
+      },
+      2 ** 32 - 30,
+      80,
+    ],
+    [
+      'correlated, rank 7, 3001 features, decay 1',
+      { seed: 17, dim: 16, numFeatures: 3001, decay: 1, meanActive: 9, correlation: 0.2, correlationRank: 7 },
+      0,
+      40,
+    ],
   ];
   it.skipIf(!simd).each(cases)(
     '%s: the same samples as the TypeScript loop, bit for bit',

@@ -20,23 +20,29 @@ import {
   DROP,
   ELSE,
   END,
+  F32_LOAD,
   F32X4_DEMOTE_F64X2_ZERO,
   F64,
   F64_ADD,
+  F64_CEIL,
   F64_CONVERT_I32_S,
   F64_DIV,
   F64_EQ,
   F64_FLOOR,
   F64_GE,
+  F64_GT,
   F64_LE,
   F64_LOAD,
   F64_LT,
   F64_MUL,
+  F64_PROMOTE_F32,
   F64_STORE,
+  F64_SUB,
   F64X2_ADD,
   F64X2_MUL,
   F64X2_PROMOTE_LOW_F32X4,
   F64X2_SPLAT,
+  F64X2_SUB,
   f64c,
   funcBody,
   get,
@@ -44,6 +50,7 @@ import {
   I32_ADD,
   I32_GT_U,
   I32_LOAD,
+  I32_LT_U,
   I32_MUL,
   I32_SHL,
   I32_STORE,
@@ -62,6 +69,7 @@ import {
   whileLtU,
 } from '@dictlearn/core/wasm';
 import type { BufferWasm } from './buffer-wasm.js';
+import { LOG_MISS_TABLE, PHI_MIN, PHI_N, PHI_STEPS, PHI_TABLE } from './normal-cdf.js';
 import { CODE_TAG, FN, sampleCounter, uniformNext, uniformPositiveNext } from './wasm-layout.js';
 
 /**
@@ -195,103 +203,206 @@ export function sumsBody(): number[] {
   );
 }
 
+/** The float64 at base + 8·i / the int32 at base + 4·i (+ offset bytes); i is code pushing an i32. */
+const f64At = (base: number, i: number[]) => [
+  ...get(base),
+  ...i,
+  ...i32c(3),
+  I32_SHL,
+  I32_ADD,
+  F64_LOAD,
+  ...memAligned(3),
+];
+const i32At = (base: number, i: number[], offset = 0) => [
+  ...get(base),
+  ...i,
+  ...i32c(2),
+  I32_SHL,
+  I32_ADD,
+  I32_LOAD,
+  ...memAligned(2, offset),
+];
+/** cond ? 1 : other (other evaluated, with its draw, only when cond is false) */
+const orElse = (cond: number[], other: number[]) => [...cond, IF, I32, ...i32c(1), ELSE, ...other, END];
+
+/**
+ * Locals every code-drawing function has (see {@link codeRows}): its first seven parameters are
+ * rows, lo, hi, offs, idx, coef and capacity.
+ */
+interface CodeLocals {
+  ROWS: number;
+  LO0: number;
+  HI0: number;
+  OFFS: number;
+  IDX: number;
+  COEF: number;
+  CAPACITY: number;
+  NF: number;
+  PRODUCT: number;
+  CHUNK: number;
+  R: number;
+  LO: number;
+  USED: number;
+  BASE: number;
+  A: number;
+  /** The feature a firing test is about. */
+  J: number;
+}
+const FIRST_PARAMS = { ROWS: 0, LO0: 1, HI0: 2, OFFS: 3, IDX: 4, COEF: 5, CAPACITY: 6 };
+
+/** Where `fires` (an i32 on the stack) holds: idx[used++] = j. */
+const fire = (l: CodeLocals) => [
+  IF,
+  VOID,
+  ...get(l.IDX),
+  ...get(l.USED),
+  ...i32c(2),
+  I32_SHL,
+  I32_ADD,
+  ...get(l.J),
+  I32_STORE,
+  ...memAligned(2),
+  ...addTo(l.USED, 1),
+  END,
+];
+
+/**
+ * Geometric skips from feature j to `endJ` (exclusive): j += ⌊log u / logMiss⌋ (in float64, so a
+ * huge skip leaves the block instead of wrapping), then `test` (an i32: whether j fires, with its
+ * own draws) and j + 1, as the TypeScript's `for (;;)` loops.
+ */
+const skips = (l: CodeLocals, endJ: number, logMiss: number, jf: number, test: number[]) => [
+  BLOCK,
+  VOID,
+  LOOP,
+  VOID,
+  ...get(l.J),
+  F64_CONVERT_I32_S,
+  ...uniformPositiveNext,
+  ...call(FN.log),
+  ...get(logMiss),
+  F64_DIV,
+  F64_FLOOR,
+  F64_ADD,
+  ...set(jf),
+  ...get(jf),
+  ...get(endJ),
+  F64_CONVERT_I32_S,
+  F64_GE,
+  BR_IF,
+  1,
+  ...get(jf),
+  I32_TRUNC_F64_S,
+  ...set(l.J),
+  ...test,
+  ...fire(l),
+  ...addTo(l.J, 1),
+  BR,
+  0,
+  END,
+  END,
+];
+
+/**
+ * The rows of a code-drawing function: for each sample n = hi·2³² + lo + r, its code stream
+ * restarted (counter (·, n mod 2³², ⌊n / 2³²⌋, 1), the first refill `chunk` blocks), `decide`
+ * (which fires features through {@link fire}), one coefficient per firing feature (a uniform, or
+ * the product of two), and offs[r + 1]. A row starts only while numFeatures entries are left of
+ * `capacity`; returns the rows done.
+ */
+function codeRows(l: CodeLocals, decide: number[]): number[] {
+  const coefficients = whileLtU(get(l.A), get(l.USED), [
+    ...get(l.COEF),
+    ...get(l.A),
+    ...i32c(3),
+    I32_SHL,
+    I32_ADD,
+    ...get(l.PRODUCT),
+    IF,
+    F64,
+    ...uniformNext,
+    ...uniformNext,
+    F64_MUL,
+    ELSE,
+    ...uniformNext,
+    END,
+    F64_STORE,
+    ...memAligned(3),
+    ...addTo(l.A, 1),
+  ]);
+  const row = [
+    // stop before a row that might not fit
+    ...get(l.USED),
+    ...get(l.NF),
+    I32_ADD,
+    ...get(l.CAPACITY),
+    I32_GT_U,
+    BR_IF,
+    1,
+    ...sampleCounter(l.LO0, l.HI0, l.R, l.LO, CODE_TAG),
+    ...get(l.CHUNK),
+    ...call(FN.reset),
+    ...get(l.USED),
+    ...set(l.BASE),
+    ...decide,
+    ...get(l.BASE),
+    ...set(l.A),
+    ...coefficients,
+    ...get(l.OFFS),
+    ...get(l.R),
+    ...i32c(2),
+    I32_SHL,
+    I32_ADD,
+    ...get(l.USED),
+    I32_STORE,
+    ...memAligned(2, 4),
+    ...addTo(l.R, 1),
+  ];
+  return [
+    ...get(l.OFFS),
+    ...i32c(0),
+    I32_STORE,
+    ...memAligned(2),
+    ...i32c(0),
+    ...set(l.USED),
+    ...i32c(0),
+    ...set(l.R),
+    ...whileLtU(get(l.R), get(l.ROWS), row),
+    ...get(l.R),
+  ];
+}
+
 /**
  * codes(rows, lo, hi, offs, idx, coef, capacity, p, starts, bounds, logMiss, blocks, numFeatures,
  * product, chunk) → rows done: the independent firing decisions and coefficients of samples
  * n = hi·2³² + lo + r, as `SyntheticSource`'s TypeScript draws them, into compressed rows
  * (offs[0] = 0, row r's features idx[offs[r] …] increasing and coef[offs[r] …]). Each sample's
- * stream (counter (·, n mod 2³², ⌊n / 2³²⌋, 1), its first refill `chunk` blocks) is read through
- * the module's `reset` and `next`; its skips take the imported `log`. p, bounds, logMiss:
- * float64 (per feature; per block); starts: int32 (blocks + 1 block starts). A row starts only
- * while numFeatures entries are left of `capacity`, so the call may return early, with fewer
- * rows.
+ * stream is read through the module's `reset` and `next` (see {@link codeRows}); its skips take
+ * the imported `log`. p, bounds, logMiss: float64 (per feature; per block); starts: int32
+ * (blocks + 1 block starts). The call may return early, with fewer rows.
  */
 export function codesBody(): number[] {
-  const [ROWS, LO0, HI0, OFFS, IDX, COEF, CAPACITY, P, STARTS, BOUNDS, LOGMISS, NB, NF, PRODUCT, CHUNK] =
-    Array.from({ length: 15 }, (_, k) => k);
+  // parameters 0–6: see CodeLocals
+  const [P, STARTS, BOUNDS, LOGMISS, NB, NF, PRODUCT, CHUNK] = Array.from({ length: 8 }, (_, k) => 7 + k);
   const [R, LO, USED, BASE, B, J, END_J, A] = [15, 16, 17, 18, 19, 20, 21, 22];
   const [BOUND, LM, PJ, JF] = [23, 24, 25, 26];
-  const f64At = (base: number, i: number[]) => [
-    ...get(base),
-    ...i,
-    ...i32c(3),
-    I32_SHL,
-    I32_ADD,
-    F64_LOAD,
-    ...memAligned(3),
-  ];
-  const i32At = (base: number, i: number[], offset = 0) => [
-    ...get(base),
-    ...i,
-    ...i32c(2),
-    I32_SHL,
-    I32_ADD,
-    I32_LOAD,
-    ...memAligned(2, offset),
-  ];
-  /** where `fires` (an i32 on the stack) holds: idx[used++] = j */
-  const fire = [
-    IF,
-    VOID,
-    ...get(IDX),
-    ...get(USED),
-    ...i32c(2),
-    I32_SHL,
-    I32_ADD,
-    ...get(J),
-    I32_STORE,
-    ...memAligned(2),
-    ...addTo(USED, 1),
-    END,
-  ];
-  /** cond ? 1 : other (other evaluated, with its draw, only when cond is false) */
-  const orElse = (cond: number[], other: number[]) => [...cond, IF, I32, ...i32c(1), ELSE, ...other, END];
+  const l: CodeLocals = { ...FIRST_PARAMS, NF, PRODUCT, CHUNK, R, LO, USED, BASE, A, J };
   // bound ≥ 1: one test per feature, p[j] ≥ 1 || u < p[j]
   const direct = whileLtU(get(J), get(END_J), [
     ...f64At(P, get(J)),
     ...set(PJ),
     ...orElse([...get(PJ), ...f64c(1), F64_GE], [...uniformNext, ...get(PJ), F64_LT]),
-    ...fire,
+    ...fire(l),
     ...addTo(J, 1),
   ]);
-  // 0 < bound < 1: geometric skips, j += ⌊log u / log(1 − bound)⌋, thinned by p[j] / bound
-  const skips = [
-    ...f64At(LOGMISS, get(B)),
-    ...set(LM),
-    BLOCK,
-    VOID,
-    LOOP,
-    VOID,
-    ...get(J),
-    F64_CONVERT_I32_S,
-    ...uniformPositiveNext,
-    ...call(FN.log),
-    ...get(LM),
-    F64_DIV,
-    F64_FLOOR,
-    F64_ADD,
-    ...set(JF),
-    ...get(JF),
-    ...get(END_J),
-    F64_CONVERT_I32_S,
-    F64_GE,
-    BR_IF,
-    1,
-    ...get(JF),
-    I32_TRUNC_F64_S,
-    ...set(J),
+  // 0 < bound < 1: geometric skips, thinned by p[j] / bound
+  const thinned = [
     ...f64At(P, get(J)),
     ...set(PJ),
     ...orElse(
       [...get(PJ), ...get(BOUND), F64_EQ],
       [...uniformNext, ...get(BOUND), F64_MUL, ...get(PJ), F64_LT],
     ),
-    ...fire,
-    ...addTo(J, 1),
-    BR,
-    0,
-    END,
-    END,
   ];
   const block = [
     ...f64At(BOUNDS, get(B)),
@@ -316,78 +427,283 @@ export function codesBody(): number[] {
     ...call(FN.next),
     DROP,
     ELSE,
-    ...skips,
+    ...f64At(LOGMISS, get(B)),
+    ...set(LM),
+    ...skips(l, END_J, LM, JF, thinned),
     END,
     END,
     ...addTo(B, 1),
   ];
-  const coefficients = whileLtU(get(A), get(USED), [
-    ...get(COEF),
-    ...get(A),
-    ...i32c(3),
-    I32_SHL,
-    I32_ADD,
-    ...get(PRODUCT),
-    IF,
-    F64,
-    ...uniformNext,
-    ...uniformNext,
-    F64_MUL,
-    ELSE,
-    ...uniformNext,
-    END,
-    F64_STORE,
-    ...memAligned(3),
-    ...addTo(A, 1),
-  ]);
-  const row = [
-    // stop before a row that might not fit
-    ...get(USED),
-    ...get(NF),
-    I32_ADD,
-    ...get(CAPACITY),
-    I32_GT_U,
-    BR_IF,
-    1,
-    ...sampleCounter(LO0, HI0, R, LO, CODE_TAG),
-    ...get(CHUNK),
-    ...call(FN.reset),
-    ...get(USED),
-    ...set(BASE),
-    ...i32c(0),
-    ...set(B),
-    ...whileLtU(get(B), get(NB), block),
-    ...get(BASE),
-    ...set(A),
-    ...coefficients,
-    ...get(OFFS),
-    ...get(R),
-    ...i32c(2),
-    I32_SHL,
-    I32_ADD,
-    ...get(USED),
-    I32_STORE,
-    ...memAligned(2, 4),
-    ...addTo(R, 1),
-  ];
-  const code = [
-    ...get(OFFS),
-    ...i32c(0),
-    I32_STORE,
-    ...memAligned(2),
-    ...i32c(0),
-    ...set(USED),
-    ...i32c(0),
-    ...set(R),
-    ...whileLtU(get(R), get(ROWS), row),
-    ...get(R),
-  ];
+  const decide = [...i32c(0), ...set(B), ...whileLtU(get(B), get(NB), block)];
   return funcBody(
     [
       [8, I32],
       [4, F64],
     ],
-    code,
+    codeRows(l, decide),
+  );
+}
+
+/** Features per block of the correlated draws (`SyntheticSource`'s too). */
+export const CORRELATED_BLOCK = 8;
+/** Above this bound a block's features are tested one by one (cheaper than geometric skips). */
+export const DIRECT_BOUND = 0.25;
+
+/**
+ * correlatedCodes(rows, lo, hi, offs, idx, coef, capacity, loadings, thresholds, rank,
+ * numFeatures, √ρ, 1/√(1−ρ), product, chunk, m, eta, phi, logMiss) → rows done: the Gaussian
+ * copula's firing decisions and coefficients, as `SyntheticSource`'s TypeScript draws them (see
+ * its `#drawCorrelated`), into compressed rows as {@link codesBody} does. Per sample: η ~
+ * N(0, I_rank) from the stream (the ziggurat through `normalSlow`, which takes the fast path
+ * first); per block of 8 features, aᵢ = (tᵢ − √ρ·(Lη)ᵢ)/√(1−ρ) (into m, float64), the bound of
+ * the block's largest Φ(aᵢ) from Φ's table, then one uniform per feature (bound ≥ 1/4) or
+ * geometric skips thinned against the bound; a decision v < Φ(a) is settled by the table, and by
+ * the imported `cdf` between two tabulated values. loadings: float32 [rank, numFeatures];
+ * thresholds, m (numFeatures), eta (rank), phi (1025), logMiss (1026): float64.
+ */
+export function correlatedCodesBody(): number[] {
+  // parameters 0–6: see CodeLocals
+  const [L, T, RANK, NF, SR, INV, PRODUCT, CHUNK, M, ETA, PHI, LOGMISS] = Array.from(
+    { length: 12 },
+    (_, k) => 7 + k,
+  );
+  const [R, LO, USED, BASE, B, J, END_J, A, K, AT, I] = Array.from({ length: 11 }, (_, k) => 19 + k);
+  const [E0, LI, AV, TOP, BOUND, LM, JF, KF, V, X] = Array.from({ length: 10 }, (_, k) => 30 + k);
+  const [LI2, SR2, INV2, E02] = [40, 41, 42, 43];
+  const l: CodeLocals = { ...FIRST_PARAMS, NF, PRODUCT, CHUNK, R, LO, USED, BASE, A, J };
+  const phiAt = (k: number[]) => f64At(PHI, k);
+  /** (x − PHI_MIN)·PHI_STEPS, of local x */
+  const scaled = (x: number) => [...get(x), ...f64c(PHI_MIN), F64_SUB, ...f64c(PHI_STEPS), F64_MUL];
+  const byCdf = [...get(V), ...get(X), ...call(FN.cdf), F64_LT];
+  /** whether v < Φ(x) (locals), `belowNormalCdf`: the table first, Φ itself between two entries */
+  const below = [
+    ...scaled(X),
+    F64_FLOOR,
+    ...set(KF),
+    ...get(KF),
+    ...f64c(0),
+    F64_LT,
+    IF,
+    I32,
+    ...get(V),
+    ...phiAt(i32c(0)),
+    F64_GE,
+    IF,
+    I32,
+    ...i32c(0),
+    ELSE,
+    ...byCdf,
+    END,
+    ELSE,
+    ...get(KF),
+    ...f64c(PHI_N),
+    F64_GE,
+    IF,
+    I32,
+    ...orElse([...get(V), ...phiAt(i32c(PHI_N)), F64_LT], byCdf),
+    ELSE,
+    ...get(KF),
+    I32_TRUNC_F64_S,
+    ...set(K),
+    ...orElse(
+      [...get(V), ...phiAt(get(K)), F64_LT],
+      [
+        ...get(V),
+        ...phiAt([...get(K), ...i32c(1), I32_ADD]),
+        F64_GE,
+        IF,
+        I32,
+        ...i32c(0),
+        ELSE,
+        ...byCdf,
+        END,
+      ],
+    ),
+    END,
+    END,
+  ];
+  // η: rank normals
+  const eta = [
+    ...i32c(0),
+    ...set(K),
+    ...whileLtU(get(K), get(RANK), [
+      ...get(ETA),
+      ...get(K),
+      ...i32c(3),
+      I32_SHL,
+      I32_ADD,
+      ...call(FN.next),
+      ...call(FN.normalSlow),
+      F64_STORE,
+      ...memAligned(3),
+      ...addTo(K, 1),
+    ]),
+    ...f64At(ETA, i32c(0)),
+    ...set(E0),
+    ...get(E0),
+    ...F64X2_SPLAT,
+    ...set(E02),
+  ];
+  // aᵢ for i in the block, into m: two features at a time in float64 lanes (each lane's
+  // operations are the scalar ones, in the same order), then one more where the block is odd
+  /**
+   * aᵢ of feature i (local I) and, in float64 lanes, i + 1 too, into m: li = L[i]·η₀ + L[F + i]·η₁
+   * + … in that order, then a = (t[i] − √ρ·li)·(1/√(1−ρ)). Each lane's operations are the scalar
+   * ones, in the same order.
+   */
+  const argument = (lanes: 1 | 2) => {
+    const two = lanes === 2;
+    const [li, e0, sr, inv] = two ? [LI2, E02, SR2, INV2] : [LI, E0, SR, INV];
+    const [mul, add, sub] = two ? [F64X2_MUL, F64X2_ADD, F64X2_SUB] : [[F64_MUL], [F64_ADD], [F64_SUB]];
+    const loadL = (at: number) => [
+      ...get(L),
+      ...get(at),
+      ...i32c(2),
+      I32_SHL,
+      I32_ADD,
+      ...(two
+        ? [...V128_LOAD, ...memAligned(2), ...F64X2_PROMOTE_LOW_F32X4]
+        : [F32_LOAD, ...memAligned(2), F64_PROMOTE_F32]),
+    ];
+    const at8 = (base: number) => [...get(base), ...get(I), ...i32c(3), I32_SHL, I32_ADD];
+    return [
+      ...loadL(I),
+      ...get(e0),
+      ...mul,
+      ...set(li),
+      ...i32c(1),
+      ...set(K),
+      ...get(NF),
+      ...get(I),
+      I32_ADD,
+      ...set(AT),
+      ...whileLtU(get(K), get(RANK), [
+        ...get(li),
+        ...loadL(AT),
+        ...f64At(ETA, get(K)),
+        ...(two ? F64X2_SPLAT : []),
+        ...mul,
+        ...add,
+        ...set(li),
+        ...addTo(K, 1),
+        ...get(AT),
+        ...get(NF),
+        I32_ADD,
+        ...set(AT),
+      ]),
+      ...at8(M),
+      ...at8(T),
+      ...(two ? [...V128_LOAD, ...memAligned(3)] : [F64_LOAD, ...memAligned(3)]),
+      ...get(sr),
+      ...get(li),
+      ...mul,
+      ...sub,
+      ...get(inv),
+      ...mul,
+      ...(two ? V128_STORE : [F64_STORE]),
+      ...memAligned(3),
+    ];
+  };
+  // two features at a time, then one more where the block is odd
+  const pairs = whileLtU([...get(I), ...i32c(1), I32_ADD], get(END_J), [...argument(2), ...addTo(I, 2)]);
+  const single = [...get(I), ...get(END_J), I32_LT_U, IF, VOID, ...argument(1), END];
+  // top = the block's largest a, taken in order as the TypeScript's `if (a > top) top = a`
+  const top = [
+    ...f64c(Number.NEGATIVE_INFINITY),
+    ...set(TOP),
+    ...get(B),
+    ...set(I),
+    ...whileLtU(get(I), get(END_J), [
+      ...f64At(M, get(I)),
+      ...set(AV),
+      ...get(AV),
+      ...get(TOP),
+      F64_GT,
+      IF,
+      VOID,
+      ...get(AV),
+      ...set(TOP),
+      END,
+      ...addTo(I, 1),
+    ]),
+  ];
+  const args = [...get(B), ...set(I), ...pairs, ...single, ...top];
+  // k = ⌈(top − PHI_MIN)·PHI_STEPS⌉ within 0 … PHI_N + 1; bound = Φ's entry k (1 past the table)
+  const bound = [
+    ...scaled(TOP),
+    F64_CEIL,
+    ...set(KF),
+    ...get(KF),
+    ...f64c(0),
+    F64_LE,
+    IF,
+    I32,
+    ...i32c(0),
+    ELSE,
+    ...get(KF),
+    ...f64c(PHI_N),
+    F64_GT,
+    IF,
+    I32,
+    ...i32c(PHI_N + 1),
+    ELSE,
+    ...get(KF),
+    I32_TRUNC_F64_S,
+    END,
+    END,
+    ...set(K),
+    ...get(K),
+    ...i32c(PHI_N),
+    I32_GT_U,
+    IF,
+    F64,
+    ...f64c(1),
+    ELSE,
+    ...phiAt(get(K)),
+    END,
+    ...set(BOUND),
+  ];
+  const test = (u: number[]) => [...u, ...set(V), ...f64At(M, get(J)), ...set(X), ...below];
+  const block = [
+    ...get(B),
+    ...i32c(CORRELATED_BLOCK),
+    I32_ADD,
+    ...set(END_J),
+    ...get(END_J),
+    ...get(NF),
+    I32_GT_U,
+    IF,
+    VOID,
+    ...get(NF),
+    ...set(END_J),
+    END,
+    ...args,
+    ...bound,
+    ...get(B),
+    ...set(J),
+    ...get(BOUND),
+    ...f64c(DIRECT_BOUND),
+    F64_GE,
+    IF,
+    VOID,
+    ...whileLtU(get(J), get(END_J), [...test(uniformNext), ...fire(l), ...addTo(J, 1)]),
+    ELSE,
+    ...f64At(LOGMISS, get(K)),
+    ...set(LM),
+    ...skips(l, END_J, LM, JF, test([...uniformNext, ...get(BOUND), F64_MUL])),
+    END,
+    ...get(END_J),
+    ...set(B),
+  ];
+  const decide = [...eta, ...i32c(0), ...set(B), ...whileLtU(get(B), get(NF), block)];
+  const splats = [...get(SR), ...F64X2_SPLAT, ...set(SR2), ...get(INV), ...F64X2_SPLAT, ...set(INV2)];
+  return funcBody(
+    [
+      [11, I32],
+      [10, F64],
+      [4, V128],
+    ],
+    [...splats, ...codeRows(l, decide)],
   );
 }
 
@@ -413,12 +729,28 @@ export interface DrawPlan {
   numFeatures: number;
   /** The ground-truth rows, [numFeatures, d] float32. */
   gAt: number;
-  /** The firing tables (see {@link FiringTables}): p, block starts, bounds, log-misses. */
+  /**
+   * Independent codes' firing tables (see {@link FiringTables}): p, block starts, bounds,
+   * log-misses; correlated codes' (see {@link CorrelatedTables}): the loadings, the thresholds,
+   * Φ's table and its log-misses, and room for m and η.
+   */
   pAt: number;
   startsAt: number;
   boundsAt: number;
   logMissAt: number;
   blocks: number;
+  /** 1 where the codes are correlated (then the fields below are used, not the four above). */
+  correlated: number;
+  loadingsAt: number;
+  thresholdsAt: number;
+  phiAt: number;
+  phiLogMissAt: number;
+  mAt: number;
+  etaAt: number;
+  rank: number;
+  /** √ρ and 1/√(1 − ρ). */
+  sqrtRho: number;
+  invSqrtOneMinusRho: number;
   /** 1 where a coefficient is the product of two uniforms. */
   product: number;
   /** Blocks of a code stream's first refill. */
@@ -434,6 +766,7 @@ export interface DrawPlan {
 /** The instance's functions the draw below calls (on whichever thread holds the instance). */
 export interface DrawExports {
   codes: BufferWasm['codes'];
+  correlatedCodes: BufferWasm['correlatedCodes'];
   sums: BufferWasm['sums'];
   noise: BufferWasm['noise'];
   reserve(bytes: number): void;
@@ -462,7 +795,7 @@ export function listsLayout(
 }
 
 /**
- * The independent codes of up to `rows` samples from `start`, into lists after `rowBytes` bytes
+ * The codes (independent or correlated, as the plan says) of up to `rows` samples from `start`, into lists after `rowBytes` bytes
  * of rows: [offs, idx, coef, rows done] (a call does as many rows as its lists hold, at least one).
  */
 export function drawCodes(
@@ -474,30 +807,53 @@ export function drawCodes(
 ): number[] {
   const capacity = Math.ceil(plan.entriesPerRow * rows) + plan.numFeatures + 16;
   const at = listsLayout(ex, plan, rows, capacity, rowBytes);
-  const done = ex.codes(
-    rows,
-    start >>> 0,
-    Math.floor(start / 2 ** 32),
-    at[0],
-    at[1],
-    at[2],
-    capacity,
-    plan.pAt,
-    plan.startsAt,
-    plan.boundsAt,
-    plan.logMissAt,
-    plan.blocks,
-    plan.numFeatures,
-    plan.product,
-    plan.chunk,
-  );
+  const [lo, hi] = [start >>> 0, Math.floor(start / 2 ** 32)];
+  const done = plan.correlated
+    ? ex.correlatedCodes(
+        rows,
+        lo,
+        hi,
+        at[0],
+        at[1],
+        at[2],
+        capacity,
+        plan.loadingsAt,
+        plan.thresholdsAt,
+        plan.rank,
+        plan.numFeatures,
+        plan.sqrtRho,
+        plan.invSqrtOneMinusRho,
+        plan.product,
+        plan.chunk,
+        plan.mAt,
+        plan.etaAt,
+        plan.phiAt,
+        plan.phiLogMissAt,
+      )
+    : ex.codes(
+        rows,
+        lo,
+        hi,
+        at[0],
+        at[1],
+        at[2],
+        capacity,
+        plan.pAt,
+        plan.startsAt,
+        plan.boundsAt,
+        plan.logMissAt,
+        plan.blocks,
+        plan.numFeatures,
+        plan.product,
+        plan.chunk,
+      );
   // a row always fits (the lists hold numFeatures more entries than the estimate): no row is a bug
   if (done < 1) throw new RangeError(`synthetic codes: no row fit in ${capacity} list entries`);
   return [at[0], at[1], at[2], done];
 }
 
 /**
- * Samples `start` … `start + count − 1` with independent codes drawn here, plus noise of scale
+ * Samples `start` … `start + count − 1` with codes drawn here, plus noise of scale
  * `sigma` (none when 0), as [count, d] float32 rows at `plan.listsAt`.
  */
 export function drawRows(ex: DrawExports, plan: DrawPlan, start: number, count: number, sigma: number): void {
@@ -530,32 +886,43 @@ export interface FiringTables {
   meanActive: number;
 }
 
+/** The Gaussian copula's tables of a correlated source, as `SyntheticSource` keeps them. */
+export interface CorrelatedTables {
+  /** The loadings L, transposed: [rank, numFeatures]. */
+  loadings: Float32Array;
+  /** tᵢ = Φ⁻¹(pᵢ) per feature. */
+  thresholds: Float64Array;
+  rank: number;
+  /** ρ in (0, 1). */
+  correlation: number;
+  product: boolean;
+  chunk: number;
+  meanActive: number;
+}
+
 /** A source's samples in WebAssembly: its tables laid out once, then a few calls per batch. */
 export interface SyntheticKernels {
   /**
-   * Samples start … start + count − 1 ([count, d] float32): the sums of the given code lists, or
-   * (without them) of codes drawn here from the firing tables, plus noise of scale `sigma` (none
-   * when 0), bit for bit the TypeScript loop's values. A view of the module's memory, valid until
-   * the next call: copy it (a tensor's upload does) before drawing again.
+   * Samples start … start + count − 1 ([count, d] float32): the sums of codes drawn here from
+   * the tables, plus noise of scale `sigma` (none when 0), bit for bit the TypeScript loop's
+   * values. A view of the module's memory, valid until the next call: copy it (a tensor's upload
+   * does) before drawing again.
    */
-  rows(start: number, count: number, sigma: number, lists?: CodeLists): Float32Array;
-  /** The independent codes of samples start … start + count − 1, drawn here. */
+  rows(start: number, count: number, sigma: number): Float32Array;
+  /** The codes of samples start … start + count − 1, drawn here. */
   codes(start: number, count: number): CodeLists;
-  /**
-   * Where the tables lie, for another instance given {@link image} (undefined without firing
-   * tables: correlated sources draw their codes in TypeScript).
-   */
-  readonly plan: DrawPlan | undefined;
+  /** Where the tables lie, for another instance given {@link image}. */
+  readonly plan: DrawPlan;
   /** A copy of the memory up to `plan.listsAt`: the tables, the stream's key, the ziggurat's. */
   image(): Uint8Array;
 }
 
 /**
- * The kernels of a source with ground-truth rows g [numFeatures, d] and data stream key `key`
- * on instance `w` (g and the firing tables copied to its free memory from `heapAt` on), or null
- * where d is not a multiple of 4 or g is too large. Without `firing` (correlated sources) only
- * `rows` with lists works. The lists of a call hold `entriesPerRow` entries per row (twice the
- * mean by default) and a row's worth more; a batch that needs more is drawn in several calls.
+ * The kernels of a source with ground-truth rows g [numFeatures, d], data stream key `key` and
+ * firing tables `firing` (independent or correlated) on instance `w` (g and the tables copied
+ * to its free memory from `heapAt` on), or null where d is not a multiple of 4 or g is too
+ * large. The lists of a call hold `entriesPerRow` entries per row (twice the mean by default)
+ * and a row's worth more; a batch that needs more is drawn in several calls.
  */
 export function syntheticKernels(
   w: BufferWasm,
@@ -563,59 +930,87 @@ export function syntheticKernels(
   g: Float32Array,
   d: number,
   key: [number, number],
-  firing: FiringTables | undefined,
-  entriesPerRow: (f: FiringTables) => number = (f) => 2 * f.meanActive,
+  firing: FiringTables | CorrelatedTables,
+  entriesPerRow: (f: { meanActive: number }) => number = (f) => 2 * f.meanActive,
 ): SyntheticKernels | null {
   if (d % 4 !== 0 || g.byteLength > MAX_BYTES / 2) return null;
   const numFeatures = g.length / d;
   const gAt = align(heapAt);
-  const tables = firing ? [firing.p, firing.blockStart, firing.blockBound, firing.blockLogMiss] : [];
+  const correlated = 'loadings' in firing;
+  // correlated: L, t, Φ's table and its log-misses, then m and η (scratch, zeros)
+  const tables = correlated
+    ? [
+        firing.loadings,
+        firing.thresholds,
+        PHI_TABLE,
+        LOG_MISS_TABLE,
+        new Float64Array(numFeatures),
+        new Float64Array(firing.rank),
+      ]
+    : [firing.p, firing.blockStart, firing.blockBound, firing.blockLogMiss];
   const tableAt = [gAt + align(g.byteLength)];
   for (const t of tables) tableAt.push(tableAt[tableAt.length - 1] + align(t.byteLength));
   const listsAt = tableAt[tableAt.length - 1];
+  if (listsAt > MAX_BYTES / 2) return null;
   w.reserve(listsAt);
   new Float32Array(w.memory.buffer, gAt, g.length).set(g);
   for (let k = 0; k < tables.length; k++) {
     const t = tables[k];
-    const view =
-      t instanceof Int32Array
-        ? new Int32Array(w.memory.buffer, tableAt[k], t.length)
-        : new Float64Array(w.memory.buffer, tableAt[k], t.length);
-    view.set(t);
+    const View = t.constructor as Float32ArrayConstructor | Float64ArrayConstructor | Int32ArrayConstructor;
+    new View(w.memory.buffer, tableAt[k], t.length).set(t as never);
   }
   w.setKey(key[0], key[1]);
+  const none = { pAt: 0, startsAt: 0, boundsAt: 0, logMissAt: 0, blocks: 0 };
+  const noCorrelation = {
+    loadingsAt: 0,
+    thresholdsAt: 0,
+    phiAt: 0,
+    phiLogMissAt: 0,
+    mAt: 0,
+    etaAt: 0,
+    rank: 0,
+    sqrtRho: 0,
+    invSqrtOneMinusRho: 0,
+  };
   const plan: DrawPlan = {
     d,
     numFeatures,
     gAt,
-    pAt: tableAt[0],
-    startsAt: tableAt[1] ?? 0,
-    boundsAt: tableAt[2] ?? 0,
-    logMissAt: tableAt[3] ?? 0,
-    blocks: firing?.blockBound.length ?? 0,
-    product: firing?.product ? 1 : 0,
-    chunk: firing?.chunk ?? 0,
-    entriesPerRow: firing ? entriesPerRow(firing) : 0,
+    ...(correlated
+      ? {
+          ...none,
+          correlated: 1,
+          loadingsAt: tableAt[0],
+          thresholdsAt: tableAt[1],
+          phiAt: tableAt[2],
+          phiLogMissAt: tableAt[3],
+          mAt: tableAt[4],
+          etaAt: tableAt[5],
+          rank: firing.rank,
+          // as `#drawCorrelated` computes them
+          sqrtRho: Math.sqrt(firing.correlation),
+          invSqrtOneMinusRho: 1 / Math.sqrt(1 - firing.correlation),
+        }
+      : {
+          ...noCorrelation,
+          correlated: 0,
+          pAt: tableAt[0],
+          startsAt: tableAt[1],
+          boundsAt: tableAt[2],
+          logMissAt: tableAt[3],
+          blocks: firing.blockBound.length,
+        }),
+    product: firing.product ? 1 : 0,
+    chunk: firing.chunk,
+    entriesPerRow: entriesPerRow(firing),
     listsAt,
     maxBytes: MAX_BYTES,
   };
   return {
-    plan: firing ? plan : undefined,
+    plan,
     image: () => new Uint8Array(w.memory.buffer, 0, listsAt).slice(),
-    rows(start, count, sigma, lists) {
-      if (lists) {
-        const n = lists.offs[count];
-        const [offs, idx, coef] = listsLayout(w, plan, count, n, count * d * 4);
-        const buf = w.memory.buffer;
-        new Int32Array(buf, offs, count + 1).set(lists.offs.subarray(0, count + 1));
-        new Int32Array(buf, idx, n).set(lists.idx.subarray(0, n));
-        new Float64Array(buf, coef, n).set(lists.coef.subarray(0, n));
-        w.sums(count, d, offs, idx, coef, gAt, listsAt);
-        if (sigma > 0) w.noise(count, start >>> 0, Math.floor(start / 2 ** 32), d, sigma, listsAt);
-      } else {
-        if (!firing) throw new RangeError('these kernels draw no codes (correlated source): pass the lists');
-        drawRows(w, plan, start, count, sigma);
-      }
+    rows(start, count, sigma) {
+      drawRows(w, plan, start, count, sigma);
       return new Float32Array(w.memory.buffer, listsAt, count * d);
     },
     codes(start, count) {

@@ -19,7 +19,10 @@ import {
 } from './random.js';
 import type { RowThreads } from './synthetic-threads.js';
 import {
+  CORRELATED_BLOCK,
   type CodeLists,
+  type CorrelatedTables,
+  DIRECT_BOUND,
   type FiringTables,
   type SyntheticKernels,
   syntheticKernels,
@@ -50,15 +53,15 @@ export interface SyntheticSourceOptions {
   seed?: number;
   /**
    * Compute the samples in WebAssembly SIMD where it is available (default true): the Philox
-   * blocks, the sums and the noise's normals (their ziggurat's fast path); `false` keeps the
+   * blocks, the firing decisions and coefficients, the sums and the noise; `false` keeps the
    * TypeScript loops. Either gives the same values, bit for bit.
    */
   wasm?: boolean;
   /**
    * Threads that draw a batch's rows, this one included (Node only; default: the cores, at most
-   * 4). Sources with independent features split batches of 512 rows or more over worker threads
-   * once `batches()` or {@link SyntheticSource.startThreads} has started them; 1 draws on this
-   * thread alone. The values do not depend on it: every sample has its own random streams.
+   * 4). Batches of 512 rows or more are split over worker threads once `batches()` or
+   * {@link SyntheticSource.startThreads} has started them (with WebAssembly; see `wasm`); 1 draws
+   * on this thread alone. The values do not depend on it: every sample has its own random streams.
    */
   threads?: number;
 }
@@ -86,9 +89,6 @@ const TAG_NOISE = 2;
 /** Philox streams of the fixed draws (with c3 = 0, as core's `philoxNormal`). */
 const STREAM_FEATURES = 0;
 const STREAM_LOADINGS = 1;
-const CORRELATED_BLOCK = 8;
-/** Above this bound a block's features are tested one by one (cheaper than geometric skips). */
-const DIRECT_BOUND = 0.25;
 const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 
 /** A source's place in a pool of worker threads. */
@@ -367,7 +367,7 @@ export class SyntheticSource implements GroundTruthSource {
   /** The ground-truth sparse codes of samples `start` … `start + count − 1`. */
   sparseCodes(start: number, count: number): SparseCodes {
     this.#checkRange(start, count);
-    const kernels = this.#loadings || count === 0 ? null : this.#wasmKernels();
+    const kernels = count === 0 ? null : this.#wasmKernels();
     const lists = kernels ? kernels.codes(start, count) : this.#codeLists(start, count);
     const n = lists.offs[count];
     return {
@@ -395,8 +395,8 @@ export class SyntheticSource implements GroundTruthSource {
 
   /**
    * Starts the worker threads that split batches (see the `threads` option) and resolves, once
-   * they are ready, with the threads that draw a batch now: 1 where there are none (not Node, a
-   * correlated source, the TypeScript loops, `threads: 1`, or workers refused).
+   * they are ready, with the threads that draw a batch now: 1 where there are none (not Node, the
+   * TypeScript loops, `threads: 1`, or workers refused).
    */
   async startThreads(): Promise<number> {
     const slot = await this.#startThreads();
@@ -408,7 +408,7 @@ export class SyntheticSource implements GroundTruthSource {
     this.#threadsStarting ??= (async () => {
       const kernels = this.#threadsOption === 1 || !isNode ? null : this.#wasmKernels();
       const module = bufferWasmModule();
-      if (!kernels?.plan || !module) return null;
+      if (!kernels || !module) return null;
       const { defaultSyntheticThreads, rowThreads } = await import('./synthetic-threads.js');
       const pool = rowThreads(this.#threadsOption ?? defaultSyntheticThreads(), module);
       if (typeof pool === 'string') return null;
@@ -440,9 +440,7 @@ export class SyntheticSource implements GroundTruthSource {
     const kernels = count > 0 ? this.#wasmKernels() : null;
     if (!kernels) return undefined;
     const sigma = this.noise / Math.sqrt(this.dim);
-    // correlated codes come from TypeScript; independent ones are drawn in WebAssembly too,
-    // ranges of them on worker threads where they are started
-    if (this.#loadings) return kernels.rows(start, count, sigma, this.#codeLists(start, count));
+    // codes, sums and noise, ranges of rows on worker threads where they are started
     const threads = this.#threads;
     const here = (first: number, rows: number) => kernels.rows(first, rows, sigma);
     return threads ? threads.pool.rows(threads.id, start, count, sigma, here) : here(start, count);
@@ -486,16 +484,25 @@ export class SyntheticSource implements GroundTruthSource {
   #wasmKernels(): SyntheticKernels | null {
     if (this.#kernels === undefined) {
       const w = this.#useWasm ? bufferWasm() : null;
-      const firing: FiringTables | undefined = this.#loadings
-        ? undefined
+      const common = {
+        product: this.coefficients === 'uniform-product',
+        chunk: Math.ceil(this.#codeWords / 4) + 1,
+        meanActive: this.meanActive,
+      };
+      const firing: FiringTables | CorrelatedTables = this.#loadings
+        ? {
+            ...common,
+            loadings: this.#loadings,
+            thresholds: this.#thresholds!,
+            rank: this.correlationRank,
+            correlation: this.correlation,
+          }
         : {
+            ...common,
             p: this.featureProbabilities,
             blockStart: this.#blockStart,
             blockBound: this.#blockBound,
             blockLogMiss: this.#blockLogMiss,
-            product: this.coefficients === 'uniform-product',
-            chunk: Math.ceil(this.#codeWords / 4) + 1,
-            meanActive: this.meanActive,
           };
       this.#kernels = w
         ? syntheticKernels(

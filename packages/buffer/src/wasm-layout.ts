@@ -59,21 +59,24 @@ export const ZIG_F_AT = SCRATCH_AT + 4 * SCRATCH_FLOATS;
 export const HEAP_AT = ZIG_F_AT + 1040;
 
 /**
- * Indices of the module's functions (its two imports first), for calls between them: the
- * synthetic source's `codes` (synthetic-wasm.ts) reads its stream through `reset` and `next`.
+ * Indices of the module's functions (its three imports first: `Math.log`, `Math.exp` and
+ * random.ts's `normalCdf`), for calls between them: the synthetic source's `codes` and
+ * `correlatedCodes` (synthetic-wasm.ts) read their stream through `reset` and `next`.
  */
 export const FN = {
   log: 0,
   exp: 1,
-  philox: 2,
-  normals: 3,
-  sums: 4,
-  reset: 5,
-  refill: 6,
-  next: 7,
-  normalSlow: 8,
-  noise: 9,
-  codes: 10,
+  cdf: 2,
+  philox: 3,
+  normals: 4,
+  sums: 5,
+  reset: 6,
+  refill: 7,
+  next: 8,
+  normalSlow: 9,
+  noise: 10,
+  codes: 11,
+  correlatedCodes: 12,
 } as const;
 
 /** Philox counter word c3 of the synthetic source's code streams (its `TAG_CODE`). */

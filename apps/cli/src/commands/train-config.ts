@@ -602,8 +602,7 @@ export const SOURCE_OPTIONS: Readonly<Record<string, readonly SourceOption[]>> =
       key: 'threads',
       type: 'integer',
       default: 'the cores, at most 4',
-      description:
-        'Threads that draw a batch (Node; independent features only). The samples do not depend on it.',
+      description: 'Threads that draw a batch (Node). The samples do not depend on it.',
     },
   ],
   npy: FILE_OPTIONS,

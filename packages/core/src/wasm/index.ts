@@ -85,6 +85,7 @@ export const F64_GT = 0x64;
 export const F64_LE = 0x65;
 export const F64_GE = 0x66;
 export const F64_NEG = 0x9a;
+export const F64_CEIL = 0x9b;
 export const F64_FLOOR = 0x9c;
 export const F64_ADD = 0xa0;
 export const F64_SUB = 0xa1;
@@ -162,6 +163,7 @@ export const F32X4_DIV = [SIMD, 0xe7, 0x01];
  */
 export const F32X4_PMAX = [SIMD, 0xeb, 0x01];
 export const F64X2_ADD = [SIMD, 0xf0, 0x01];
+export const F64X2_SUB = [SIMD, 0xf1, 0x01];
 export const F64X2_MUL = [SIMD, 0xf2, 0x01];
 
 /** Unsigned LEB128. */
