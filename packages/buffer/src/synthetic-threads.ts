@@ -8,8 +8,8 @@
  * a copy of the source's memory up to its tables (the ground truth, the firing tables, the
  * stream's key, the ziggurat's), and runs the same draw (`drawRows`, from its source text). The
  * rows come back through one shared array; this thread draws the first range meanwhile, and every
- * range a worker cannot take (still starting, gone, or failed). The workers are core's job
- * workers (`@dictlearn/core/threads`).
+ * range a worker cannot take (still starting, gone, or failed) or has not begun by the time this
+ * thread is done with its own. The workers are core's job workers (`@dictlearn/core/threads`).
  *
  * @module
  */
