@@ -378,12 +378,8 @@ const zigguratTest = (w: number, i: number, m: number) => [
   ...memAligned(2, ZIG_K_AT),
 ];
 
-/**
- * The ziggurat's fast-path value of word w (locals: w, m = w >>> 8, i = w & 127):
- * (1 − ((w >>> 6) & 2))·(m·2⁻²⁴)·X[i], the sign from bit 7 and u = m·2⁻²⁴ exact, in
- * `PhiloxStream.normal`'s order.
- */
-const zigguratValue = (w: number, m: number, i: number) => [
+/** The sign of word w's normal, from bit 7 without a branch: 1 − ((w >>> 6) & 2), as float64. */
+const zigguratSign = (w: number) => [
   ...i32c(1),
   ...get(w),
   ...i32c(6),
@@ -392,16 +388,22 @@ const zigguratValue = (w: number, m: number, i: number) => [
   I32_AND,
   I32_SUB,
   F64_CONVERT_I32_S,
-  ...get(m),
-  F64_CONVERT_I32_U,
-  ...f64c(2 ** -24),
+];
+/** u = m·2⁻²⁴ (exact), of local m = w >>> 8. */
+const zigguratU = (m: number) => [...get(m), F64_CONVERT_I32_U, ...f64c(2 ** -24), F64_MUL];
+/** The ziggurat's X[i], of local i. */
+const zigguratX = (i: number) => [...get(i), ...i32c(3), I32_SHL, F64_LOAD, ...memAligned(3, ZIG_X_AT)];
+
+/**
+ * The ziggurat's fast-path value of word w (locals: w, m = w >>> 8, i = w & 127):
+ * (1 − ((w >>> 6) & 2))·(m·2⁻²⁴)·X[i], the sign from bit 7 and u = m·2⁻²⁴ exact, in
+ * `PhiloxStream.normal`'s order.
+ */
+const zigguratValue = (w: number, m: number, i: number) => [
+  ...zigguratSign(w),
+  ...zigguratU(m),
   F64_MUL,
-  F64_MUL,
-  ...get(i),
-  ...i32c(3),
-  I32_SHL,
-  F64_LOAD,
-  ...memAligned(3, ZIG_X_AT),
+  ...zigguratX(i),
   F64_MUL,
 ];
 
@@ -533,7 +535,6 @@ function normalSlowBody(): number[] {
   const W = 0;
   const [I, M] = [1, 2];
   const [U, X, SIGN, A, B] = [3, 4, 5, 6, 7];
-  const xOf = (i: number) => [...get(i), ...i32c(3), I32_SHL, F64_LOAD, ...memAligned(3, ZIG_X_AT)];
   const fOf = (i: number[], plus: number) => [
     ...i,
     ...i32c(3),
@@ -568,23 +569,13 @@ function normalSlowBody(): number[] {
     VOID,
     // inside the layer's rectangle (a retry's new word may land there): the fast path's value
     ...ifThen([...zigguratTest(W, I, M), I32_LT_U], [...zigguratValue(W, M, I), RETURN]),
-    ...get(M),
-    F64_CONVERT_I32_U,
-    ...f64c(2 ** -24),
-    F64_MUL,
+    ...zigguratU(M),
     ...set(U),
     ...get(U),
-    ...xOf(I),
+    ...zigguratX(I),
     F64_MUL,
     ...set(X),
-    ...i32c(1),
-    ...get(W),
-    ...i32c(6),
-    I32_SHR_U,
-    ...i32c(2),
-    I32_AND,
-    I32_SUB,
-    F64_CONVERT_I32_S,
+    ...zigguratSign(W),
     ...set(SIGN),
     ...ifThen([...get(I), I32_EQZ], tail),
     // the wedge: y = F[i] + u'·(F[i+1] − F[i]) below exp(−x²/2)
